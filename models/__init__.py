@@ -1,0 +1,23 @@
+"""The model layer: presets, detection, loading, prompt building and streaming.
+
+Knows transformers and torch; knows nothing of Gradio.
+"""
+
+from .detect import Architecture, UnsupportedModelError, detect, wrong_class_refusal
+from .loader import (LoadedModel, ModelCache, ModelDescription, ModelLoadError, describe_config, eight_bit_status,
+                     load_config, load_model, pick_device)
+from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, PRESETS, Kind, Preset, PromptStyle, get_preset, presets_of
+from .prompt import PreparedPrompt, prepare
+from .settings import GenerationSettings, SettingsError, validate_prompt
+from .sources import ModelIdError, ModelRegistry, ModelSource, hub_reachable, scan_model_dir, smollm2_gguf, validate_hub_id
+from .stream import FinishReason, Stats, StreamUpdate, generate_text, stream
+
+__all__ = [
+    "Architecture", "UnsupportedModelError", "detect", "wrong_class_refusal",
+    "LoadedModel", "ModelCache", "ModelDescription", "ModelLoadError", "describe_config", "eight_bit_status",
+    "load_config", "load_model", "pick_device",
+    "DEFAULT_CAUSAL", "DEFAULT_SEQ2SEQ", "PRESETS", "Kind", "Preset", "PromptStyle", "get_preset", "presets_of",
+    "PreparedPrompt", "prepare", "GenerationSettings", "SettingsError", "validate_prompt",
+    "ModelIdError", "ModelRegistry", "ModelSource", "hub_reachable", "scan_model_dir", "smollm2_gguf", "validate_hub_id",
+    "FinishReason", "Stats", "StreamUpdate", "generate_text", "stream",
+]

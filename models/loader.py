@@ -1,0 +1,360 @@
+"""One loader that picks device, dtype and quantization, and a process-wide cache.
+
+Example:
+    >>> cache = ModelCache(max_models=2)                       # doctest: +SKIP
+    >>> loaded = cache.get(ModelRegistry().resolve("google/flan-t5-small"))  # doctest: +SKIP
+    >>> loaded.description.card_line()                         # doctest: +SKIP
+    'AutoModelForSeq2SeqLM -> T5ForConditionalGeneration, encoder-decoder, 77M params, float32, cpu'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from .detect import AUTO_CLASSES, Architecture, UnsupportedModelError, detect
+from .presets import Kind
+from .sources import ModelSource
+
+log = logging.getLogger(__name__)
+hf_logging.disable_progress_bar()  # server logs, not terminal progress bars
+
+# Model types whose activations overflow in float16 (FLAN-T5 gives NaNs): bf16 or fp32 only.
+FP16_UNSAFE_MODEL_TYPES = frozenset({"t5", "mt5", "umt5", "longt5", "switch_transformers", "pegasus", "pegasus_x"})
+GGUF_CACHE_DIR = Path(os.environ.get("PLAYGROUND_CACHE", Path.home() / ".cache" / "seq2seq-causal-playground")) / "gguf"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """Everything a user may want to know about a loaded model.
+
+    Args:
+        name: the name it was picked by.
+        kind: seq2seq or causal.
+        auto_class / resolved_class: the Auto class used and the concrete class it resolved to.
+        model_type: the config's model_type.
+        params: parameter count.
+        dtype: parameter dtype as text (``"float32"``; 8-bit layers show as ``int8`` in ``quantization``).
+        device: ``"cpu"`` or ``"cuda:0"``.
+        memory_bytes: ``model.get_memory_footprint()``.
+        quantization: ``"none"`` or ``"8-bit (bitsandbytes)"``.
+        origin: where the weights came from.
+        revision: the commit hash when known (hub models), else ``None``.
+        load_seconds: how long loading took (0 when served from the cache).
+    """
+
+    name: str
+    kind: Kind
+    auto_class: str
+    resolved_class: str
+    model_type: str
+    params: int
+    dtype: str
+    device: str
+    memory_bytes: int
+    quantization: str
+    origin: str
+    revision: str | None
+    load_seconds: float
+
+    @property
+    def params_text(self) -> str:
+        """``"77M"`` / ``"1.2B"`` / ``"45K"``."""
+        n = self.params
+        for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+            if n >= size:
+                return f"{n / size:.3g}{unit}"
+        return str(n)
+
+    def card_line(self) -> str:
+        """One line answering "which class, which architecture, how big, where"."""
+        quant = ", 8-bit" if self.quantization != "none" else ""
+        return (f"{self.auto_class} -> {self.resolved_class}, {self.kind.architecture}, {self.params_text} params, "
+                f"{self.dtype}{quant}, {self.device}, {self.memory_bytes / 2**20:.1f} MiB")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "name": self.name, "kind": self.kind.value, "auto_class": self.auto_class, "resolved_class": self.resolved_class,
+            "model_type": self.model_type, "params": self.params, "dtype": self.dtype, "device": self.device,
+            "memory_bytes": self.memory_bytes, "quantization": self.quantization, "origin": self.origin,
+            "revision": self.revision, "load_seconds": round(self.load_seconds, 3),
+        }
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate, with its tokenizer and description."""
+
+    source: ModelSource
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    architecture: Architecture
+    description: ModelDescription
+    load_kwargs: dict[str, Any]
+
+    @property
+    def kind(self) -> Kind:
+        return self.architecture.kind
+
+
+def pick_device() -> str:
+    """``"cuda"`` when a GPU is present, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(config: PretrainedConfig, device: str) -> torch.dtype:
+    """A dtype that is safe for the architecture on ``device``.
+
+    CPU: float32 (fp16 matmuls are slow or missing there). GPU: float16, except for
+    model types that overflow in fp16 (T5 family), which get bfloat16 where the GPU
+    supports it and float32 otherwise.
+    """
+    if device == "cpu":
+        return torch.float32
+    if getattr(config, "model_type", "") in FP16_UNSAFE_MODEL_TYPES:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.float16
+
+
+def eight_bit_status(device: str | None = None) -> tuple[bool, str]:
+    """Whether 8-bit loading works here, and a sentence saying why (not).
+
+    bitsandbytes >= 0.48 quantizes on CPU as well as on CUDA.
+    """
+    device = device or pick_device()
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return False, "8-bit needs the bitsandbytes package, which is not installed (pip install bitsandbytes)"
+    try:
+        from importlib.metadata import version
+
+        bnb_version = version("bitsandbytes")
+    except Exception:  # noqa: BLE001
+        bnb_version = "0"
+    major_minor = tuple(int(x) for x in bnb_version.split(".")[:2] if x.isdigit())
+    if device == "cpu" and major_minor < (0, 48):
+        return False, f"bitsandbytes {bnb_version} quantizes on GPU only; 8-bit on CPU needs bitsandbytes >= 0.48"
+    where = "GPU" if device.startswith("cuda") else "CPU"
+    return True, f"8-bit available on {where} (bitsandbytes {bnb_version}): about half the memory, usually slower"
+
+
+def _friendly(exc: BaseException, source: ModelSource) -> str:
+    """Turn a transformers / hub exception into one readable sentence."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    name = type(exc).__name__
+    low = str(exc).lower()
+    if "trust_remote_code" in low or "custom code" in low:
+        return f"{source.name} needs custom code from its repository to run; this playground never runs remote code (trust_remote_code is off)"
+    if name in {"RepositoryNotFoundError", "GatedRepoError"} or "is not a valid model identifier" in low or "repository not found" in low:
+        return f"{source.name} was not found on the Hugging Face hub (or is private or gated)"
+    if name in {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} or "offline" in low or "cannot find the requested files" in low or "couldn't connect" in low:
+        return f"{source.name} is not on this machine and the Hugging Face hub cannot be reached; download it once with a connection, or use --model-dir"
+    if "model.safetensors" in low and ("does not appear" in low or "no file named" in low):
+        return f"{source.name} has weights only in pickle format (.bin), which can run code when loaded; refused (start with --allow-pickle to permit)"
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in low:
+        return f"not enough memory to load {source.name} ({text})"
+    if isinstance(exc, (OSError, ValueError, KeyError, EnvironmentError)) and source.local:
+        return f"{source.name}: the model files are missing or corrupt ({name}: {text[:300]})"
+    return f"{source.name} could not be loaded ({name}: {text[:300]})"
+
+
+def load_config(source: ModelSource) -> PretrainedConfig:
+    """The model's config (a small file; no weights), with remote code refused."""
+    kwargs: dict[str, Any] = {"trust_remote_code": False}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    try:
+        return AutoConfig.from_pretrained(source.path, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message
+        raise ModelLoadError(_friendly(exc, source)) from exc
+
+
+def describe_config(source: ModelSource) -> Architecture:
+    """Detect the architecture from the config only, raising a clear error for anything else."""
+    return detect(load_config(source))
+
+
+def _gguf_cache_folder(source: ModelSource) -> Path:
+    file = Path(source.path) / (source.gguf_file or "")
+    stat = file.stat()
+    key = hashlib.sha256(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return GGUF_CACHE_DIR / f"{file.stem}-{key}"
+
+
+def convert_gguf(source: ModelSource, on_status: Callable[[str], None] | None = None) -> Path:
+    """Dequantize a GGUF model once into a safetensors folder and return that folder.
+
+    A GGUF-loaded model refuses ``save_pretrained``; a fresh model built from its
+    config, given its state dict, saves fine. Later loads read the folder in about a second.
+    """
+    folder = _gguf_cache_folder(source)
+    if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
+        return folder
+    if on_status:
+        on_status(f"Converting {source.gguf_file} from GGUF once (tens of seconds); later loads are fast")
+    config = AutoConfig.from_pretrained(source.path, gguf_file=source.gguf_file)
+    arch = detect(config)
+    auto = AUTO_CLASSES[arch.kind]
+    gguf_model = auto.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+    fresh = auto.from_config(gguf_model.config, dtype=torch.float32)
+    fresh.load_state_dict(gguf_model.state_dict())
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}-{threading.get_ident()}")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    fresh.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if getattr(fresh, "generation_config", None) is not None:
+        fresh.generation_config.save_pretrained(tmp)
+    if folder.exists():  # another process converted it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.replace(folder)
+    return folder
+
+
+def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle: bool = False,
+               device: str | None = None, on_status: Callable[[str], None] | None = None) -> LoadedModel:
+    """Load ``source`` for generation; every failure is a :class:`ModelLoadError` or
+    :class:`UnsupportedModelError` with a readable message.
+
+    Args:
+        source: where the model is.
+        load_in_8bit: quantize linear layers to int8 with bitsandbytes (T5's ``wo`` layers stay
+            in full precision through the model's ``_keep_in_fp32_modules``).
+        allow_pickle: accept ``.bin`` (pickle) weights when no safetensors exist.
+        device: override the automatic choice (CUDA when present, else CPU).
+        on_status: called with short progress messages.
+    """
+    started = time.perf_counter()
+    device = device or pick_device()
+    status = on_status or (lambda _msg: None)
+    status(f"Reading the config of {source.name}")
+    config = load_config(source)
+    arch = detect(config)  # raises UnsupportedModelError for encoder-only and other models
+    path, gguf_file = source.path, source.gguf_file
+    if gguf_file:
+        try:
+            path = str(convert_gguf(source, status))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(_friendly(exc, source)) from exc
+        config = AutoConfig.from_pretrained(path)
+    kwargs: dict[str, Any] = {"trust_remote_code": False, "dtype": pick_dtype(config, device)}
+    if not allow_pickle:
+        kwargs["use_safetensors"] = True
+    if load_in_8bit:
+        ok, reason = eight_bit_status(device)
+        if not ok:
+            raise ModelLoadError(reason)
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        kwargs["device_map"] = {"": device if device != "cuda" else 0}
+        if device == "cpu":
+            kwargs["dtype"] = torch.float32
+    status(f"Loading weights of {source.name}{' in 8-bit' if load_in_8bit else ''}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        model = AUTO_CLASSES[arch.kind].from_pretrained(path, **kwargs)
+        if not load_in_8bit:
+            model.to(device)  # never on a quantized model: its device_map placed it
+    except (UnsupportedModelError, ModelLoadError):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(_friendly(exc, source)) from exc
+    model.eval()
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    revision = getattr(config, "_commit_hash", None)
+    description = ModelDescription(
+        name=source.name, kind=arch.kind, auto_class=arch.auto_class, resolved_class=type(model).__name__,
+        model_type=arch.model_type, params=sum(p.numel() for p in model.parameters()),
+        dtype=str(model.dtype).removeprefix("torch."), device=str(model.device), memory_bytes=int(model.get_memory_footprint()),
+        quantization="8-bit (bitsandbytes)" if load_in_8bit else "none", origin=source.origin,
+        revision=revision, load_seconds=time.perf_counter() - started,
+    )
+    return LoadedModel(source, model, tokenizer, arch, description, kwargs)
+
+
+class ModelCache:
+    """Process-wide cache of loaded models, keyed by (model name, 8-bit).
+
+    Shared by every user: a model is loaded once, two simultaneous requests for the
+    same model wait on one load, and the least recently used model is evicted when
+    more than ``max_models`` are loaded.
+
+    Args:
+        max_models (int, default 4): how many models stay loaded at once.
+        allow_pickle (bool, default False): passed to :func:`load_model`.
+        loader: the function that loads (tests may count calls).
+    """
+
+    def __init__(self, max_models: int = 4, *, allow_pickle: bool = False,
+                 loader: Callable[..., LoadedModel] = load_model) -> None:
+        if max_models < 1:
+            raise ValueError("max_models must be at least 1")
+        self.max_models = max_models
+        self.allow_pickle = allow_pickle
+        self._loader = loader
+        self._models: OrderedDict[tuple[str, bool], LoadedModel] = OrderedDict()
+        self._key_locks: dict[tuple[str, bool], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.loads = 0  # how many real loads happened (for tests and the benchmark)
+
+    def peek(self, name: str, load_in_8bit: bool = False) -> LoadedModel | None:
+        """The loaded model if it is in the cache, without loading it."""
+        with self._lock:
+            return self._models.get((name, load_in_8bit))
+
+    def put(self, loaded: LoadedModel, load_in_8bit: bool = False) -> None:
+        """Insert an already loaded model (evicting the least recently used beyond the bound)."""
+        with self._lock:
+            self._models[(loaded.source.name, load_in_8bit)] = loaded
+            self._models.move_to_end((loaded.source.name, load_in_8bit))
+            while len(self._models) > self.max_models:
+                evicted, _ = self._models.popitem(last=False)
+                log.info("evicted %s from the model cache", evicted)
+
+    def get(self, source: ModelSource, load_in_8bit: bool = False,
+            on_status: Callable[[str], None] | None = None) -> LoadedModel:
+        """The loaded model for ``source``, loading it at most once across threads."""
+        key = (source.name, load_in_8bit)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._models:
+                    self._models.move_to_end(key)
+                    return self._models[key]
+            loaded = self._loader(source, load_in_8bit=load_in_8bit, allow_pickle=self.allow_pickle, on_status=on_status)
+            with self._lock:
+                self.loads += 1
+            self.put(loaded, load_in_8bit)
+            return loaded
+
+    def clear(self) -> None:
+        """Forget every loaded model."""
+        with self._lock:
+            self._models.clear()
+
+    def __len__(self) -> int:
+        return len(self._models)

