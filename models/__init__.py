@@ -9,7 +9,8 @@ from .loader import (LoadedModel, ModelCache, ModelDescription, ModelLoadError, 
 from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, PRESETS, Kind, Preset, PromptStyle, get_preset, presets_of
 from .prompt import PreparedPrompt, prepare
 from .settings import GenerationSettings, SettingsError, validate_prompt
-from .sources import ModelIdError, ModelRegistry, ModelSource, hub_reachable, scan_model_dir, smollm2_gguf, validate_hub_id
+from .sources import (ModelIdError, ModelRegistry, ModelSource, hub_reachable, scan_model_dir, set_offline, smollm2_gguf,
+                      validate_hub_id)
 from .stream import FinishReason, Stats, StreamUpdate, generate_text, stream
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "load_config", "load_model", "pick_device",
     "DEFAULT_CAUSAL", "DEFAULT_SEQ2SEQ", "PRESETS", "Kind", "Preset", "PromptStyle", "get_preset", "presets_of",
     "PreparedPrompt", "prepare", "GenerationSettings", "SettingsError", "validate_prompt",
-    "ModelIdError", "ModelRegistry", "ModelSource", "hub_reachable", "scan_model_dir", "smollm2_gguf", "validate_hub_id",
+    "ModelIdError", "ModelRegistry", "ModelSource", "hub_reachable", "scan_model_dir", "set_offline", "smollm2_gguf",
+    "validate_hub_id",
     "FinishReason", "Stats", "StreamUpdate", "generate_text", "stream",
 ]

@@ -214,3 +214,11 @@ class ModelRegistry:
             if preset.kind is kind:
                 out.append((preset.id, preset.choice_label, self.availability(preset.id)))
         return out
+
+
+def set_offline() -> None:
+    """Switch the hub client to offline mode for this process (also after it was imported)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True

@@ -1,0 +1,429 @@
+"""Seq2seq vs causal playground: one prompt, two models, both streaming side by side.
+
+Run ``python app.py`` and open http://127.0.0.1:7860. ``python app.py --help`` lists options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no analytics calls from a public demo
+
+import gradio as gr  # noqa: E402
+
+from components.examples import EXAMPLES  # noqa: E402
+from components.panel import Panel, build_panel  # noqa: E402
+from components.render import card_markdown, error_markdown, stats_markdown  # noqa: E402
+from components.settings import SHARED_FIELDS  # noqa: E402
+from models import (DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, GenerationSettings, Kind, LoadedModel, ModelCache,  # noqa: E402
+                    ModelIdError, ModelLoadError, ModelRegistry, ModelSource, SettingsError, UnsupportedModelError,
+                    describe_config, eight_bit_status, get_preset, hub_reachable, set_offline, stream, validate_prompt)
+from models.tiny import UNTRAINED_NOTE  # noqa: E402
+
+SIDES = (Kind.SEQ2SEQ, Kind.CAUSAL)
+NO_LOCAL_SEQ2SEQ = ("No seq2seq model is available on this machine and the Hugging Face hub cannot be reached. "
+                    "To get one: with a connection, run `python -c \"from transformers import pipeline; "
+                    "pipeline('text2text-generation', 'google/flan-t5-small')\"` once (it stays in the local cache), "
+                    "or start with `python app.py --model-dir DIR` pointing at a local checkpoint folder.")
+KEYBOARD_JS = """
+<script>
+document.addEventListener('keydown', (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
+    const button = document.getElementById('run-btn');
+    if (button) { e.preventDefault(); button.click(); }
+  }
+});
+</script>
+"""
+CSS = "#seq2seq-output textarea, #causal-output textarea { font-family: ui-monospace, monospace; }"
+
+
+@dataclass
+class AppConfig:
+    """Everything the command line decides.
+
+    Args:
+        model_dirs: folders whose models are registered under their folder names.
+        seq2seq / causal: the model each panel starts with (preset, hub id or registered name).
+        allow_custom: accept typed hub ids (off by default on a public Space).
+        allow_pickle: accept ``.bin`` (pickle) weights.
+        online: hub reachable; ``None`` = detect at start.
+        max_models: models kept loaded at once (LRU beyond).
+        concurrency: generations running at once, across all users.
+        queue_size: requests waiting at most; more get a "busy" answer.
+        preload: load the start-up models in the background at start.
+        first_token_timeout: seconds before a silent model counts as failed.
+    """
+
+    model_dirs: list[str] = field(default_factory=list)
+    seq2seq: str | None = None
+    causal: str | None = None
+    allow_custom: bool = True
+    allow_pickle: bool = False
+    online: bool | None = None
+    max_models: int = 4
+    concurrency: int = 4
+    queue_size: int = 16
+    preload: bool = True
+    first_token_timeout: float = 120.0
+
+
+class Playground:
+    """The handlers. Holds the registry and the process-wide model cache (shared by
+    design: a model is loaded once for all users); everything per user lives in the
+    request (Gradio session state), never here."""
+
+    def __init__(self, config: AppConfig, registry: ModelRegistry, cache: ModelCache) -> None:
+        self.config = config
+        self.registry = registry
+        self.cache = cache
+        self._stops: dict[str, set[threading.Event]] = {}  # per session: events of its running generations
+        self._stops_lock = threading.Lock()
+
+    # ----- models -----
+    def default_model(self, kind: Kind) -> str | None:
+        """The model a panel starts with: the command line's choice, else the first available one."""
+        wanted = self.config.seq2seq if kind is Kind.SEQ2SEQ else self.config.causal
+        if wanted:
+            return wanted
+        default = DEFAULT_SEQ2SEQ if kind is Kind.SEQ2SEQ else DEFAULT_CAUSAL
+        choices = self.registry.choices(kind)
+        available = [name for name, _label, reason in choices if reason is None]
+        if default in available:
+            return default
+        return available[0] if available else (choices[0][0] if choices else None)
+
+    def resolve(self, name: str | None, custom: str | None) -> ModelSource:
+        """The source for a panel's selection (a typed hub id wins over the dropdown)."""
+        if custom and custom.strip():
+            return self.registry.resolve(custom, custom=True)
+        if not name:
+            raise ModelIdError("model: no model selected")
+        return self.registry.resolve(name)
+
+    def load(self, source: ModelSource, eight_bit: bool, stop: threading.Event | None = None) -> Iterator[str | LoadedModel]:
+        """Load through the cache in a helper thread, yielding status lines until the model is ready.
+
+        The last item is the :class:`LoadedModel`; load errors are raised.
+        """
+        cached = self.cache.peek(source.name, eight_bit)
+        if cached is not None:
+            yield cached
+            return
+        reason = self.registry.availability(source.name)
+        if reason and not source.local:
+            raise ModelLoadError(f"{source.name} {reason}")
+        messages: queue.Queue[str] = queue.Queue()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["model"] = self.cache.get(source, eight_bit, on_status=messages.put)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the handler
+                box["error"] = exc
+
+        started = time.perf_counter()
+        thread = threading.Thread(target=work, name=f"load[{source.name}]", daemon=True)
+        thread.start()
+        status = f"Loading {source.name}"
+        while thread.is_alive():
+            thread.join(0.25)
+            while not messages.empty():
+                status = messages.get()
+            if stop is not None and stop.is_set():
+                raise ModelLoadError(f"stopped while loading {source.name} (it keeps loading in the background)")
+            yield f"⏳ {status}… {time.perf_counter() - started:.0f} s"
+        if "error" in box:
+            raise box["error"]
+        yield box["model"]
+
+    def card(self, name: str | None, custom: str | None, eight_bit: bool) -> str:
+        """Model card Markdown for a selection: full description if loaded, else what the config says."""
+        try:
+            source = self.resolve(name, custom)
+        except ModelIdError as exc:
+            return card_markdown(error=str(exc))
+        loaded = self.cache.peek(source.name, bool(eight_bit))
+        note = UNTRAINED_NOTE if _is_untrained(source) else None
+        if loaded is not None:
+            return card_markdown(_description(loaded), note=note)
+        reason = self.registry.availability(source.name)
+        if reason and not source.local:
+            return card_markdown(error=f"{source.name} {reason}")
+        try:
+            arch = describe_config(source)
+        except (ModelLoadError, UnsupportedModelError) as exc:
+            return card_markdown(error=str(exc))
+        return card_markdown(architecture={"auto_class": arch.auto_class, "resolved_class": arch.resolved_class,
+                                           "architecture": arch.kind.architecture, "model_type": arch.model_type}, note=note)
+
+    def preload(self) -> threading.Thread:
+        """Load the start-up models in the background so the first visitor does not wait for both."""
+        def work() -> None:
+            for kind in SIDES:
+                name = self.default_model(kind)
+                try:
+                    if name and self.registry.availability(name) is None:
+                        self.cache.get(self.registry.resolve(name))
+                except Exception as exc:  # noqa: BLE001 - shown in the panel when a visitor runs it
+                    print(f"preload of {name} failed: {exc}")
+        thread = threading.Thread(target=work, name="preload", daemon=True)
+        thread.start()
+        return thread
+
+    # ----- stop -----
+    def _track(self, session: str, event: threading.Event, add: bool) -> None:
+        with self._stops_lock:
+            events = self._stops.setdefault(session, set())
+            (events.add if add else events.discard)(event)
+            if not events:
+                self._stops.pop(session, None)
+
+    def stop(self, request: gr.Request) -> None:
+        """Stop every generation of this visitor's session (the worker threads end at the next token)."""
+        with self._stops_lock:
+            for event in self._stops.get(request.session_hash or "", ()):
+                event.set()
+
+    def running(self) -> int:
+        """How many generations are running (for tests and the benchmark)."""
+        with self._stops_lock:
+            return sum(len(v) for v in self._stops.values())
+
+    # ----- generation -----
+    def generate(self, source: ModelSource, prompt: str, settings: GenerationSettings, eight_bit: bool,
+                 session: str) -> Iterator[tuple[str, str, LoadedModel | None, dict[str, Any] | None]]:
+        """Load and stream one model: yields ``(text, status_or_stats_markdown, loaded, final_record)``.
+
+        Errors become a status line; the partial text is kept. Stopped when this session's
+        stop is pressed or when the consumer goes away (the page closed).
+        """
+        stop = threading.Event()
+        self._track(session, stop, True)
+        loaded: LoadedModel | None = None
+        try:
+            try:
+                for item in self.load(source, eight_bit, stop):
+                    if isinstance(item, LoadedModel):
+                        loaded = item
+                    else:
+                        yield "", stats_markdown(None, status=item), None, None
+            except (ModelLoadError, UnsupportedModelError) as exc:
+                yield "", error_markdown(str(exc)), None, {"error": str(exc)}
+                return
+            except Exception as exc:  # noqa: BLE001 - nothing raw reaches the page
+                yield "", error_markdown(f"{source.name} could not be loaded ({type(exc).__name__}: {exc})"), None, {"error": str(exc)}
+                return
+            if stop.is_set():
+                yield "", stats_markdown(None, status="stopped"), loaded, None
+                return
+            yield "", stats_markdown(None, status="generating…"), loaded, None
+            for update in stream(loaded, prompt, settings, stop_event=stop, first_token_timeout=self.config.first_token_timeout):
+                if update.stats is None:
+                    yield update.text, stats_markdown(None, status="generating…"), loaded, None
+                else:
+                    record = {"model": source.name, "description": _description(loaded), "settings": settings.to_dict(),
+                              "prompt_as_seen": update.prepared.text, "text": update.text, "stats": update.stats.to_dict()}
+                    yield update.text, stats_markdown(update.stats.to_dict()), loaded, record
+        finally:
+            stop.set()  # the page went away or the stream ended: the worker must end too
+            self._track(session, stop, False)
+
+    def run_side(self, kind: Kind, panel: Panel, shared: Panel, prompt_box: gr.Textbox, link: gr.Checkbox):
+        """Build the Gradio handler for one side (reads its inputs by component, returns by component)."""
+        def handler(data: dict[Any, Any], request: gr.Request) -> Iterator[dict[Any, Any]]:
+            settings_panel = shared if (kind is Kind.CAUSAL and data[link]) else panel
+            values = {name: data[comp] for name, comp in zip(SHARED_FIELDS, settings_panel.settings.components())}
+            if kind is Kind.SEQ2SEQ:
+                values["task_prefix"] = data[panel.option] or ""
+            else:
+                values["use_chat_template"] = bool(data[panel.option])
+            try:
+                prompt = validate_prompt(data[prompt_box])
+                settings = GenerationSettings.from_mapping(values)
+                source = self.resolve(data[panel.model], data[panel.custom])
+            except (SettingsError, ModelIdError) as exc:
+                yield {panel.output: "", panel.stats: error_markdown(str(exc))}
+                return
+            session = request.session_hash or "anonymous"
+            for text, status, loaded, record in self.generate(source, prompt, settings, bool(data[panel.eight_bit]), session):
+                out = {panel.output: text, panel.stats: status}
+                if loaded is not None:
+                    out[panel.card] = card_markdown(_description(loaded), note=UNTRAINED_NOTE if _is_untrained(source) else None)
+                if record is not None:
+                    out[panel.record] = record
+                    if "error" in record and loaded is None:
+                        out[panel.card] = card_markdown(error=record["error"])
+                yield out
+        return handler
+
+    def api_generate(self, model: str, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
+                     top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, seed: int = 0,
+                     load_in_8bit: bool = False, request: gr.Request | None = None) -> Iterator[tuple[str, dict]]:
+        """Stream one model's answer to a prompt.
+
+        Yields the growing text with an empty stats object, then the final text with the stats
+        (tokens in/out, time to first token, tokens/s, finish reason). Bad settings, ids or models
+        are refused with an error naming what was wrong.
+        """
+        try:
+            settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                                          repetition_penalty=repetition_penalty, seed=seed)
+            prompt = validate_prompt(prompt)
+            if not isinstance(load_in_8bit, bool):
+                raise SettingsError("load_in_8bit", f"must be true or false, got {load_in_8bit!r:.40}")
+            source = self.registry.resolve(model, custom=True)
+        except (SettingsError, ModelIdError) as exc:
+            raise gr.Error(str(exc)) from None
+        session = (request.session_hash if request is not None else None) or "api"
+        for text, _status, _loaded, record in self.generate(source, prompt, settings, load_in_8bit, session):
+            if record is None:
+                if text:
+                    yield text, {}
+                continue
+            if "error" in record and "stats" not in record:
+                raise gr.Error(record["error"])
+            stats = dict(record["stats"], model=record["model"], description=record["description"])
+            if stats.get("finish_reason") == "error":
+                raise gr.Error(f"{stats['error']} (partial text: {text[-200:]!r})")
+            yield text, stats
+
+    def api_models(self) -> dict:
+        """Every selectable model per kind, with the reason when it is unavailable."""
+        return {kind.value: [{"name": n, "label": label, "unavailable": reason} for n, label, reason in self.registry.choices(kind)]
+                for kind in SIDES}
+
+
+def _is_untrained(source: ModelSource) -> bool:
+    return source.local and os.path.isfile(os.path.join(source.path, "PLAYGROUND_NOTE.json"))
+
+
+def _description(loaded: LoadedModel) -> dict[str, Any]:
+    d = loaded.description.to_dict()
+    d["params_text"] = loaded.description.params_text
+    d["architecture"] = loaded.kind.architecture
+    return d
+
+
+def build_app(config: AppConfig, *, registry: ModelRegistry | None = None, cache: ModelCache | None = None) -> gr.Blocks:
+    """Compose the page. ``registry`` and ``cache`` may be given (tests share them)."""
+    if registry is None:
+        online = hub_reachable() if config.online is None else config.online
+        if not online:
+            set_offline()
+        registry = ModelRegistry(allow_custom=config.allow_custom, online=online)
+        for folder in config.model_dirs:
+            registry.register_dir(folder)
+        registry.register_packaged()
+    cache = cache or ModelCache(config.max_models, allow_pickle=config.allow_pickle)
+    pg = Playground(config, registry, cache)
+    eight = eight_bit_status()
+
+    with gr.Blocks(title="Seq2seq vs causal playground", analytics_enabled=False) as demo:
+        demo.playground = pg  # for tests and the benchmark
+        gr.Markdown(
+            "# Seq2seq vs causal: one prompt, two kinds of model\n"
+            "Left: an **encoder-decoder** (`AutoModelForSeq2SeqLM`) reads your input and writes a new text. "
+            "Right: a **decoder-only** (`AutoModelForCausalLM`) continues your prompt. Both answers stream live. "
+            + ("" if registry.online else "\n\n**Offline:** the Hugging Face hub cannot be reached; only models on this machine are offered."))
+        prompt = gr.Textbox(label="Prompt (Ctrl/Cmd+Enter runs)", lines=3, max_lines=12, elem_id="prompt",
+                            placeholder="Ask, instruct, or paste a text to summarize or translate…")
+        with gr.Row():
+            run_btn = gr.Button("Run both", variant="primary", elem_id="run-btn")
+            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+            clear_btn = gr.Button("Clear", elem_id="clear-btn")
+            link = gr.Checkbox(True, label="Same settings for both sides", elem_id="link-settings")
+        with gr.Row(elem_id="examples"):
+            example_buttons = [gr.Button(ex.title, size="sm", elem_id=f"example-{i}") for i, ex in enumerate(EXAMPLES)]
+        how = gr.Markdown("", elem_id="example-how")
+        run_token = gr.State(0)  # bumped by the examples to start a run
+        panels: dict[Kind, Panel] = {}
+        with gr.Row(equal_height=False):
+            for kind in SIDES:
+                value = pg.default_model(kind)
+                preset = get_preset(value or "")
+                notice = None
+                available = [c for c in registry.choices(kind) if c[2] is None]
+                if kind is Kind.SEQ2SEQ and not any(not (registry.local.get(n) and _is_untrained(registry.local[n])) for n, _, _ in available):
+                    notice = NO_LOCAL_SEQ2SEQ
+                panels[kind] = build_panel(
+                    kind.value, title="Seq2seq · encoder-decoder" if kind is Kind.SEQ2SEQ else "Causal · decoder-only",
+                    choices=registry.choices(kind), value=value, allow_custom=registry.allow_custom, eight_bit=eight,
+                    defaults=preset.defaults if preset else {}, notice=notice)
+        left, right = panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL]
+        link.change(lambda linked: gr.Accordion(visible=not linked), link, right.settings.accordion, queue=False,
+                    api_visibility="private")
+        demo.load(lambda linked: gr.Accordion(visible=not linked), link, right.settings.accordion, queue=False,
+                  api_visibility="private")
+
+        events = []
+        for kind, panel in panels.items():
+            inputs = {prompt, link, panel.model, panel.custom, panel.eight_bit, panel.option,
+                      *panel.settings.components(), *left.settings.components()}
+            events.append(gr.on([run_btn.click, run_token.change], pg.run_side(kind, panel, left, prompt, link), inputs=inputs,
+                                outputs={panel.output, panel.stats, panel.card, panel.record}, concurrency_id="generate",
+                                concurrency_limit=config.concurrency, show_progress="hidden", api_visibility="private"))
+            gr.on([panel.model.change, panel.custom.submit, panel.eight_bit.change, demo.load], pg.card,
+                  inputs=[panel.model, panel.custom, panel.eight_bit], outputs=panel.card, concurrency_limit=4,
+                  concurrency_id="card", show_progress="hidden", api_visibility="private")
+        stop_btn.click(pg.stop, None, None, queue=False, api_name="stop")
+        clear_btn.click(lambda: ("", "", "", "", "", ""), None, [prompt, left.output, right.output, left.stats, right.stats, how],
+                        queue=False, api_visibility="private")
+        for button, example in zip(example_buttons, EXAMPLES):
+            button.click(lambda token, ex=example: (ex.prompt, ex.task_prefix, f"ℹ️ {ex.how}", token + 1), run_token,
+                         [prompt, left.option, how, run_token], queue=False, api_visibility="private")
+        gr.api(pg.api_generate, api_name="generate", concurrency_id="generate", concurrency_limit=config.concurrency)
+        gr.api(pg.api_models, api_name="models", queue=False)
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
+    return demo
+
+
+def launch_kwargs() -> dict[str, Any]:
+    """Safe launch options: no share link, no visitor tracebacks, no monitoring endpoint."""
+    return {"share": False, "show_error": False, "enable_monitoring": False, "head": KEYBOARD_JS, "css": CSS,
+            "ssr_mode": False, "footer_links": ["api"]}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[AppConfig, str, int]:
+    """Read the command line into an :class:`AppConfig`, host and port."""
+    on_space = bool(os.environ.get("SPACE_ID"))
+    parser = argparse.ArgumentParser(description="Compare a seq2seq and a causal model side by side, streaming.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--model-dir", action="append", default=[], metavar="DIR",
+                        help="register every model folder (with config.json) or .gguf file in DIR; repeatable")
+    parser.add_argument("--seq2seq", metavar="NAME", help="model the seq2seq panel starts with")
+    parser.add_argument("--causal", metavar="NAME", help="model the causal panel starts with")
+    parser.add_argument("--allow-custom", action=argparse.BooleanOptionalAction,
+                        default=os.environ.get("PLAYGROUND_ALLOW_CUSTOM", "0" if on_space else "1") == "1",
+                        help="accept typed hub ids (default: on locally, off on a Space unless PLAYGROUND_ALLOW_CUSTOM=1)")
+    parser.add_argument("--allow-pickle", action="store_true", help="accept .bin (pickle) weights when no safetensors exist")
+    parser.add_argument("--offline", action="store_true", help="never contact the hub")
+    parser.add_argument("--max-models", type=int, default=4, help="models kept loaded at once")
+    parser.add_argument("--concurrency", type=int, default=4, help="generations running at once, all users together")
+    parser.add_argument("--queue-size", type=int, default=16, help="requests waiting at most before 'busy'")
+    parser.add_argument("--no-preload", action="store_true", help="do not load the start-up models in the background")
+    args = parser.parse_args(argv)
+    config = AppConfig(model_dirs=args.model_dir, seq2seq=args.seq2seq, causal=args.causal, allow_custom=args.allow_custom,
+                       allow_pickle=args.allow_pickle, online=False if args.offline else None, max_models=args.max_models,
+                       concurrency=args.concurrency, queue_size=args.queue_size, preload=not args.no_preload)
+    return config, args.host, args.port
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Start the playground."""
+    config, host, port = parse_args(argv)
+    demo = build_app(config)
+    if config.preload:
+        demo.playground.preload()
+    demo.launch(server_name=host, server_port=port, **launch_kwargs())
+
+
+if __name__ == "__main__":
+    main()

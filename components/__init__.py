@@ -1,0 +1,1 @@
+"""UI pieces: Gradio components and pure formatting helpers. Knows nothing of torch."""

@@ -1,0 +1,44 @@
+"""One-click example prompts for people who never read code.
+
+Each example shows how one task is phrased for each kind of model: a seq2seq
+model like FLAN-T5 is told the task (often as a prefix); a chat model gets an
+instruction; a base causal model would need the text set up so that the
+answer is its natural continuation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Example:
+    """A one-click example.
+
+    Args:
+        title: button label.
+        prompt: what goes in the shared prompt box.
+        task_prefix: prefix for the seq2seq side (FLAN-T5 style), "" for none.
+        how: one sentence on how each kind of model reads this prompt.
+    """
+
+    title: str
+    prompt: str
+    task_prefix: str
+    how: str
+
+
+EXAMPLES: tuple[Example, ...] = (
+    Example("Summarize", "The Eiffel Tower was built for the 1889 World's Fair in Paris. At first many artists "
+            "criticised its design, but it became the most visited paid monument in the world and a symbol of France.",
+            "summarize: ", "Seq2seq gets the task as a 'summarize: ' prefix on the encoder input; the chat model gets "
+            "the text as a user message and decides what to do with it (try adding 'Summarize this:' for it)."),
+    Example("Translate", "Translate English to German: The weather is nice today.", "",
+            "Both read the instruction; FLAN-T5 was trained on exactly this phrasing, the chat model follows it as a request."),
+    Example("Answer a question", "What is the capital of France?", "",
+            "Seq2seq writes a new, short answer; the causal model continues the chat after 'assistant'."),
+    Example("Continue a story", "Once upon a time, in a village by the sea, there lived a girl who", "",
+            "The causal model's native task: it continues the text. Seq2seq treats it as an input to respond to."),
+    Example("Follow an instruction", "List three fruits that are red.", "",
+            "Instruction-tuned models of both kinds follow it; a base model (GPT-2) would only continue the sentence."),
+)

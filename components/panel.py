@@ -1,0 +1,73 @@
+"""One model panel; built twice (seq2seq on the left, causal on the right)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import gradio as gr
+
+from .render import ARCH_EXPLAINER
+from .settings import SettingsControls, build_settings
+
+
+@dataclass
+class Panel:
+    """The components of one side, by name (never positional lists)."""
+
+    side: str  # "seq2seq" or "causal"
+    model: gr.Dropdown
+    custom: gr.Textbox
+    eight_bit: gr.Checkbox
+    card: gr.Markdown
+    option: gr.Component  # seq2seq: task prefix textbox; causal: chat-template checkbox
+    output: gr.Textbox
+    stats: gr.Markdown
+    settings: SettingsControls
+    record: gr.State  # the last run of this side, for export
+
+
+def dropdown_choices(choices: Sequence[tuple[str, str, str | None]]) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs; unavailable models keep their place with the reason in the label."""
+    return [(label if reason is None else f"{label} — unavailable: {reason}", name) for name, label, reason in choices]
+
+
+def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str | None]], value: str | None,
+                allow_custom: bool, eight_bit: tuple[bool, str], defaults: Mapping[str, Any], notice: str | None = None) -> Panel:
+    """Build one side's components.
+
+    Args:
+        side: ``"seq2seq"`` or ``"causal"``; also the prefix of every elem_id.
+        title: heading text.
+        choices: ``(name, label, unavailable_reason)`` rows from the registry.
+        value: the model selected at start.
+        allow_custom: show the custom hub-id box.
+        eight_bit: ``(available, reason)``; the checkbox is disabled when not available.
+        defaults: initial generation settings.
+        notice: a plain-language line shown under the selector (e.g. no local seq2seq model).
+    """
+    with gr.Column(elem_id=f"{side}-panel"):
+        gr.Markdown(f"### {title}")
+        model = gr.Dropdown(dropdown_choices(choices), value=value, label="Model", elem_id=f"{side}-model",
+                            allow_custom_value=False, filterable=True)
+        custom = gr.Textbox(label="…or a Hugging Face hub id", placeholder="owner/name (hub ids only, no paths)",
+                            visible=allow_custom, max_lines=1, max_length=96, elem_id=f"{side}-custom")
+        available, reason = eight_bit
+        eight = gr.Checkbox(False, label="Load in 8-bit (bitsandbytes)", info=reason, interactive=available,
+                            elem_id=f"{side}-8bit")
+        gr.Markdown(notice or "", visible=bool(notice), elem_id=f"{side}-notice")
+        card = gr.Markdown("", elem_id=f"{side}-card")
+        with gr.Accordion("What is this architecture?", open=False):
+            gr.Markdown(ARCH_EXPLAINER[side])
+        if side == "seq2seq":
+            option: gr.Component = gr.Textbox(value=defaults.get("task_prefix", ""), label="Task prefix (seq2seq)",
+                                              placeholder="e.g. summarize: ", max_lines=1, max_length=200,
+                                              elem_id=f"{side}-prefix")
+        else:
+            option = gr.Checkbox(value=True, label="Use the chat template (when the model has one)", elem_id=f"{side}-chat")
+        output = gr.Textbox(label="Output", lines=10, max_lines=20, interactive=False, autoscroll=True,
+                            buttons=["copy"], elem_id=f"{side}-output")
+        stats = gr.Markdown("", elem_id=f"{side}-stats")
+        settings = build_settings(defaults, label="Generation settings", elem_prefix=side)
+        record = gr.State(None)
+    return Panel(side, model, custom, eight, card, option, output, stats, settings, record)
