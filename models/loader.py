@@ -176,12 +176,21 @@ def _friendly(exc: BaseException, source: ModelSource) -> str:
 
 
 def load_config(source: ModelSource) -> PretrainedConfig:
-    """The model's config (a small file; no weights), with remote code refused."""
+    """The model's config (a small file; no weights), with remote code refused.
+
+    For a GGUF file already converted, the converted folder's config is read
+    (reading a GGUF header takes seconds).
+    """
     kwargs: dict[str, Any] = {"trust_remote_code": False}
+    path = source.path
     if source.gguf_file:
-        kwargs["gguf_file"] = source.gguf_file
+        converted = _converted_gguf(source)
+        if converted is not None:
+            path = str(converted)
+        else:
+            kwargs["gguf_file"] = source.gguf_file
     try:
-        return AutoConfig.from_pretrained(source.path, **kwargs)
+        return AutoConfig.from_pretrained(path, **kwargs)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message
         raise ModelLoadError(_friendly(exc, source)) from exc
 
@@ -198,15 +207,25 @@ def _gguf_cache_folder(source: ModelSource) -> Path:
     return GGUF_CACHE_DIR / f"{file.stem}-{key}"
 
 
+def _converted_gguf(source: ModelSource) -> Path | None:
+    """The folder of an earlier conversion of this GGUF file, if there is one."""
+    try:
+        folder = _gguf_cache_folder(source)
+    except OSError:
+        return None
+    return folder if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file() else None
+
+
 def convert_gguf(source: ModelSource, on_status: Callable[[str], None] | None = None) -> Path:
     """Dequantize a GGUF model once into a safetensors folder and return that folder.
 
     A GGUF-loaded model refuses ``save_pretrained``; a fresh model built from its
     config, given its state dict, saves fine. Later loads read the folder in about a second.
     """
-    folder = _gguf_cache_folder(source)
-    if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
+    folder = _converted_gguf(source)
+    if folder is not None:
         return folder
+    folder = _gguf_cache_folder(source)
     if on_status:
         on_status(f"Converting {source.gguf_file} from GGUF once (tens of seconds); later loads are fast")
     config = AutoConfig.from_pretrained(source.path, gguf_file=source.gguf_file)
@@ -255,6 +274,9 @@ def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle:
         except Exception as exc:  # noqa: BLE001
             raise ModelLoadError(_friendly(exc, source)) from exc
         config = AutoConfig.from_pretrained(path)
+        origin_note = f"{source.origin} (converted once to safetensors in {path})"
+    else:
+        origin_note = source.origin
     kwargs: dict[str, Any] = {"trust_remote_code": False, "dtype": pick_dtype(config, device)}
     if not allow_pickle:
         kwargs["use_safetensors"] = True
@@ -286,7 +308,7 @@ def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle:
         name=source.name, kind=arch.kind, auto_class=arch.auto_class, resolved_class=type(model).__name__,
         model_type=arch.model_type, params=sum(p.numel() for p in model.parameters()),
         dtype=str(model.dtype).removeprefix("torch."), device=str(model.device), memory_bytes=int(model.get_memory_footprint()),
-        quantization="8-bit (bitsandbytes)" if load_in_8bit else "none", origin=source.origin,
+        quantization="8-bit (bitsandbytes)" if load_in_8bit else "none", origin=origin_note,
         revision=revision, load_seconds=time.perf_counter() - started,
     )
     return LoadedModel(source, model, tokenizer, arch, description, kwargs)

