@@ -321,7 +321,8 @@ def build_app(config: AppConfig, *, registry: ModelRegistry | None = None, cache
         for folder in config.model_dirs:
             registry.register_dir(folder)
         registry.register_packaged()
-    cache = cache or ModelCache(config.max_models, allow_pickle=config.allow_pickle)
+    if cache is None:
+        cache = ModelCache(config.max_models, allow_pickle=config.allow_pickle)
     pg = Playground(config, registry, cache)
     eight = eight_bit_status()
 

@@ -203,7 +203,8 @@ def describe_config(source: ModelSource) -> Architecture:
 def _gguf_cache_folder(source: ModelSource) -> Path:
     file = Path(source.path) / (source.gguf_file or "")
     stat = file.stat()
-    key = hashlib.sha256(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    # "v2": folders converted before the quantization_config fix (which refused 8-bit) are redone.
+    key = hashlib.sha256(f"v2|{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     return GGUF_CACHE_DIR / f"{file.stem}-{key}"
 
 
@@ -235,6 +236,8 @@ def convert_gguf(source: ModelSource, on_status: Callable[[str], None] | None = 
     tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
     fresh = auto.from_config(gguf_model.config, dtype=torch.float32)
     fresh.load_state_dict(gguf_model.state_dict())
+    if hasattr(fresh.config, "quantization_config"):  # the weights are dequantized now; a kept GGUF
+        del fresh.config.quantization_config  # quantization_config makes 8-bit (bitsandbytes) loading refuse
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}-{threading.get_ident()}")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     fresh.save_pretrained(tmp)
@@ -380,3 +383,6 @@ class ModelCache:
 
     def __len__(self) -> int:
         return len(self._models)
+
+    def __bool__(self) -> bool:  # an empty cache is still a cache (``cache or default`` must keep it)
+        return True

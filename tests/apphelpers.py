@@ -37,7 +37,7 @@ def running_app(registry: ModelRegistry, cache: ModelCache | None = None, **conf
     Extra keyword arguments go to :class:`app.AppConfig` (e.g. ``seq2seq="tiny-t5"``).
     """
     cfg = AppConfig(online=False, preload=False, **config)  # type: ignore[arg-type]
-    demo = build_app(cfg, registry=registry, cache=cache or ModelCache(4))
+    demo = build_app(cfg, registry=registry, cache=cache if cache is not None else ModelCache(4))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
     try:
@@ -49,3 +49,22 @@ def running_app(registry: ModelRegistry, cache: ModelCache | None = None, **conf
 def generation_threads() -> list[threading.Thread]:
     """Live worker threads started by models.stream (named ``generate[...]``)."""
     return [t for t in threading.enumerate() if t.name.startswith("generate[") and t.is_alive()]
+
+
+@contextlib.contextmanager
+def slowed(loaded, seconds: float) -> Iterator[None]:
+    """Make every forward pass of ``loaded.model`` take at least ``seconds`` longer (restored afterwards)."""
+    import time
+
+    model = loaded.model
+    original = model.forward
+
+    def slow_forward(*args, **kwargs):
+        time.sleep(seconds)
+        return original(*args, **kwargs)
+
+    model.forward = slow_forward
+    try:
+        yield
+    finally:
+        del model.forward  # back to the class's forward

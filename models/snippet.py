@@ -1,0 +1,175 @@
+"""Write a standalone Python script that reproduces one playground run.
+
+The script uses the same tokenizer, Auto class, loading arguments (dtype, 8-bit
+``BitsAndBytesConfig``), prompt building (chat template or task prefix, and the
+same truncation), ``generate()`` arguments and seed as the playground, and prints
+the answer as it streams, exactly as the playground shows it. Pure string
+building: nothing is loaded or run here.
+
+Example:
+    >>> code = build_snippet(loaded, "What is the capital of France?", GenerationSettings())  # doctest: +SKIP
+    >>> exec(code)                                                                           # doctest: +SKIP
+    Paris
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from .loader import LoadedModel
+from .presets import Kind
+from .prompt import has_chat_template, prepare
+from .settings import GenerationSettings
+
+# Short explanations printed next to generate() arguments.
+_ARG_NOTES = {
+    "max_new_tokens": "most new tokens (already capped to the model's context)",
+    "num_beams": "one beam: needed for streaming",
+    "do_sample": "False = greedy: always the most likely token",
+    "repetition_penalty": "1.0 = off",
+    "no_repeat_ngram_size": "0 = off",
+}
+
+
+def _one_line(value: Any) -> str:
+    """Text that is safe inside a ``#`` comment (no line breaks)."""
+    return " ".join(str(value).split())
+
+
+def _value(value: Any) -> str:
+    """Python source for a loading or generation argument."""
+    if isinstance(value, torch.dtype):
+        return str(value)  # "torch.float32"
+    if type(value).__name__ == "BitsAndBytesConfig":
+        return "BitsAndBytesConfig(load_in_8bit=True)" if getattr(value, "load_in_8bit", False) else \
+            "BitsAndBytesConfig(load_in_4bit=True)"
+    return repr(value)
+
+
+def _full_length(kind: Kind, tokenizer: PreTrainedTokenizerBase, prompt: str, settings: GenerationSettings,
+                 used_template: bool) -> int:
+    """Tokens of the input before any truncation, built the way :func:`models.prompt.prepare` builds it."""
+    if kind is Kind.SEQ2SEQ:
+        return len(tokenizer(settings.task_prefix + prompt)["input_ids"])
+    if used_template:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return len(tokenizer(prompt)["input_ids"])
+
+
+def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings) -> str:
+    """A runnable Python script that redoes ``prompt`` on ``loaded`` with ``settings``.
+
+    Args:
+        loaded: the model the playground used (its source, load arguments and tokenizer).
+        prompt: the user's validated prompt.
+        settings: the generation settings of the run.
+
+    Returns:
+        The script's source. Run as is, it prints the same text the playground showed
+        (for greedy settings on the same machine; sampling also matches with the same seed
+        and device).
+    """
+    kind, tokenizer, source = loaded.kind, loaded.tokenizer, loaded.source
+    prepared = prepare(kind, tokenizer, loaded.model.config, prompt, settings)
+    auto = loaded.architecture.auto_class
+    eight_bit = "quantization_config" in loaded.load_kwargs
+    lines: list[str] = [
+        f"# The playground's {kind.value} run as a standalone script: {_one_line(source.name)}",
+        f"# {auto} -> {loaded.description.resolved_class} ({kind.architecture}), {_one_line(loaded.description.device)}"
+        + (", 8-bit" if eight_bit else ""),
+        "# Needs: pip install torch transformers" + (" bitsandbytes" if eight_bit else ""),
+        "import torch",
+        f"from transformers import {auto}, AutoTokenizer, " + ("BitsAndBytesConfig, " if eight_bit else "") + "TextStreamer",
+        "",
+    ]
+    # ----- load -----
+    where = "a folder on the machine that ran the playground" if source.local else "a Hugging Face hub id"
+    lines.append(f"model_id = {source.path!r}  # {where}")
+    tokenizer_args = ["model_id"]
+    if source.gguf_file:
+        lines.append(f"gguf_file = {source.gguf_file!r}  # GGUF weights, dequantized on load")
+        tokenizer_args.append("gguf_file=gguf_file")
+    revision = loaded.description.revision
+    if revision and not source.local:
+        lines.append(f"revision = {revision!r}  # the exact commit the playground used")
+        tokenizer_args.append("revision=revision")
+    model_args = list(tokenizer_args)
+    for key, value in loaded.load_kwargs.items():
+        if key == "use_safetensors" and source.gguf_file:
+            continue  # the playground reads the GGUF file; it holds no pickle either
+        model_args.append(f"{key}={_value(value)}")
+    lines += [
+        "",
+        f"tokenizer = AutoTokenizer.from_pretrained({', '.join(tokenizer_args)})",
+        f"model = {auto}.from_pretrained(",
+        *[f"    {arg}," for arg in model_args],
+        ")",
+    ]
+    if not eight_bit:  # a quantized model is placed by its device_map
+        lines.append(f"model.to({str(loaded.model.device)!r})")
+    lines += [
+        "model.eval()",
+        "if tokenizer.pad_token is None:  # as the playground does: pad with the end-of-sequence token",
+        "    tokenizer.pad_token = tokenizer.eos_token",
+        "",
+        f"prompt = {prompt!r}",
+    ]
+    # ----- prompt -----
+    if kind is Kind.SEQ2SEQ:
+        if settings.task_prefix:
+            lines += [f"task_prefix = {settings.task_prefix!r}",
+                      "text = task_prefix + prompt  # the encoder reads the task prefix and the prompt"]
+        else:
+            lines.append("text = prompt  # the encoder reads the prompt; the decoder starts from its own start token")
+        lines.append('input_ids = tokenizer(text, return_tensors="pt").input_ids')
+    elif prepared.used_chat_template:
+        lines += [
+            "# Chat model: the prompt becomes a user message wrapped in the model's chat template,",
+            "# ending where the assistant's answer starts; the model continues from there.",
+            'messages = [{"role": "user", "content": prompt}]',
+            "text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
+            'input_ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids',
+        ]
+    else:
+        why = "the chat template is switched off" if has_chat_template(tokenizer) else "this tokenizer has no chat template"
+        lines += [f"# Plain continuation ({why}): the model continues the prompt's text.",
+                  'input_ids = tokenizer(prompt, return_tensors="pt").input_ids']
+    n = len(prepared.input_ids)
+    if _full_length(kind, tokenizer, prompt, settings, prepared.used_chat_template) > n:
+        if kind is Kind.SEQ2SEQ:
+            lines.append(f"input_ids = torch.cat([input_ids[:, :{n - 1}], input_ids[:, -1:]], dim=1)"
+                         f"  # too long: keep the first {n - 1} tokens and the closing one")
+        else:
+            lines.append(f"input_ids = input_ids[:, -{n}:]  # too long: keep the last {n} tokens (room for the answer)")
+    lines.append("input_ids = input_ids.to(model.device)")
+    # ----- generate -----
+    gen_kwargs = settings.generate_kwargs()
+    gen_kwargs["max_new_tokens"] = prepared.max_new_tokens
+    pad_arg = "tokenizer.pad_token_id"
+    if tokenizer.pad_token_id is None:  # neither pad nor eos: the playground falls back to the model's eos, else 0
+        eos = getattr(loaded.model.generation_config, "eos_token_id", None)
+        eos = eos[0] if isinstance(eos, (list, tuple)) and eos else eos
+        pad_arg = repr(int(eos) if eos is not None else 0)
+    lines += [
+        "",
+        f"torch.manual_seed({settings.seed})  # " + ("sampling: the seed decides the draws" if not settings.greedy
+                                                     else "greedy decoding: the seed does not matter"),
+        "streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)  # prints the answer as it streams",
+        "with torch.inference_mode():",
+        "    model.generate(",
+        "        input_ids=input_ids,",
+        "        attention_mask=torch.ones_like(input_ids),",
+        f"        pad_token_id={pad_arg},",
+        "        streamer=streamer,",
+    ]
+    for key, value in gen_kwargs.items():
+        note = _ARG_NOTES.get(key)
+        if key in ("temperature", "top_p", "top_k") and value is None:
+            note = "unset: greedy decoding ignores it"
+        lines.append(f"        {key}={_value(value)}," + (f"  # {note}" if note else ""))
+    lines.append("    )")
+    return "\n".join(lines) + "\n"

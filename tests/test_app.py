@@ -1,0 +1,213 @@
+"""The playground app through its API (gradio_client), as an API user or a page would use it."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from app import AppConfig, parse_args
+from models import GenerationSettings, ModelCache, ModelRegistry, generate_text
+from models.tiny import build_tiny
+from tests.apphelpers import generation_threads, running_app, slowed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def app_models(tmp_path_factory):
+    """A private registry and cache (tests here slow models down; the session cache stays untouched)."""
+    root = tmp_path_factory.mktemp("app-models")
+    build_tiny("t5", root / "tiny-t5", never_stop=True)
+    build_tiny("gpt2", root / "tiny-gpt2", never_stop=True)
+    build_tiny("gpt2", root / "slow-gpt2", never_stop=True, seed=1)
+    (root / "broken").mkdir()
+    (root / "broken" / "config.json").write_text("{ this is not json")
+    registry = ModelRegistry(online=False)
+    registry.register_dir(root)
+    cache = ModelCache(8)
+    return registry, cache
+
+
+@pytest.fixture(scope="module")
+def app(app_models):
+    registry, cache = app_models
+    with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2") as running:
+        yield running
+
+
+def _stream(job) -> list:
+    outputs = []
+    for out in job:
+        outputs.append(out)
+    return outputs
+
+
+def test_named_endpoints_are_documented(app):
+    api = Client(app.url, verbose=False).view_api(print_info=False, return_format="dict")
+    endpoints = api["named_endpoints"]
+    assert {"/generate", "/models", "/stop"} <= set(endpoints)
+    params = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
+    assert params == ["model", "prompt", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty",
+                      "seed", "load_in_8bit"]
+    assert not any(name.startswith("/lambda") for name in endpoints), "internal UI events must not be public API"
+
+
+def test_generate_streams_growing_text_then_stats(app, app_models):
+    registry, cache = app_models
+    client = Client(app.url, verbose=False)
+    job = client.submit(model="tiny-gpt2", prompt="The cat walks to the river", max_new_tokens=24, api_name="/generate")
+    outputs = _stream(job)
+    final_text, stats = job.result()
+    texts = [text for text, _ in outputs]
+    assert len(set(texts)) >= 3, "text must arrive in several steps, not all at once"
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:])), "each update extends the previous one"
+    assert stats["finish_reason"] == "length" and stats["output_tokens"] == 24
+    assert stats["description"]["resolved_class"] == "GPT2LMHeadModel"
+    expected, _ = generate_text(cache.peek("tiny-gpt2"), "The cat walks to the river", GenerationSettings(max_new_tokens=24))
+    assert final_text == expected
+
+
+def test_models_endpoint_lists_local_and_marks_hub_presets_unavailable(app):
+    listing = Client(app.url, verbose=False).predict(api_name="/models")
+    seq = {m["name"]: m for m in listing["seq2seq"]}
+    assert seq["tiny-t5"]["unavailable"] is None
+    assert "hub" in seq["google/flan-t5-small"]["unavailable"]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("max_new_tokens", 0), ("temperature", -1.0), ("top_p", 0.0), ("top_p", 1.5), ("top_k", -3),
+    ("top_k", 2.5), ("repetition_penalty", 0.0), ("seed", -1),
+])
+def test_bad_settings_are_refused_naming_the_field(app, field, value):
+    client = Client(app.url, verbose=False)
+    with pytest.raises(Exception, match=field):
+        client.predict(model="tiny-gpt2", prompt="hello", **{field: value}, api_name="/generate")
+    assert not generation_threads()
+
+
+def test_empty_prompt_and_path_ids_are_refused(app):
+    client = Client(app.url, verbose=False)
+    with pytest.raises(Exception, match="prompt"):
+        client.predict(model="tiny-gpt2", prompt="   ", api_name="/generate")
+    with pytest.raises(Exception, match="file path"):
+        client.predict(model="/etc/passwd", prompt="hello", api_name="/generate")
+
+
+def test_fast_side_is_not_held_back_by_slow_side(app, app_models):
+    registry, cache = app_models
+    slow = cache.get(registry.resolve("slow-gpt2"))
+    client = Client(app.url, verbose=False)
+    finished: dict[str, float] = {}
+    with slowed(slow, 0.05):
+        start = time.perf_counter()
+        slow_job = client.submit(model="slow-gpt2", prompt="one two three", max_new_tokens=40, api_name="/generate")
+        time.sleep(0.3)  # the slow side is already generating
+        fast_job = client.submit(model="tiny-t5", prompt="one two three", max_new_tokens=40, api_name="/generate")
+        fast_job.result()
+        finished["fast"] = time.perf_counter() - start
+        slow_job.result()
+        finished["slow"] = time.perf_counter() - start
+    assert finished["fast"] < finished["slow"], finished
+
+
+def test_stop_ends_both_generations_and_keeps_partial_text(app, app_models):
+    registry, cache = app_models
+    slow = cache.get(registry.resolve("slow-gpt2"))
+    client = Client(app.url, verbose=False)  # one client = one session, like one browser tab
+    with slowed(slow, 0.05):
+        jobs = [client.submit(model="slow-gpt2", prompt=p, max_new_tokens=400, api_name="/generate") for p in ("a b", "c d")]
+        deadline = time.time() + 30
+        while time.time() < deadline and not all(len(j.outputs()) >= 3 for j in jobs):
+            time.sleep(0.05)
+        client.predict(api_name="/stop")
+        results = [j.result(timeout=30) for j in jobs]
+    for text, stats in results:
+        assert stats["finish_reason"] == "stopped"
+        assert text and stats["output_tokens"] < 400
+    deadline = time.time() + 5
+    while generation_threads() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not generation_threads()
+    assert app.playground.running() == 0
+
+
+def test_stop_from_another_session_does_not_stop_mine(app, app_models):
+    registry, cache = app_models
+    slow = cache.get(registry.resolve("slow-gpt2"))
+    mine, other = Client(app.url, verbose=False), Client(app.url, verbose=False)
+    with slowed(slow, 0.02):
+        job = mine.submit(model="slow-gpt2", prompt="a b", max_new_tokens=30, api_name="/generate")
+        while len(job.outputs()) < 2:
+            time.sleep(0.02)
+        other.predict(api_name="/stop")
+        _text, stats = job.result(timeout=30)
+    assert stats["finish_reason"] == "length"
+
+
+def test_failing_model_errors_while_other_side_completes(app):
+    client = Client(app.url, verbose=False)
+    broken = client.submit(model="broken", prompt="hello", api_name="/generate")
+    good = client.submit(model="tiny-t5", prompt="hello", max_new_tokens=12, api_name="/generate")
+    with pytest.raises(Exception, match="missing or corrupt"):
+        broken.result(timeout=60)
+    text, stats = good.result(timeout=60)
+    assert stats["finish_reason"] == "length" and text
+    # and the app keeps serving
+    assert client.predict(model="tiny-gpt2", prompt="again", max_new_tokens=4, api_name="/generate")[1]["output_tokens"] == 4
+
+
+def test_command_line_defaults_and_model_dirs(tmp_path):
+    config, host, port = parse_args([])
+    assert (host, port) == ("127.0.0.1", 7860)
+    assert isinstance(config, AppConfig) and config.model_dirs == []
+    config, host, port = parse_args(["--host", "0.0.0.0", "--port", "9000", "--model-dir", "a", "--model-dir", "b",
+                                     "--seq2seq", "x", "--causal", "y", "--no-allow-custom"])
+    assert (host, port, config.model_dirs, config.seq2seq, config.causal, config.allow_custom) == \
+        ("0.0.0.0", 9000, ["a", "b"], "x", "y", False)
+
+
+def test_custom_ids_off_by_default_on_a_space(monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "someone/playground")
+    monkeypatch.delenv("PLAYGROUND_ALLOW_CUSTOM", raising=False)
+    assert parse_args([])[0].allow_custom is False
+    monkeypatch.setenv("PLAYGROUND_ALLOW_CUSTOM", "1")
+    assert parse_args([])[0].allow_custom is True
+
+
+def _readme_header() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text()
+    match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
+    assert match, "README.md must start with the Space's YAML header"
+    return _simple_yaml(match.group(1))
+
+
+def _simple_yaml(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(":")
+            out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+def test_space_yaml_agrees_with_readme_header():
+    space = _simple_yaml((ROOT / "space.yaml").read_text())
+    assert space == _readme_header()
+    assert space["sdk"] == "gradio" and space["app_file"] == "app.py"
+    pinned = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line)
+    assert space["sdk_version"] == pinned["gradio"]
+
+
+def test_readme_commands_exist():
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -r requirements.txt" in readme
+    assert "python app.py" in readme
+    assert "python -m pytest" in readme
+    assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
+    assert (ROOT / "docs" / "screenshot.png").is_file() and "docs/screenshot.png" in readme

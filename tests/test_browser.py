@@ -1,0 +1,342 @@
+"""End-to-end tests in a real headless Chromium: the page as a visitor uses it.
+
+The app runs in-process (``tests.apphelpers.running_app``) with the tiny random
+models from ``conftest.py`` and one deliberately broken model folder. Where a
+test must watch a generation in progress (streaming steps, Stop, closing the
+tab), the models are slowed down by wrapping ``model.forward`` with a short
+sleep; the wrapper is always removed afterwards.
+
+Needs Debian's Chromium at ``/usr/bin/chromium`` (CI installs it); skipped
+without it. Playwright's own browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from apphelpers import RunningApp, generation_threads, running_app
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parent.parent
+SEQ2SEQ, CAUSAL = "tiny-t5", "tiny-llama"
+BROKEN = "broken-model"
+SIDES = ("seq2seq", "causal")
+PROMPT = "What is the capital of France?"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"end-to-end browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+@contextlib.contextmanager
+def slowed(models: list, seconds: float) -> Iterator[None]:
+    """Make every forward pass of the given loaded models sleep ``seconds`` first (restored afterwards).
+
+    ``functools.wraps`` keeps the original signature visible to ``generate``'s kwarg checks.
+    """
+    for loaded in models:
+        original = loaded.model.forward
+
+        @functools.wraps(original)
+        def slow_forward(*args, _original=original, **kwargs):
+            time.sleep(seconds)
+            return _original(*args, **kwargs)
+
+        loaded.model.forward = slow_forward  # instance attribute shadows the class method
+    try:
+        yield
+    finally:
+        for loaded in models:
+            del loaded.model.forward
+
+
+def output(page: Page, side: str) -> str:
+    return page.locator(f"#{side}-output textarea").input_value()
+
+
+def stats(page: Page, side: str) -> str:
+    return page.locator(f"#{side}-stats").inner_text()
+
+
+def finished(page: Page, side: str) -> bool:
+    return "finish:" in stats(page, side)
+
+
+def wait_both_finished(page: Page, timeout: float = 60) -> None:
+    wait_for(lambda: all(finished(page, side) for side in SIDES), timeout,
+             "both stats lines to show a finish reason (last seen: "
+             + " | ".join(f"{side}: {stats(page, side)!r}" for side in SIDES) + ")")
+
+
+def open_settings(page: Page, side: str = "seq2seq") -> None:
+    """Unfold a panel's "Generation settings" accordion."""
+    if not page.locator(f"#{side}-seed input").is_visible():
+        page.locator(f"#{side}-settings button.label-wrap").click()
+    page.locator(f"#{side}-seed input").wait_for(state="visible")
+
+
+def set_number(page: Page, selector: str, value: str) -> None:
+    """Type a value into a number box (a slider's box or a gr.Number) and leave it, as a person would."""
+    box = page.locator(selector)
+    box.fill(value)
+    box.press("Tab")
+
+
+RECORDER_JS = """() => {
+  window.__seen = {seq2seq: [], causal: []};
+  window.__recorder = setInterval(() => {
+    for (const side of ['seq2seq', 'causal']) {
+      const box = document.querySelector(`#${side}-output textarea`);
+      const seen = window.__seen[side];
+      if (box && (seen.length === 0 || seen[seen.length - 1] !== box.value)) seen.push(box.value);
+    }
+  }, 15);
+}"""
+
+
+def start_recording(page: Page) -> None:
+    """Record every distinct value of both output boxes, polled every 15 ms inside the page."""
+    page.evaluate(RECORDER_JS)
+
+
+def recorded(page: Page) -> dict[str, list[str]]:
+    return page.evaluate("() => { clearInterval(window.__recorder); return window.__seen; }")
+
+
+# ----------------------------------------------------------------------------------------------
+# fixtures
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def broken_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding one model folder whose config.json is not JSON."""
+    root = tmp_path_factory.mktemp("broken-models")
+    (root / BROKEN).mkdir()
+    (root / BROKEN / "config.json").write_text("{ this is not json")
+    return root
+
+
+@pytest.fixture(scope="module")
+def app(tiny_dir: Path, broken_root: Path, cache) -> Iterator[RunningApp]:
+    """The app with the tiny models and the broken one (own registry: the shared one stays untouched)."""
+    from models import ModelRegistry
+
+    registry = ModelRegistry(online=False)
+    registry.register_dir(tiny_dir)
+    registry.register_dir(broken_root)
+    with running_app(registry, cache, seq2seq=SEQ2SEQ, causal=CAUSAL) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def models(load_tiny) -> list:
+    """The two start-up models, loaded into the shared cache the app uses (so they can be slowed)."""
+    return [load_tiny(SEQ2SEQ), load_tiny(CAUSAL)]
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_generation() -> Iterator[None]:
+    """Each test starts and ends with no generation running (so tests cannot disturb each other)."""
+    wait_for(lambda: not generation_threads(), 30, "generation threads of an earlier test to end")
+    yield
+    wait_for(lambda: not generation_threads(), 30, "this test's generation threads to end")
+
+
+@pytest.fixture
+def page(browser: Browser, app: RunningApp) -> Iterator[Page]:
+    """A fresh tab (its own Gradio session) on the app, loaded and ready."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    tab.goto(app.url)
+    tab.locator("#run-btn").wait_for(state="visible")
+    for side in SIDES:  # the cards are filled by a load event: the page is wired up once they show
+        wait_for(lambda side=side: tab.locator(f"#{side}-card").inner_text().strip(), 20, f"the {side} model card")
+    yield tab
+    context.close()
+
+
+def type_and_run(page: Page, prompt: str = PROMPT) -> None:
+    page.locator("#prompt textarea").fill(prompt)
+    page.locator("#run-btn").click()
+
+
+# ----------------------------------------------------------------------------------------------
+# tests
+# ----------------------------------------------------------------------------------------------
+
+def test_both_outputs_stream_in_visible_steps(page: Page, models: list) -> None:
+    open_settings(page)
+    set_number(page, "#seq2seq-max-new-tokens input[type=number]", "30")  # linked: both sides use it
+    with slowed(models, 0.06):
+        start_recording(page)
+        type_and_run(page)
+        wait_both_finished(page)
+    seen = recorded(page)
+    for side in SIDES:
+        final = output(page, side)
+        states = [s for s in seen[side] if s]
+        assert final and states[-1] == final, f"{side}: the box does not end with the final text"
+        intermediate = states[:-1]
+        assert len(intermediate) >= 3, f"{side}: only {len(intermediate)} intermediate states seen: {states!r}"
+        for before, after in zip(states, states[1:]):
+            assert after.startswith(before) and len(after) > len(before), f"{side}: text did not grow: {before!r} -> {after!r}"
+        line = stats(page, side)
+        assert "tokens/s" in line and "finish: length" in line, line
+        assert "→ 30 out" in line, f"{side}: the max_new_tokens typed in the settings was not used: {line}"
+
+
+def test_stop_ends_both_generations_and_keeps_partial_text(page: Page, app: RunningApp, models: list) -> None:
+    with slowed(models, 0.2):  # 128 tokens (the default) would take over 25 s
+        type_and_run(page)
+        wait_for(lambda: all(len(output(page, side).split()) >= 2 for side in SIDES), 30, "both outputs to start")
+        assert len(generation_threads()) == 2, (generation_threads(), {side: (output(page, side), stats(page, side)) for side in SIDES})
+        page.locator("#stop-btn").click()
+        stopped_at = time.monotonic()
+        wait_for(lambda: all(finished(page, side) for side in SIDES), 5, "both stats lines to show the end after Stop")
+        time.sleep(max(0.0, stopped_at + 1.0 - time.monotonic()))
+        after_one_second = {side: output(page, side) for side in SIDES}
+        time.sleep(1.5)
+        for side in SIDES:
+            assert output(page, side) == after_one_second[side], f"{side}: still growing more than 1 s after Stop"
+            assert after_one_second[side].strip(), f"{side}: the partial text was lost"
+            line = stats(page, side)
+            assert "finish: stopped" in line, line
+            out_tokens = int(line.split("→")[1].split("out")[0])
+            assert 0 < out_tokens < 128, line
+        wait_for(lambda: not generation_threads(), 5, "the worker threads to end after Stop")
+        assert app.playground.running() == 0
+
+
+def test_broken_model_shows_readable_error_while_other_side_completes(page: Page) -> None:
+    page.locator("#seq2seq-model input").click()
+    page.locator("[role=option]", has_text=BROKEN).click()
+    wait_for(lambda: "missing or corrupt" in page.locator("#seq2seq-card").inner_text(), 20,
+             "the card of the broken model to say what is wrong")
+    type_and_run(page)
+    wait_for(lambda: finished(page, "causal") and "⚠️" in stats(page, "seq2seq"), 60,
+             "the broken side's error and the other side's answer")
+    error = stats(page, "seq2seq")
+    assert BROKEN in error and "missing or corrupt" in error, error
+    assert "Traceback" not in error
+    assert output(page, "seq2seq") == ""
+    assert output(page, "causal").strip()
+    assert "finish: length" in stats(page, "causal")
+
+
+def test_invalid_seed_in_the_ui_names_the_field(page: Page) -> None:
+    open_settings(page)
+    set_number(page, "#seq2seq-seed input", "-5")
+    type_and_run(page)
+    for side in SIDES:  # settings are linked: both sides refuse the same seed
+        wait_for(lambda side=side: "seed" in stats(page, side), 20, f"the {side} side to refuse the seed")
+        line = stats(page, side)
+        assert line.startswith("⚠️") and "seed: must be between 0 and" in line and "-5" in line, line
+        assert output(page, side) == ""
+
+
+def test_invalid_settings_through_the_api_name_the_field(app: RunningApp) -> None:
+    from gradio_client import Client
+
+    client = Client(app.url, verbose=False, analytics_enabled=False, download_files=False)
+    try:
+        for field, value in (("top_p", 0.0), ("temperature", 5.0)):
+            with pytest.raises(Exception) as info:
+                client.predict(model=CAUSAL, prompt=PROMPT, api_name="/generate", **{field: value})
+            assert f"{field}: must be" in str(info.value), str(info.value)
+    finally:
+        client.close()
+
+
+def test_eight_bit_checkbox_shows_availability_and_reason(page: Page) -> None:
+    from models import eight_bit_status, pick_device
+
+    available, reason = eight_bit_status()
+    for side in SIDES:
+        checkbox = page.locator(f"#{side}-8bit input[type=checkbox]")
+        assert checkbox.is_enabled() == available, f"{side}: enabled={checkbox.is_enabled()} but available={available}"
+        assert not checkbox.is_checked()
+        assert page.locator(f"#{side}-8bit").inner_text().count(reason) == 1, page.locator(f"#{side}-8bit").inner_text()
+    if available and pick_device() == "cpu":
+        assert "CPU" in reason and "bitsandbytes" in reason, reason
+
+
+def test_examples_fill_the_prompt_and_run(page: Page) -> None:
+    from components.examples import EXAMPLES
+
+    for index in (0, 2):  # "Summarize" (sets the seq2seq task prefix) and "Answer a question"
+        example = EXAMPLES[index]
+        before = {side: stats(page, side) for side in SIDES}
+        page.locator(f"#example-{index}").click()
+        wait_for(lambda: page.locator("#prompt textarea").input_value() == example.prompt, 10, "the prompt to be filled")
+        assert page.locator("#seq2seq-prefix input").input_value() == example.task_prefix
+        assert example.how[:40] in page.locator("#example-how").inner_text()
+        wait_for(lambda: all(finished(page, side) and stats(page, side) != before[side] for side in SIDES), 60,
+                 f"example {example.title!r} to run on both sides")
+        for side in SIDES:
+            assert output(page, side).strip(), f"{side}: no answer for example {example.title!r}"
+
+
+def test_closing_the_tab_ends_the_worker_threads(page: Page, app: RunningApp, models: list) -> None:
+    with slowed(models, 0.2):  # a full run would take over 25 s; ending within 10 s means it was cancelled
+        type_and_run(page)
+        wait_for(lambda: all(output(page, side).strip() for side in SIDES), 30, "both outputs to start")
+        assert len(generation_threads()) == 2
+        page.close()
+        closed_at = time.monotonic()
+        wait_for(lambda: not generation_threads(), 10,
+                 "the worker threads to end after the tab closed (Gradio did not cancel the run on disconnect)")
+        ended_after = time.monotonic() - closed_at
+        wait_for(lambda: app.playground.running() == 0, 5, "the playground to forget the closed tab's generations")
+    assert ended_after < 10
+
+
+def test_screenshot_after_a_comparison(page: Page) -> None:
+    type_and_run(page, PROMPT)
+    wait_both_finished(page)
+    page.mouse.move(0, 0)
+    page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
+    artifacts = ROOT / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "screenshot.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    docs = ROOT / "docs"
+    docs.mkdir(exist_ok=True)
+    shutil.copyfile(shot, docs / "screenshot.png")

