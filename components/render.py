@@ -69,3 +69,130 @@ def stats_markdown(stats: Mapping[str, Any] | None, *, status: str | None = None
 def error_markdown(message: str) -> str:
     """A readable error line for a panel."""
     return f"⚠️ {esc(message)}"
+
+
+# ----- prompt view: the tokens that enter the model -----
+
+#: Colour and meaning of each token role (see ``models.explain.ROLES``).
+TOKEN_ROLES = {
+    "template": ("#fde68a", "added by the chat template"),
+    "prefix": ("#fbcfe8", "task prefix"),
+    "prompt": ("#bfdbfe", "your prompt"),
+    "added": ("#d1d5db", "special token the tokenizer adds"),
+    "start": ("#bbf7d0", "decoder start token"),
+    "text": ("#e5e7eb", "input token"),
+}
+#: Styles for :func:`prompt_view_html` (a ``css_template``; Gradio scopes it to the component).
+TOKENS_CSS = (
+    ".pv-row { display: flex; flex-wrap: wrap; gap: 3px; margin: 4px 0 8px; max-height: 18em; overflow-y: auto; }"
+    ".tok { font-family: ui-monospace, monospace; font-size: 0.85em; padding: 1px 4px; border-radius: 4px;"
+    " color: #111827; white-space: pre; border: 1px solid rgba(0,0,0,0.12); }"
+    ".pv p { margin: 4px 0; }"
+    + "".join(f".tok-{role} {{ background: {colour}; }}" for role, (colour, _) in TOKEN_ROLES.items())
+)
+PROMPT_VIEW_EMPTY = "Run to see the tokens this model receives."
+
+
+def visible(text: str) -> str:
+    """Make whitespace visible in a token: ``·`` for a space, ``↵`` for a newline, ``→`` for a tab."""
+    return text.replace(" ", "·").replace("\n", "↵").replace("\r", "⏎").replace("\t", "→")
+
+
+def md_text(text: Any) -> str:
+    """HTML-escape ``text`` and backslash-escape Markdown punctuation, so it shows literally."""
+    return "".join("\\" + ch if ch in "\\`*_[]#|~" else ch for ch in esc(text))
+
+
+def _chip(token: Mapping[str, Any]) -> str:
+    role = token.get("role", "text")
+    role = role if role in TOKEN_ROLES else "text"
+    title = f"id {token.get('id')} · {token.get('token')} · {TOKEN_ROLES[role][1]}"
+    return f'<span class="tok tok-{role}" title="{esc(title)}">{esc(visible(str(token.get("text", ""))))}</span>'
+
+
+def prompt_view_html(view: Mapping[str, Any] | None, *, error: str | None = None) -> str:
+    """HTML chips for a ``models.explain.PromptView`` dict: token counts, the template's effect, then each token.
+
+    Every token and template text is escaped: a prompt such as ``<script>`` shows as text.
+    """
+    if error:
+        return f"<p>⚠️ {esc(error)}</p>"
+    if not view:
+        return f"<p>{esc(PROMPT_VIEW_EMPTY)}</p>"
+    tokens = list(view.get("tokens", []))
+    parts = ['<div class="pv">']
+    if view.get("kind") == "seq2seq":
+        counts = [f"{view.get('prompt_tokens', 0)} from your prompt"]
+        if view.get("added_by_prefix"):
+            counts.insert(0, f"{view['added_by_prefix']} from the task prefix")
+        if view.get("special_tokens"):
+            counts.append(f"{view['special_tokens']} special")
+        parts.append(f"<p><b>Encoder input: {len(tokens)} tokens</b> ({esc(' · '.join(counts))}). "
+                     "The encoder reads all of them at once.</p>")
+        parts.append('<div class="pv-row">' + "".join(_chip(t) for t in tokens) + "</div>")
+        decoder = list(view.get("decoder", []))
+        start = "".join(_chip(t) for t in decoder) or "<i>(no start token in the config)</i>"
+        parts.append(f"<p><b>Decoder starts from</b> {start} and writes the answer after it, one token at a time "
+                     f"(at most {esc(view.get('max_new_tokens'))}), looking back at the encoder's reading.</p>")
+    else:
+        if view.get("used_chat_template"):
+            wrapper = view.get("wrapper")
+            effect = (f"Chat template added <b>{esc(view.get('added_by_template', 0))} tokens</b>"
+                      + (f': <code>{esc(visible(wrapper))}</code> (your prompt is the “…”)' if wrapper else ".")
+                      if view.get("added_by_template") or wrapper else "The chat template added nothing.")
+        elif view.get("has_chat_template"):
+            effect = "Chat template switched off: the model continues your text as is."
+        else:
+            effect = "This model has no chat template: it continues your text as is."
+        special = f" · {view['special_tokens']} special" if view.get("special_tokens") else ""
+        parts.append(f"<p><b>The model continues these {len(tokens)} tokens</b> "
+                     f"({esc(view.get('prompt_tokens', 0))} from your prompt{esc(special)}), "
+                     f"then adds at most {esc(view.get('max_new_tokens'))} new ones.</p>")
+        parts.append(f"<p>{effect}</p>")
+        parts.append('<div class="pv-row">' + "".join(_chip(t) for t in tokens) + "</div>")
+    roles = {t.get("role") for t in tokens} | {t.get("role") for t in view.get("decoder", [])}
+    legend = " ".join(f'<span class="tok tok-{r}">{esc(label)}</span>' for r, (_, label) in TOKEN_ROLES.items() if r in roles)
+    parts.append(f"<p>{legend} · <code>·</code> = space, <code>↵</code> = new line; hover a token for its id.</p>")
+    for notice in view.get("notices", []):
+        parts.append(f"<p>ℹ️ {esc(notice)}</p>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# ----- the class question -----
+
+CLASS_EXPLAINER = (
+    "In code, a model is loaded through an **Auto class**: a lookup table that reads the model's `config.json` "
+    "and picks the Python class written for that architecture. `AutoModelForSeq2SeqLM` only lists encoder-decoder "
+    "models, `AutoModelForCausalLM` only decoder-only ones, so the model's config, not its name, decides which one works."
+)
+
+
+def class_markdown(report: Mapping[str, Any] | None = None, *, error: str | None = None) -> str:
+    """Answer "which class runs this model, and what if I use the other Auto class?" for a
+    ``models.explain.ClassReport`` dict, in plain words."""
+    if error:
+        return f"**Which class runs it?** ⚠️ {esc(error)}"
+    if not report:
+        return ""
+    r = report
+    declared = ", ".join(r.get("declared") or ()) or "none listed"
+    lines = [
+        "**Which class runs this model?**",
+        f"- Loaded with `{esc(r['auto_class'])}`, which resolves to `{esc(r['resolved_class'])}` "
+        f"(config: model_type `{esc(r['model_type'])}`, architectures: {esc(declared)}).",
+    ]
+    other = esc(r["other_auto_class"])
+    if r.get("other_accepts"):
+        lines.append(f"- With `{other}` instead: {md_text(r['other_result'])}")
+        lines.append("- In plain words: the other class would build only part of this model, so it would not read "
+                     "your prompt the way this panel does.")
+    else:
+        lines.append(f"- With `{other}` instead, transformers refuses:")
+        lines.append(f"\n  > {md_text(r['other_result'])}\n")
+        what = ("it has an encoder and a decoder, and the causal table only lists decoder-only models"
+                if r.get("kind") == "seq2seq" else "it is decoder-only, and the seq2seq table only lists encoder-decoder models")
+        lines.append(f"- In plain words: {what}, so the wrong Auto class cannot even build it.")
+    lines.append("")
+    lines.append(CLASS_EXPLAINER)
+    return "\n".join(lines)

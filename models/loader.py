@@ -296,6 +296,9 @@ def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle:
     status(f"Loading weights of {source.name}{' in 8-bit' if load_in_8bit else ''}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        if getattr(tokenizer, "vocab_size", None) == 0:  # transformers 5 builds an empty tokenizer when the files are missing
+            raise ModelLoadError(f"{source.name}: no tokenizer files found (tokenizer.json or vocabulary files), "
+                                 "so the model cannot read or write text")
         model = AUTO_CLASSES[arch.kind].from_pretrained(path, **kwargs)
         if not load_in_8bit:
             model.to(device)  # never on a quantized model: its device_map placed it
