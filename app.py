@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no analytics calls from a public demo
@@ -18,12 +20,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no analytics calls
 import gradio as gr  # noqa: E402
 
 from components.examples import EXAMPLES  # noqa: E402
+from components.export import (add_to_history, build_comparison, find_comparison, history_choices,  # noqa: E402
+                               with_rating, write_exports)
 from components.panel import Panel, build_panel  # noqa: E402
-from components.render import card_markdown, error_markdown, stats_markdown  # noqa: E402
+from components.render import (card_markdown, class_markdown, error_markdown, prompt_view_html,  # noqa: E402
+                               stats_markdown)
 from components.settings import SHARED_FIELDS  # noqa: E402
+from components.share import ShareControls, build_share  # noqa: E402
 from models import (DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, GenerationSettings, Kind, LoadedModel, ModelCache,  # noqa: E402
                     ModelIdError, ModelLoadError, ModelRegistry, ModelSource, SettingsError, UnsupportedModelError,
-                    describe_config, eight_bit_status, get_preset, hub_reachable, set_offline, stream, validate_prompt)
+                    build_snippet, class_report, describe_config, eight_bit_status, get_preset, hub_reachable,
+                    prompt_view, set_offline, stream, validate_prompt)
+from models.sources import MAX_CUSTOM_BYTES_ON_SPACE  # noqa: E402
 from models.tiny import UNTRAINED_NOTE  # noqa: E402
 
 SIDES = (Kind.SEQ2SEQ, Kind.CAUSAL)
@@ -59,6 +67,7 @@ class AppConfig:
         queue_size: requests waiting at most; more get a "busy" answer.
         preload: load the start-up models in the background at start.
         first_token_timeout: seconds before a silent model counts as failed.
+        max_custom_bytes: typed hub ids with more weights than this are refused; ``None`` = no limit.
     """
 
     model_dirs: list[str] = field(default_factory=list)
@@ -72,6 +81,7 @@ class AppConfig:
     queue_size: int = 16
     preload: bool = True
     first_token_timeout: float = 120.0
+    max_custom_bytes: int | None = None
 
 
 class Playground:
@@ -85,6 +95,7 @@ class Playground:
         self.cache = cache
         self._stops: dict[str, set[threading.Event]] = {}  # per session: events of its running generations
         self._stops_lock = threading.Lock()
+        self._export_dir: Path | None = None  # created on the first export
 
     # ----- models -----
     def default_model(self, kind: Kind) -> str | None:
@@ -249,18 +260,126 @@ class Playground:
                 settings = GenerationSettings.from_mapping(values)
                 source = self.resolve(data[panel.model], data[panel.custom])
             except (SettingsError, ModelIdError) as exc:
-                yield {panel.output: "", panel.stats: error_markdown(str(exc))}
+                yield {panel.output: "", panel.stats: error_markdown(str(exc)), panel.record: {"error": str(exc)}}
                 return
             session = request.session_hash or "anonymous"
+            explained: tuple[dict[str, Any] | None, str] | None = None  # (token view, code), once the model is loaded
+            finished = False
             for text, status, loaded, record in self.generate(source, prompt, settings, bool(data[panel.eight_bit]), session):
                 out = {panel.output: text, panel.stats: status}
                 if loaded is not None:
                     out[panel.card] = card_markdown(_description(loaded), note=UNTRAINED_NOTE if _is_untrained(source) else None)
+                    if explained is None:
+                        view, out[panel.tokens], out[panel.code] = self.explain_run(loaded, prompt, settings)
+                        explained = (view, out[panel.code])
                 if record is not None:
+                    record = dict(record, prompt=prompt)
+                    if explained is not None:
+                        record.update(prompt_view=explained[0], code=explained[1])
                     out[panel.record] = record
+                    finished = True
                     if "error" in record and loaded is None:
                         out[panel.card] = card_markdown(error=record["error"])
                 yield out
+            if not finished:  # stopped before generating: the comparison still needs this side's record
+                yield {panel.record: {"error": "stopped before generating", "model": source.name, "prompt": prompt}}
+        return handler
+
+    # ----- understand and share -----
+    def class_info(self, name: str | None, custom: str | None) -> str:
+        """The class question for a selection: Auto class, concrete class, and what the other Auto class says."""
+        try:
+            source = self.resolve(name, custom)
+        except ModelIdError as exc:
+            return class_markdown(error=str(exc))
+        reason = self.registry.availability(source.name)
+        if reason and not source.local:
+            return class_markdown(error=f"{source.name} {reason}")
+        try:
+            return class_markdown(class_report(source).to_dict())
+        except (ModelLoadError, UnsupportedModelError) as exc:
+            return class_markdown(error=str(exc))
+
+    def explain_run(self, loaded: LoadedModel, prompt: str,
+                    settings: GenerationSettings) -> tuple[dict[str, Any] | None, str, str]:
+        """``(token view dict, its HTML, reproducing code)`` for a run; a failure here never stops the run."""
+        view: dict[str, Any] | None = None
+        try:
+            view = prompt_view(loaded.kind, loaded.tokenizer, loaded.model.config, prompt, settings).to_dict()
+            html = prompt_view_html(view)
+        except Exception as exc:  # noqa: BLE001
+            html = prompt_view_html(None, error=f"could not show the tokens ({type(exc).__name__}: {exc})")
+        try:
+            code = build_snippet(loaded, prompt, settings)
+        except Exception as exc:  # noqa: BLE001
+            code = f"# could not write the code for this run ({type(exc).__name__}: {' '.join(str(exc).split())})\n"
+        return view, html, code
+
+    def export_dir(self) -> Path:
+        """The temporary folder the downloads are written to (one per app)."""
+        if self._export_dir is None:
+            self._export_dir = Path(tempfile.mkdtemp(prefix="playground-exports-"))
+        return self._export_dir
+
+    def _downloads(self, share: ShareControls, comparison: dict[str, Any]) -> dict[Any, Any]:
+        """Write ``comparison`` as JSON and Markdown and point the download buttons at the files."""
+        json_path, md_path = write_exports(comparison, self.export_dir())
+        return {share.download_json: gr.DownloadButton(value=str(json_path), interactive=True),
+                share.download_md: gr.DownloadButton(value=str(md_path), interactive=True)}
+
+    def on_run_start(self, left: Panel, right: Panel, share: ShareControls):
+        """Handler run before the sides start: no records, no rating, nothing to download until this run ends.
+
+        Clearing the records is what pairs the two answers of one run in the comparison.
+        """
+        def handler() -> dict[Any, Any]:
+            return {left.record: None, right.record: None, share.rating: None, share.history: gr.Dropdown(value=None),
+                    share.download_json: gr.DownloadButton(value=None, interactive=False),
+                    share.download_md: gr.DownloadButton(value=None, interactive=False)}
+        return handler
+
+    def on_side_done(self, left: Panel, right: Panel, share: ShareControls):
+        """Handler run after either side finishes: once both have a record, the comparison joins the history
+        (with the rating, if one was given while the run was going)."""
+        def handler(data: dict[Any, Any]) -> dict[Any, Any]:
+            records = data[left.record], data[right.record]
+            if any(r is None for r in records) or not any("stats" in r for r in records):
+                return gr.skip()  # the other side is still running, or neither side produced an answer
+            comparison = build_comparison(*records, rating=data[share.rating])
+            history = add_to_history(data[share.comparisons], comparison)
+            return {share.comparisons: history, **self._downloads(share, comparison),
+                    share.history: gr.Dropdown(choices=history_choices(history), value=comparison["id"])}
+        return handler
+
+    def on_rate(self, share: ShareControls):
+        """Handler for the rating: stored with the comparison shown, and in its downloads."""
+        def handler(data: dict[Any, Any]) -> dict[Any, Any]:
+            current = find_comparison(data[share.comparisons], data[share.history])
+            if current is None:
+                return gr.skip()  # nothing to rate yet
+            rated = with_rating(current, data[share.rating])
+            history = add_to_history(data[share.comparisons], rated)
+            return {share.comparisons: history, **self._downloads(share, rated),
+                    share.history: gr.Dropdown(choices=history_choices(history), value=rated["id"])}
+        return handler
+
+    def on_reopen(self, left: Panel, right: Panel, prompt_box: gr.Textbox, share: ShareControls):
+        """Handler for the history dropdown: puts a past comparison's prompt, outputs, stats and rating back."""
+        def handler(data: dict[Any, Any]) -> dict[Any, Any]:
+            comparison = find_comparison(data[share.comparisons], data[share.history])
+            if comparison is None:
+                return gr.skip()
+            out: dict[Any, Any] = {prompt_box: comparison["prompt"], share.rating: comparison["rating"],
+                                   **self._downloads(share, comparison)}
+            for panel in (left, right):
+                record = comparison["sides"].get(panel.side) or {}
+                out[panel.output] = record.get("text", "")
+                out[panel.stats] = (stats_markdown(record["stats"]) if record.get("stats")
+                                    else error_markdown(record["error"]) if record.get("error") else "")
+                out[panel.tokens] = prompt_view_html(record.get("prompt_view"))
+                out[panel.code] = record.get("code") or "# No code: this side produced no answer.\n"
+                out[panel.record] = comparison["sides"].get(panel.side)
+            return out
         return handler
 
     def api_generate(self, model: str, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
@@ -317,7 +436,7 @@ def build_app(config: AppConfig, *, registry: ModelRegistry | None = None, cache
         online = hub_reachable() if config.online is None else config.online
         if not online:
             set_offline()
-        registry = ModelRegistry(allow_custom=config.allow_custom, online=online)
+        registry = ModelRegistry(allow_custom=config.allow_custom, online=online, max_custom_bytes=config.max_custom_bytes)
         for folder in config.model_dirs:
             registry.register_dir(folder)
         registry.register_packaged()
@@ -358,27 +477,52 @@ def build_app(config: AppConfig, *, registry: ModelRegistry | None = None, cache
                     choices=registry.choices(kind), value=value, allow_custom=registry.allow_custom, eight_bit=eight,
                     defaults=preset.defaults if preset else {}, notice=notice)
         left, right = panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL]
+        share = build_share()
+        demo.panels, demo.share = panels, share  # for tests
         link.change(lambda linked: gr.Accordion(visible=not linked), link, right.settings.accordion, queue=False,
                     api_visibility="private")
         demo.load(lambda linked: gr.Accordion(visible=not linked), link, right.settings.accordion, queue=False,
                   api_visibility="private")
 
+        # Registered before the sides' "start" step: the page runs a trigger's listeners in order.
+        gr.on([run_btn.click, run_token.change], pg.on_run_start(left, right, share), None,
+              {left.record, right.record, share.rating, share.history, share.download_json, share.download_md},
+              queue=False, show_progress="hidden", api_visibility="private")
         events = []
+        # Gradio 6's page runs the listeners of one trigger one after another (it awaits each
+        # generator to its end), so the two sides hang off a browser-only "start" step instead:
+        # the page starts every .then() of a finished step at once, and both sides stream together.
+        start = gr.on([run_btn.click, run_token.change], None, None, None, js="() => {}", queue=False,
+                      api_visibility="private")
         for kind, panel in panels.items():
             inputs = {prompt, link, panel.model, panel.custom, panel.eight_bit, panel.option,
                       *panel.settings.components(), *left.settings.components()}
-            events.append(gr.on([run_btn.click, run_token.change], pg.run_side(kind, panel, left, prompt, link), inputs=inputs,
-                                outputs={panel.output, panel.stats, panel.card, panel.record}, concurrency_id="generate",
-                                concurrency_limit=config.concurrency, show_progress="hidden", api_visibility="private"))
+            events.append(start.then(pg.run_side(kind, panel, left, prompt, link), inputs=inputs,
+                                     outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code},
+                                     concurrency_id="generate",
+                                     concurrency_limit=config.concurrency, show_progress="hidden", api_visibility="private"))
             gr.on([panel.model.change, panel.custom.submit, panel.eight_bit.change, demo.load], pg.card,
                   inputs=[panel.model, panel.custom, panel.eight_bit], outputs=panel.card, concurrency_limit=4,
                   concurrency_id="card", show_progress="hidden", api_visibility="private")
+            gr.on([panel.model.change, panel.custom.submit, demo.load], pg.class_info, inputs=[panel.model, panel.custom],
+                  outputs=panel.class_info, concurrency_limit=4, concurrency_id="card", show_progress="hidden",
+                  api_visibility="private")
+        share_outputs = {share.comparisons, share.history, share.download_json, share.download_md}
+        for event in events:
+            event.then(pg.on_side_done(left, right, share), inputs={left.record, right.record, share.comparisons, share.rating},
+                       outputs=share_outputs, queue=False, show_progress="hidden", api_visibility="private")
+        share.rating.input(pg.on_rate(share), inputs={share.rating, share.history, share.comparisons}, outputs=share_outputs,
+                           queue=False, show_progress="hidden", api_visibility="private")
+        share.history.input(pg.on_reopen(left, right, prompt, share), inputs={share.history, share.comparisons},
+                            outputs={prompt, share.rating, share.download_json, share.download_md,
+                                     *[c for p in (left, right) for c in (p.output, p.stats, p.tokens, p.code, p.record)]},
+                            queue=False, show_progress="hidden", api_visibility="private")
         stop_btn.click(pg.stop, None, None, queue=False, api_name="stop")
         clear_btn.click(lambda: ("", "", "", "", "", ""), None, [prompt, left.output, right.output, left.stats, right.stats, how],
                         queue=False, api_visibility="private")
-        for button, example in zip(example_buttons, EXAMPLES):
+        for button, example in zip(example_buttons, EXAMPLES):  # queued: Gradio 6 fires a State's .change only then
             button.click(lambda token, ex=example: (ex.prompt, ex.task_prefix, f"ℹ️ {ex.how}", token + 1), run_token,
-                         [prompt, left.option, how, run_token], queue=False, api_visibility="private")
+                         [prompt, left.option, how, run_token], show_progress="hidden", api_visibility="private")
         gr.api(pg.api_generate, api_name="generate", concurrency_id="generate", concurrency_limit=config.concurrency)
         gr.api(pg.api_models, api_name="models", queue=False)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
@@ -410,10 +554,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AppConfig, str, int]:
     parser.add_argument("--concurrency", type=int, default=4, help="generations running at once, all users together")
     parser.add_argument("--queue-size", type=int, default=16, help="requests waiting at most before 'busy'")
     parser.add_argument("--no-preload", action="store_true", help="do not load the start-up models in the background")
+    parser.add_argument("--max-custom-size", type=float, metavar="GB", default=MAX_CUSTOM_BYTES_ON_SPACE / 1e9 if on_space else None,
+                        help="refuse typed hub ids with more GB of weights (default: 2 on a Space, no limit locally)")
     args = parser.parse_args(argv)
     config = AppConfig(model_dirs=args.model_dir, seq2seq=args.seq2seq, causal=args.causal, allow_custom=args.allow_custom,
                        allow_pickle=args.allow_pickle, online=False if args.offline else None, max_models=args.max_models,
-                       concurrency=args.concurrency, queue_size=args.queue_size, preload=not args.no_preload)
+                       concurrency=args.concurrency, queue_size=args.queue_size, preload=not args.no_preload,
+                       max_custom_bytes=None if args.max_custom_size is None else int(args.max_custom_size * 1e9))
     return config, args.host, args.port
 
 

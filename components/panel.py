@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import gradio as gr
 
-from .render import ARCH_EXPLAINER
+from .render import ARCH_EXPLAINER, PROMPT_VIEW_EMPTY, TOKENS_CSS, esc
 from .settings import SettingsControls, build_settings
 
 
@@ -25,6 +25,9 @@ class Panel:
     stats: gr.Markdown
     settings: SettingsControls
     record: gr.State  # the last run of this side, for export
+    class_info: gr.Markdown  # which Auto class / concrete class, and what the other Auto class says
+    tokens: gr.HTML  # how the prompt enters the model, token by token (updated when a run starts)
+    code: gr.Code  # a script reproducing the last run
 
 
 def dropdown_choices(choices: Sequence[tuple[str, str, str | None]]) -> list[tuple[str, str]]:
@@ -57,8 +60,9 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
                             elem_id=f"{side}-8bit")
         gr.Markdown(notice or "", visible=bool(notice), elem_id=f"{side}-notice")
         card = gr.Markdown("", elem_id=f"{side}-card")
-        with gr.Accordion("What is this architecture?", open=False):
+        with gr.Accordion("What is this architecture?", open=False, elem_id=f"{side}-arch"):
             gr.Markdown(ARCH_EXPLAINER[side])
+            class_info = gr.Markdown("", elem_id=f"{side}-class")
         if side == "seq2seq":
             option: gr.Component = gr.Textbox(value=defaults.get("task_prefix", ""), label="Task prefix (seq2seq)",
                                               placeholder="e.g. summarize: ", max_lines=1, max_length=200,
@@ -68,6 +72,12 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
         output = gr.Textbox(label="Output", lines=10, max_lines=20, interactive=False, autoscroll=True,
                             buttons=["copy"], elem_id=f"{side}-output")
         stats = gr.Markdown("", elem_id=f"{side}-stats")
+        with gr.Accordion("How the prompt enters the model (tokens)", open=False, elem_id=f"{side}-tokens-accordion"):
+            tokens = gr.HTML(f"<p>{esc(PROMPT_VIEW_EMPTY)}</p>", css_template=TOKENS_CSS, elem_id=f"{side}-tokens")
+        with gr.Accordion("Show code (reproduce this run in Python)", open=False, elem_id=f"{side}-code-accordion"):
+            code = gr.Code("# Run to get a script that reproduces this side's answer.\n", language="python",
+                           interactive=False, label="Python", buttons=["copy", "download"], elem_id=f"{side}-code")
         settings = build_settings(defaults, label="Generation settings", elem_prefix=side)
         record = gr.State(None)
-    return Panel(side, model, custom, eight, card, option, output, stats, settings, record)
+    return Panel(side, model, custom, eight, card, option, output, stats, settings, record,
+                 class_info=class_info, tokens=tokens, code=code)

@@ -100,7 +100,7 @@ def visible(text: str) -> str:
 
 def md_text(text: Any) -> str:
     """HTML-escape ``text`` and backslash-escape Markdown punctuation, so it shows literally."""
-    return "".join("\\" + ch if ch in "\\`*_[]#|~" else ch for ch in esc(text))
+    return esc("".join("\\" + ch if ch in "\\`*_[]#|~" else ch for ch in str(text)))  # entities stay intact
 
 
 def _chip(token: Mapping[str, Any]) -> str:

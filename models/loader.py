@@ -167,12 +167,20 @@ def _friendly(exc: BaseException, source: ModelSource) -> str:
     if name in {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} or "offline" in low or "cannot find the requested files" in low or "couldn't connect" in low:
         return f"{source.name} is not on this machine and the Hugging Face hub cannot be reached; download it once with a connection, or use --model-dir"
     if "model.safetensors" in low and ("does not appear" in low or "no file named" in low):
+        if source.local and not any(Path(source.path).glob("*.bin")):  # no weights at all, not pickle ones
+            return f"{source.name}: the model files are missing or corrupt (no weights file: no model.safetensors, no .bin)"
         return f"{source.name} has weights only in pickle format (.bin), which can run code when loaded; refused (start with --allow-pickle to permit)"
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in low:
         return f"not enough memory to load {source.name} ({text})"
-    if isinstance(exc, (OSError, ValueError, KeyError, EnvironmentError)) and source.local:
+    if (isinstance(exc, (OSError, ValueError, KeyError, EnvironmentError)) or name == "SafetensorError") and source.local:
         return f"{source.name}: the model files are missing or corrupt ({name}: {text[:300]})"
     return f"{source.name} could not be loaded ({name}: {text[:300]})"
+
+
+def _tokenizer_reads_text(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """False for a tokenizer with no vocabulary (plain text encodes to nothing, or only to unknown tokens)."""
+    ids = tokenizer("Hello world, 123.", add_special_tokens=False)["input_ids"]
+    return bool(tokenizer.decode(ids, skip_special_tokens=True).strip())
 
 
 def load_config(source: ModelSource) -> PretrainedConfig:
@@ -296,7 +304,7 @@ def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle:
     status(f"Loading weights of {source.name}{' in 8-bit' if load_in_8bit else ''}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        if getattr(tokenizer, "vocab_size", None) == 0:  # transformers 5 builds an empty tokenizer when the files are missing
+        if not _tokenizer_reads_text(tokenizer):  # transformers 5 builds an empty tokenizer when its files are missing
             raise ModelLoadError(f"{source.name}: no tokenizer files found (tokenizer.json or vocabulary files), "
                                  "so the model cannot read or write text")
         model = AUTO_CLASSES[arch.kind].from_pretrained(path, **kwargs)

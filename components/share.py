@@ -1,0 +1,35 @@
+"""Rate and share: the rating, this session's history of comparisons, and the downloads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from .export import RATING_CHOICES
+
+
+@dataclass
+class ShareControls:
+    """The components of the rate-and-share section, by name."""
+
+    rating: gr.Radio  # "left" / "right" / "tie", stored with the comparison
+    history: gr.Dropdown  # this session's comparisons, newest first; picking one reopens it
+    download_json: gr.DownloadButton
+    download_md: gr.DownloadButton
+    comparisons: gr.State  # list of comparison dicts (components.export), per session
+
+
+def build_share() -> ShareControls:
+    """Build the section under the two panels."""
+    with gr.Column(elem_id="share"):
+        gr.Markdown("### Rate and share\nEach finished run is kept below for this browser session; download it to share.")
+        with gr.Row():
+            rating = gr.Radio(RATING_CHOICES, value=None, label="Which answer is better?", elem_id="rating")
+            history = gr.Dropdown([], value=None, label="This session's comparisons (pick one to reopen it)",
+                                  interactive=True, filterable=False, elem_id="history")
+        with gr.Row():
+            download_json = gr.DownloadButton("Download JSON", value=None, interactive=False, size="sm", elem_id="export-json")
+            download_md = gr.DownloadButton("Download Markdown", value=None, interactive=False, size="sm", elem_id="export-md")
+        comparisons = gr.State([])
+    return ShareControls(rating, history, download_json, download_md, comparisons)

@@ -1,0 +1,221 @@
+"""Export (JSON, Markdown), per-session history and rating: pure functions, then the app's handlers."""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+from datetime import datetime, timezone
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from components.export import (FORMAT, MAX_HISTORY, RATING_CHOICES, add_to_history, build_comparison, file_stem,
+                               find_comparison, history_choices, to_json, to_markdown, with_rating, write_exports)
+from models import GenerationSettings, Kind, generate_text
+
+WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+def record(model: str, text: str, **extra) -> dict:
+    """A side record shaped like the app's (see app.Playground.run_side)."""
+    return {"model": model, "prompt": "Hi there", "text": text, "prompt_as_seen": "<user>Hi there</user>",
+            "description": {"name": model, "auto_class": "AutoModelForCausalLM", "resolved_class": "GPT2LMHeadModel",
+                            "architecture": "decoder-only", "params_text": "45K", "dtype": "float32", "device": "cpu",
+                            "quantization": "none", "origin": "local folder /x", "revision": "abc123"},
+            "settings": GenerationSettings(max_new_tokens=7).to_dict(),
+            "stats": {"input_tokens": 3, "output_tokens": 7, "time_to_first_token": 0.0123, "tokens_per_second": 88.5,
+                      "total_seconds": 0.2, "finish_reason": "length", "error": None, "notices": ["a notice"]},
+            "code": "print('hi')\n", **extra}
+
+
+# ----- the comparison -----
+
+def test_comparison_holds_both_sides_rating_and_time():
+    c = build_comparison(record("tiny-t5", "Paris"), record("tiny-gpt2", "The capital"), rating="left", created=WHEN)
+    assert c["format"] == FORMAT and c["version"] == 1
+    assert c["created"] == "2026-01-02T03:04:05Z" and c["prompt"] == "Hi there", "the prompt comes from the records"
+    assert c["rating"] == "left" and c["rating_label"] == "Left (seq2seq) better"
+    assert c["sides"]["seq2seq"]["text"] == "Paris" and c["sides"]["causal"]["description"]["revision"] == "abc123"
+    assert json.loads(to_json(c)) == c
+    assert build_comparison(None, None, prompt="p", rating="best")["rating"] is None, "unknown ratings are dropped"
+    assert {value for _, value in RATING_CHOICES} == {"left", "right", "tie"}
+
+
+def test_comparison_is_a_copy_of_the_records():
+    left = record("a", "x")
+    c = build_comparison(left, None)
+    left["text"] = "changed"
+    assert c["sides"]["seq2seq"]["text"] == "x"
+
+
+def test_with_rating_changes_only_the_rating():
+    c = build_comparison(record("a", "x"), record("b", "y"), created=WHEN)
+    rated = with_rating(c, "tie")
+    assert rated["rating"] == "tie" and rated["rating_label"] == "Tie" and c["rating"] is None
+    assert {k: v for k, v in rated.items() if not k.startswith("rating")} == {k: v for k, v in c.items() if not k.startswith("rating")}
+    assert with_rating(rated, None)["rating_label"] == "not rated"
+
+
+def test_markdown_has_everything_and_nothing_renders():
+    hostile = "<img src=x onerror=alert(1)>"
+    left = record("tiny-t5", "Paris ``` not a fence end", model_type="t5")
+    right = record(hostile, f"{hostile} | pipe")
+    right["description"] = dict(right["description"], origin=hostile)
+    c = build_comparison(left, right, prompt=f"What?\n{hostile}", rating="right", created=WHEN)
+    md = to_markdown(c)
+    assert md.startswith("# Seq2seq vs causal: one prompt, two models\n")
+    assert "2026-01-02T03:04:05Z" in md and "Right (causal) better" in md
+    assert "AutoModelForCausalLM → GPT2LMHeadModel" in md and "abc123" in md and "max_new_tokens=7" in md
+    assert "first token 0.01 s · 88.5 tokens/s · 3 in → 7 out" in md and "finish: length" in md and "a notice" in md
+    assert "````text\nParis ``` not a fence end\n````" in md, "a fence longer than any backtick run in the text"
+    # Outside code fences, nothing is raw HTML; inside fences, text is shown literally by Markdown.
+    outside = re.sub(r"(`{3,})[a-z]*\n.*?\n\1\n", "", md, flags=re.DOTALL)
+    assert "<img" not in outside and "&lt;img" in outside
+    assert md.count("<img") == 2, "the prompt and the output, each inside its fence"
+    assert f"## Right · causal (decoder-only): &lt;img src=x onerror=alert(1)&gt;" in md
+    assert "print('hi')" in md
+
+
+def test_markdown_for_a_failed_or_missing_side():
+    md = to_markdown(build_comparison({"error": "tiny-x could not be loaded <b>", "model": "tiny-x"}, None, prompt="p"))
+    assert "⚠️ tiny-x could not be loaded &lt;b&gt;" in md and "_No result._" in md
+
+
+def test_files_are_written_under_a_safe_name(tmp_path):
+    c = build_comparison(record("a", "x"), record("b", "y"), created=WHEN, comparison_id="../../etc/passwd")
+    assert file_stem(c) == "comparison-20260102-030405-etcpas"
+    json_path, md_path = write_exports(c, tmp_path / "out")
+    assert json_path.parent == md_path.parent == tmp_path / "out"
+    assert json.loads(json_path.read_text(encoding="utf-8")) == c
+    assert md_path.read_text(encoding="utf-8") == to_markdown(c)
+    again, _ = write_exports(with_rating(c, "tie"), tmp_path / "out")
+    assert again == json_path and json.loads(again.read_text())["rating"] == "tie", "re-rating replaces the file"
+
+
+# ----- history -----
+
+def test_history_appends_replaces_in_place_and_is_bounded():
+    a = build_comparison(record("a", "1"), record("b", "1"), created=WHEN)
+    b = build_comparison(record("a", "2"), record("b", "2"), created=WHEN)
+    history = add_to_history(add_to_history([], a), b)
+    assert [c["id"] for c in history] == [a["id"], b["id"]]
+    history = add_to_history(history, with_rating(a, "tie"))
+    assert [c["id"] for c in history] == [a["id"], b["id"]] and history[0]["rating"] == "tie", "re-rating keeps the place"
+    same_run = build_comparison(record("a", "2"), record("b", "2"))  # both sides reported the same run
+    assert len(add_to_history(history, same_run)) == 2
+    many: list = []
+    for i in range(MAX_HISTORY + 5):
+        many = add_to_history(many, build_comparison(record("a", str(i)), None))
+    assert len(many) == MAX_HISTORY and many[-1]["sides"]["seq2seq"]["text"] == str(MAX_HISTORY + 4)
+    assert find_comparison(history, b["id"])["id"] == b["id"] and find_comparison(history, "nope") is None
+    assert find_comparison(None, "x") is None
+
+
+def test_history_choices_are_newest_first_with_readable_labels():
+    a = build_comparison(record("tiny-t5", "1"), record("tiny-gpt2", "1"), prompt="First prompt", created=WHEN)
+    b = build_comparison(record("tiny-t5", "2"), record("tiny-gpt2", "2"), prompt="x" * 100, rating="tie", created=WHEN)
+    choices = history_choices([a, b])
+    assert [value for _, value in choices] == [b["id"], a["id"]]
+    assert choices[1][0] == "#1 · 03:04:05 · First prompt · tiny-t5 vs tiny-gpt2"
+    assert choices[0][0].startswith("#2 · 03:04:05 · " + "x" * 39 + "…") and choices[0][0].endswith("· Tie")
+    assert history_choices(None) == []
+
+
+# ----- in the app -----
+
+@pytest.fixture(scope="module")
+def demo(registry, cache):
+    from app import AppConfig, build_app
+
+    return build_app(AppConfig(online=False, preload=False, seq2seq="tiny-t5", causal="tiny-gpt2"),
+                     registry=registry, cache=cache)
+
+
+def run_side(demo, kind: Kind, prompt_text: str, model: str) -> dict:
+    """Run one side's real handler to the end; return every output merged (last value wins)."""
+    pg, left, panel = demo.playground, demo.panels[Kind.SEQ2SEQ], demo.panels[kind]
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    prompt, link = by_id["prompt"], by_id["link-settings"]
+    data = {prompt: prompt_text, link: True, panel.model: model, panel.custom: "", panel.eight_bit: False,
+            panel.option: "" if kind is Kind.SEQ2SEQ else True,
+            **dict(zip(left.settings.components(), (6, 0.0, 1.0, 0, 1.0, 0, 0))),
+            **dict(zip(panel.settings.components(), (6, 0.0, 1.0, 0, 1.0, 0, 0)))}
+    merged: dict = {}
+    for out in pg.run_side(kind, panel, left, prompt, link)(data, types.SimpleNamespace(session_hash="export-test")):
+        merged.update(out)
+    return merged
+
+
+def file_of(update) -> Path:
+    """The file a gr.DownloadButton update points at."""
+    value = update.value
+    return Path(value["path"] if isinstance(value, dict) else value)
+
+
+def test_page_has_rate_and_share_components(demo):
+    ids = {b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert {"rating", "history", "export-json", "export-md"} <= ids
+    after_runs = [fn for fn in demo.fns.values() if "on_side_done" in getattr(fn.fn, "__qualname__", "")]
+    assert len(after_runs) == 2, "the comparison is recorded after each side's run"
+
+
+def test_a_run_becomes_a_comparison_that_can_be_rated_downloaded_and_reopened(demo, load_tiny):
+    pg, share = demo.playground, demo.share
+    left, right = demo.panels[Kind.SEQ2SEQ], demo.panels[Kind.CAUSAL]
+    prompt_text = "What is <b>the</b> capital of France?"
+    seq, causal = run_side(demo, Kind.SEQ2SEQ, prompt_text, "tiny-t5"), run_side(demo, Kind.CAUSAL, prompt_text, "tiny-gpt2")
+    expected, _ = generate_text(load_tiny("tiny-gpt2"), prompt_text, GenerationSettings(max_new_tokens=6))
+    assert causal[right.output] == expected and causal[right.record]["text"] == expected
+
+    done = pg.on_side_done(left, right, share)
+    start = pg.on_run_start(left, right, share)()
+    assert start[left.record] is None and start[right.record] is None and start[share.rating] is None
+    assert start[share.download_json].interactive is False, "nothing to download while a run is going"
+    assert done({left.record: seq[left.record], right.record: None, share.comparisons: [], share.rating: None}) == gr.skip(), \
+        "waits for the other side"
+    out = done({left.record: seq[left.record], right.record: causal[right.record], share.comparisons: [], share.rating: None})
+    history = out[share.comparisons]
+    assert len(history) == 1 and history[0]["rating"] is None
+    assert out[share.history].value == history[0]["id"] and len(out[share.history].choices) == 1
+    exported = json.loads(file_of(out[share.download_json]).read_text(encoding="utf-8"))
+    assert exported["prompt"] == prompt_text and exported["sides"]["causal"]["text"] == expected
+    assert exported["sides"]["seq2seq"]["description"]["resolved_class"] == "T5ForConditionalGeneration"
+    assert exported["sides"]["causal"]["stats"]["output_tokens"] == 6 and exported["created"].endswith("Z")
+    assert "AutoModelForCausalLM" in exported["sides"]["causal"]["code"]
+    assert exported["sides"]["seq2seq"]["prompt_view"]["decoder"][0]["role"] == "start"
+    markdown = file_of(out[share.download_md]).read_text(encoding="utf-8")
+    assert expected in markdown and f"## Prompt\n\n```text\n{prompt_text}\n```" in markdown, "the prompt fenced, verbatim"
+
+    rated = pg.on_rate(share)({share.rating: "right", share.history: history[0]["id"], share.comparisons: history})
+    history = rated[share.comparisons]
+    assert history[0]["rating"] == "right"
+    assert json.loads(file_of(rated[share.download_json]).read_text())["rating_label"] == "Right (causal) better"
+    assert rated[share.history].choices[0][0].endswith("Right (causal) better")
+
+    # A second run, then reopen the first one.
+    causal2 = run_side(demo, Kind.CAUSAL, "Another prompt", "tiny-gpt2")
+    seq2 = run_side(demo, Kind.SEQ2SEQ, "Another prompt", "tiny-t5")
+    second = {left.record: seq2[left.record], right.record: causal2[right.record], share.comparisons: history, share.rating: "left"}
+    history = done(second)[share.comparisons]
+    assert len(history) == 2 and history[1]["rating"] == "left", "a rating given during the run is kept"
+    prompt_box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "prompt")
+    reopen = pg.on_reopen(left, right, prompt_box, share)
+    restored = reopen({share.history: history[0]["id"], share.comparisons: history})
+    assert restored[prompt_box] == prompt_text and restored[share.rating] == "right"
+    assert restored[right.output] == expected and restored[left.output] == seq[left.output]
+    assert "6 out" in restored[right.stats] and "Chat" not in restored[left.tokens] and "Encoder input" in restored[left.tokens]
+    assert restored[right.code] == causal[right.code]
+    assert reopen({share.history: "missing", share.comparisons: history}) == gr.skip()
+
+
+def test_refused_runs_do_not_fill_the_history(demo):
+    pg, share = demo.playground, demo.share
+    left, right = demo.panels[Kind.SEQ2SEQ], demo.panels[Kind.CAUSAL]
+    seq, causal = run_side(demo, Kind.SEQ2SEQ, "   ", "tiny-t5"), run_side(demo, Kind.CAUSAL, "   ", "tiny-gpt2")
+    assert "prompt" in seq[left.record]["error"], "an empty prompt still gives the side a record"
+    done = pg.on_side_done(left, right, share)
+    assert done({left.record: seq[left.record], right.record: causal[right.record], share.comparisons: [],
+                 share.rating: None}) == gr.skip()
+    assert pg.on_rate(share)({share.rating: "tie", share.history: None, share.comparisons: []}) == gr.skip()
