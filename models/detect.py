@@ -8,6 +8,7 @@ wrong Auto class is tried, by really trying it on a weightless ("meta") model.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,12 @@ from transformers.models.auto.modeling_auto import (
 from .presets import Kind
 
 AUTO_CLASSES = {Kind.SEQ2SEQ: AutoModelForSeq2SeqLM, Kind.CAUSAL: AutoModelForCausalLM}
+
+# Building models is not thread-safe in transformers 5 / accelerate: empty-weight
+# initialisation patches torch globally, so two threads building at once can see
+# each other's meta tensors ("Cannot copy out of meta tensor"). Every model
+# construction in this package holds this lock; generation does not.
+MODEL_BUILD_LOCK = threading.RLock()
 
 
 class UnsupportedModelError(ValueError):
@@ -105,7 +112,7 @@ def wrong_class_refusal(config: PretrainedConfig, kind: Kind) -> str:
     """
     other = AUTO_CLASSES[Kind.CAUSAL if kind is Kind.SEQ2SEQ else Kind.SEQ2SEQ]
     try:
-        with torch.device("meta"):
+        with MODEL_BUILD_LOCK, torch.device("meta"):
             model = other.from_config(config)
     except ValueError as exc:
         return str(exc).split("\n")[0]

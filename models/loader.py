@@ -25,7 +25,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from .detect import AUTO_CLASSES, Architecture, UnsupportedModelError, detect
+from .detect import AUTO_CLASSES, MODEL_BUILD_LOCK, Architecture, UnsupportedModelError, detect
 from .presets import Kind
 from .sources import ModelSource
 
@@ -240,10 +240,11 @@ def convert_gguf(source: ModelSource, on_status: Callable[[str], None] | None = 
     config = AutoConfig.from_pretrained(source.path, gguf_file=source.gguf_file)
     arch = detect(config)
     auto = AUTO_CLASSES[arch.kind]
-    gguf_model = auto.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
-    fresh = auto.from_config(gguf_model.config, dtype=torch.float32)
-    fresh.load_state_dict(gguf_model.state_dict())
+    with MODEL_BUILD_LOCK:
+        gguf_model = auto.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+        fresh = auto.from_config(gguf_model.config, dtype=torch.float32)
+        fresh.load_state_dict(gguf_model.state_dict())
     if hasattr(fresh.config, "quantization_config"):  # the weights are dequantized now; a kept GGUF
         del fresh.config.quantization_config  # quantization_config makes 8-bit (bitsandbytes) loading refuse
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}-{threading.get_ident()}")
@@ -307,7 +308,8 @@ def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle:
         if not _tokenizer_reads_text(tokenizer):  # transformers 5 builds an empty tokenizer when its files are missing
             raise ModelLoadError(f"{source.name}: no tokenizer files found (tokenizer.json or vocabulary files), "
                                  "so the model cannot read or write text")
-        model = AUTO_CLASSES[arch.kind].from_pretrained(path, **kwargs)
+        with MODEL_BUILD_LOCK:
+            model = AUTO_CLASSES[arch.kind].from_pretrained(path, **kwargs)
         if not load_in_8bit:
             model.to(device)  # never on a quantized model: its device_map placed it
     except (UnsupportedModelError, ModelLoadError):
