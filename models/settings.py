@@ -47,7 +47,10 @@ def _number(name: str, value: Any, *, integer: bool = False) -> float | int:
                 raise SettingsError(name, f"must be a whole number, got {value}")
             value = int(value)  # sliders send 50.0 for 50
         return int(value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        raise SettingsError(name, f"must be a finite number, got an integer of {len(str(abs(value)))} digits") from None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from gradio_client import Client
 
 from models import GenerationSettings, Kind, ModelCache, ModelRegistry
 from models import loader as loader_module
-from tests.apphelpers import RunningApp, generation_threads, running_app, slowed
+from tests.apphelpers import RunningApp, generation_threads, running_app
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "artifacts" / "reliability.json"
@@ -157,7 +157,8 @@ N_REQUESTS = 20  # concurrent clients, one request each
 N_CANCEL = 4  # gradio_client jobs cancelled half-way (job.cancel())
 N_DISCONNECT = 4  # raw HTTP streams closed half-way (the connection dropped, as a closed tab does)
 QUEUE_SIZE, CONCURRENCY = 10, 2
-MAX_NEW_TOKENS = 16
+MAX_NEW_TOKENS = 16  # requests that run to the end
+LONG_NEW_TOKENS = 200  # requests that are cancelled or dropped: only a stopped worker spares the rest
 ANSWER_BOUND = 90.0  # seconds within which every request must get an answer of some kind
 THREAD_SLACK = 2  # threads beyond the baseline allowed to remain (besides AnyIO's bounded pool)
 ANYIO_POOL_MAX = 40  # AnyIO's default thread limiter, which gradio's launch keeps
@@ -179,7 +180,8 @@ def _classify_exception(exc: BaseException, cancelled_by_us: bool) -> tuple[str,
 
 
 def _gradio_client_request(client: Client, index: int, cancel: bool) -> tuple[str, str]:
-    job = client.submit(model="tiny-gpt2", prompt=f"{PROMPT} {index}", max_new_tokens=MAX_NEW_TOKENS, api_name="/generate")
+    job = client.submit(model="tiny-gpt2", prompt=f"{PROMPT} {index}", max_new_tokens=LONG_NEW_TOKENS if cancel else MAX_NEW_TOKENS,
+                        api_name="/generate")
     cancelled = False
     if cancel:  # half-way: once some text has streamed (or it already ended)
         wait_until(lambda: len(job.outputs()) >= 2 or job.done(), ANSWER_BOUND, interval=0.02)
@@ -198,7 +200,7 @@ def _gradio_client_request(client: Client, index: int, cancel: bool) -> tuple[st
 
 def _disconnecting_request(url: str, index: int) -> tuple[str, str]:
     """Gradio's plain HTTP API: join the queue, read the event stream, drop the connection half-way."""
-    data = ["tiny-gpt2", f"{PROMPT} {index}", MAX_NEW_TOKENS, 0.0, 1.0, 0, 1.0, 0, False]
+    data = ["tiny-gpt2", f"{PROMPT} {index}", LONG_NEW_TOKENS, 0.0, 1.0, 0, 1.0, 0, False]
     with httpx.Client(timeout=httpx.Timeout(ANSWER_BOUND)) as http:
         response = http.post(f"{url}gradio_api/call/generate", json={"data": data})
         if response.status_code == 503:
@@ -235,69 +237,88 @@ def load_models(tiny_dir: Path):
 def test_bounded_load_with_cancels_and_disconnects(load_models):
     registry, cache = load_models
     loaded = cache.get(registry.resolve("tiny-gpt2"))
-    with running_app(registry, cache, queue_size=QUEUE_SIZE, concurrency=CONCURRENCY) as app, slowed(loaded, 0.02):
-        warm = new_client(app.url)
-        assert warm.predict(model="tiny-gpt2", prompt=PROMPT, max_new_tokens=4, api_name="/generate")[1]["output_tokens"] == 4
-        close_client(warm)
-        gc.collect()
-        (threads_before, pooled_before), rss_before = thread_census(), rss_mb()
+    forwards = {"n": 0}
 
-        kinds = ["cancel"] * N_CANCEL + ["disconnect"] * N_DISCONNECT
-        kinds += ["plain"] * (N_REQUESTS - len(kinds))
-        clients: list[Client] = []
-        clients_lock = threading.Lock()
-        outcomes: list[tuple[str, str] | None] = [None] * N_REQUESTS
-        ready = threading.Barrier(N_REQUESTS + 1)
+    def counting_slow(original):
+        def forward(*args, **kwargs):
+            forwards["n"] += 1  # one per generated token (GIL-atomic enough for a bound)
+            time.sleep(0.02)
+            return original(*args, **kwargs)
+        return forward
 
-        def worker(index: int, kind: str) -> None:
-            try:
-                client = None
-                if kind != "disconnect":
-                    client = new_client(app.url)  # one client = one session, like one browser tab
-                    with clients_lock:
-                        clients.append(client)
-                ready.wait(timeout=120)
-                if kind == "plain":
-                    time.sleep(0.2)  # the cancelling ones get in first, so cancels really happen mid-run
-                if kind == "disconnect":
-                    outcomes[index] = _disconnecting_request(app.url, index)
-                else:
-                    outcomes[index] = _gradio_client_request(client, index, cancel=kind == "cancel")
-            except BaseException as exc:  # noqa: BLE001
-                outcomes[index] = ("error", f"{type(exc).__name__}: {exc}"[:300])
+    undo = patch_forward(loaded, counting_slow)
+    try:
+        with running_app(registry, cache, queue_size=QUEUE_SIZE, concurrency=CONCURRENCY) as app:
+            warm = new_client(app.url)
+            assert warm.predict(model="tiny-gpt2", prompt=PROMPT, max_new_tokens=4, api_name="/generate")[1]["output_tokens"] == 4
+            close_client(warm)
+            gc.collect()
+            forwards["n"] = 0
+            (threads_before, pooled_before), rss_before = thread_census(), rss_mb()
 
-        workers = [threading.Thread(target=worker, args=(i, kind), name=f"load-client-{i}", daemon=True)
-                   for i, kind in enumerate(kinds)]
-        for thread in workers:
-            thread.start()
-        ready.wait(timeout=120)
-        started = time.perf_counter()
-        for thread in workers:
-            thread.join(timeout=max(1.0, ANSWER_BOUND + 30 - (time.perf_counter() - started)))
-        seconds = time.perf_counter() - started
-        for i, thread in enumerate(workers):
-            if thread.is_alive() or outcomes[i] is None:
-                outcomes[i] = ("lost", "no answer of any kind within the bound")
+            kinds = ["cancel"] * N_CANCEL + ["disconnect"] * N_DISCONNECT
+            kinds += ["plain"] * (N_REQUESTS - len(kinds))
+            clients: list[Client] = []
+            clients_lock = threading.Lock()
+            outcomes: list[tuple[str, str] | None] = [None] * N_REQUESTS
+            ready = threading.Barrier(N_REQUESTS + 1)
 
-        # afterwards: nothing left running, the app still answers, threads and memory back
-        assert_no_generation_left(app)
-        after = new_client(app.url)
-        text, stats = after.predict(model="tiny-gpt2", prompt="still there?", max_new_tokens=6, api_name="/generate")
-        assert stats["finish_reason"] == "length" and stats["output_tokens"] == 6 and text
-        close_clients([after, *clients])
-        del clients[:]
-        gc.collect()
-        wait_until(lambda: thread_census()[0] <= threads_before + THREAD_SLACK, 20)
-        threads_after, pooled_after = thread_census()
-        rss_growth = rss_mb() - rss_before
+            def worker(index: int, kind: str) -> None:
+                try:
+                    client = None
+                    if kind != "disconnect":
+                        client = new_client(app.url)  # one client = one session, like one browser tab
+                        with clients_lock:
+                            clients.append(client)
+                    ready.wait(timeout=120)
+                    if kind == "plain":
+                        time.sleep(0.2)  # the cancelling ones get in first, so cancels really happen mid-run
+                    if kind == "disconnect":
+                        outcomes[index] = _disconnecting_request(app.url, index)
+                    else:
+                        outcomes[index] = _gradio_client_request(client, index, cancel=kind == "cancel")
+                except BaseException as exc:  # noqa: BLE001
+                    outcomes[index] = ("error", f"{type(exc).__name__}: {exc}"[:300])
+
+            workers = [threading.Thread(target=worker, args=(i, kind), name=f"load-client-{i}", daemon=True)
+                       for i, kind in enumerate(kinds)]
+            for thread in workers:
+                thread.start()
+            ready.wait(timeout=120)
+            started = time.perf_counter()
+            for thread in workers:
+                thread.join(timeout=max(1.0, ANSWER_BOUND + 30 - (time.perf_counter() - started)))
+            seconds = time.perf_counter() - started
+            for i, thread in enumerate(workers):
+                if thread.is_alive() or outcomes[i] is None:
+                    outcomes[i] = ("lost", "no answer of any kind within the bound")
+
+            # afterwards: nothing left running, the app still answers, threads and memory back
+            assert_no_generation_left(app)
+            forward_calls = forwards["n"]
+            after = new_client(app.url)
+            text, stats = after.predict(model="tiny-gpt2", prompt="still there?", max_new_tokens=6, api_name="/generate")
+            assert stats["finish_reason"] == "length" and stats["output_tokens"] == 6 and text
+            close_clients([after, *clients])
+            del clients[:]
+            gc.collect()
+            wait_until(lambda: thread_census()[0] <= threads_before + THREAD_SLACK, 20)
+            threads_after, pooled_after = thread_census()
+            rss_growth = rss_mb() - rss_before
+    finally:
+        undo()
 
     tally = {kind: sum(1 for outcome in outcomes if outcome[0] == kind) for kind in
              ("completed", "cancelled", "busy", "error", "lost")}
     disconnected = sum(1 for outcome in outcomes if outcome == ("cancelled", "disconnected half-way"))
+    by_client = {kind: {result: sum(1 for k, o in zip(kinds, outcomes) if k == kind and o[0] == result)
+                        for result in tally if any(k == kind and o[0] == result for k, o in zip(kinds, outcomes))}
+                 for kind in ("plain", "cancel", "disconnect")}
     figures = dict(requests_sent=N_REQUESTS, **tally, disconnected=disconnected, queue_size=QUEUE_SIZE,
                    concurrency=CONCURRENCY, seconds=round(seconds, 1), threads_before=threads_before,
                    threads_after=threads_after, anyio_pool_before=pooled_before, anyio_pool_after=pooled_after,
-                   rss_growth_mb=round(rss_growth, 1))
+                   rss_growth_mb=round(rss_growth, 1), forward_passes=forward_calls,
+                   by_client=by_client)
     print(f"load: {N_REQUESTS} requests sent, {tally['completed']} completed, {tally['cancelled']} cancelled "
           f"({disconnected} by disconnect), {tally['busy']} busy, {tally['error']} errors, {tally['lost']} lost "
           f"in {seconds:.1f} s; threads {threads_before} -> {threads_after} (+ AnyIO pool {pooled_before} -> {pooled_after}); "
@@ -309,6 +330,10 @@ def test_bounded_load_with_cancels_and_disconnects(load_models):
     assert tally["lost"] == 0, detail
     assert tally["error"] == 0, "only busy refusals and cancellations are expected under load:\n" + detail
     assert tally["completed"] >= 1 and tally["busy"] >= 1 and tally["cancelled"] >= 1, detail
+    # a cancelled or dropped request must stop its worker: left running, each would make ~LONG_NEW_TOKENS passes
+    budget = sum({"completed": MAX_NEW_TOKENS + 1 if kind == "plain" else LONG_NEW_TOKENS + 1,
+                  "cancelled": LONG_NEW_TOKENS // 2}.get(outcome[0], 0) for kind, outcome in zip(kinds, outcomes))
+    assert forward_calls <= budget, f"{forward_calls} forward passes: cancelled generations kept running\n{detail}"
     assert threads_after <= threads_before + THREAD_SLACK, (threads_before, threads_after,
                                                             sorted(t.name for t in threading.enumerate()))
     assert pooled_after <= ANYIO_POOL_MAX, f"{pooled_after} AnyIO workers: more than its limiter allows"
@@ -348,7 +373,7 @@ def fault_app(fault_models) -> Iterator[RunningApp]:
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(fault_app: RunningApp) -> Iterator[Client]:
     c = new_client(fault_app.url)
     yield c
