@@ -6,8 +6,10 @@ Run ``python app.py`` and open http://127.0.0.1:7860. ``python app.py --help`` l
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import queue
+import shutil
 import tempfile
 import threading
 import time
@@ -316,9 +318,11 @@ class Playground:
         return view, html, code
 
     def export_dir(self) -> Path:
-        """The temporary folder the downloads are written to (one per app)."""
+        """The temporary folder the downloads are written to (one per app, removed at exit;
+        Gradio serves its own copies of the files)."""
         if self._export_dir is None:
             self._export_dir = Path(tempfile.mkdtemp(prefix="playground-exports-"))
+            atexit.register(shutil.rmtree, self._export_dir, True)
         return self._export_dir
 
     def _downloads(self, share: ShareControls, comparison: dict[str, Any]) -> dict[Any, Any]:

@@ -103,12 +103,16 @@ def generate_via_sse(base_url: str, model: str, prompt: str, max_new_tokens: int
         with http.stream("GET", f"{api}/{event_id}") as response:
             response.raise_for_status()
             for line in response.iter_lines():
+                if time.perf_counter() - started > timeout:
+                    raise TimeoutError(f"/generate did not complete within {timeout:g} s")
                 if line.startswith("event:"):
                     event = line.split(":", 1)[1].strip()
                 elif line.startswith("data:") and event in ("generating", "complete", "error"):
                     data = json.loads(line.split(":", 1)[1])
                     if event == "error":
                         raise RuntimeError(f"/generate failed: {data}")
+                    if not data:  # another event of the same session (a /stop call) completing
+                        continue
                     if len(data) == 1:  # gr.api's (text, stats) tuple is one output holding both
                         data = data[0]
                     text, stats = data
@@ -126,15 +130,11 @@ def generate_via_sse(base_url: str, model: str, prompt: str, max_new_tokens: int
 
 
 def stop_via_http(base_url: str, session_hash: str, timeout: float = 30.0) -> None:
-    """POST the app's ``/stop`` for ``session_hash`` on ``/gradio_api/call/stop`` and read its answer."""
-    api = base_url.rstrip("/") + "/gradio_api/call/stop"
-    with httpx.Client(timeout=timeout) as http:
-        answer = http.post(api, json={"data": [], "session_hash": session_hash})
-        answer.raise_for_status()
-        with http.stream("GET", f"{api}/{answer.json()['event_id']}") as response:
-            for line in response.iter_lines():
-                if line.startswith("event:") and line.split(":", 1)[1].strip() in ("complete", "error"):
-                    break
+    """POST ``/gradio_api/run/stop`` for ``session_hash``: the direct, unqueued call the page's
+    Stop button makes (the endpoint has ``queue=False``); it answers when the handler has run."""
+    answer = httpx.post(base_url.rstrip("/") + "/gradio_api/run/stop", json={"data": [], "session_hash": session_hash},
+                        timeout=timeout)
+    answer.raise_for_status()
 
 
 def generation_threads() -> list[threading.Thread]:

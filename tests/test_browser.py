@@ -44,15 +44,16 @@ T = TypeVar("T")
 # helpers
 # ----------------------------------------------------------------------------------------------
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+def wait_for(predicate: Callable[[], T], timeout: float, what: str | Callable[[], str], interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` (text, or a function
+    giving the text at failure time) after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
         time.sleep(interval)
 
 
@@ -90,10 +91,14 @@ def finished(page: Page, side: str) -> bool:
     return "finish:" in stats(page, side)
 
 
+def last_seen(page: Page) -> str:
+    """Both panels' output (start) and stats, for failure messages."""
+    return " | ".join(f"{side}: {output(page, side)[:60]!r} {stats(page, side)!r}" for side in SIDES)
+
+
 def wait_both_finished(page: Page, timeout: float = 60) -> None:
     wait_for(lambda: all(finished(page, side) for side in SIDES), timeout,
-             "both stats lines to show a finish reason (last seen: "
-             + " | ".join(f"{side}: {stats(page, side)!r}" for side in SIDES) + ")")
+             lambda: f"both stats lines to show a finish reason (last seen: {last_seen(page)})")
 
 
 def open_settings(page: Page, side: str = "seq2seq") -> None:
@@ -228,7 +233,7 @@ def test_stop_ends_both_generations_and_keeps_partial_text(page: Page, app: Runn
     with slowed(models, 0.2):  # 128 tokens (the default) would take over 25 s
         type_and_run(page)
         wait_for(lambda: all(len(output(page, side).split()) >= 2 for side in SIDES), 30, "both outputs to start")
-        assert len(generation_threads()) == 2, (generation_threads(), {side: (output(page, side), stats(page, side)) for side in SIDES})
+        assert len(generation_threads()) == 2, f"both sides should be generating: {generation_threads()} {last_seen(page)}"
         page.locator("#stop-btn").click()
         time.sleep(1.0)
         after_one_second = {side: output(page, side) for side in SIDES}
@@ -252,7 +257,7 @@ def test_broken_model_shows_readable_error_while_other_side_completes(page: Page
              "the card of the broken model to say what is wrong")
     type_and_run(page)
     wait_for(lambda: finished(page, "causal") and "⚠️" in stats(page, "seq2seq"), 60,
-             "the broken side's error and the other side's answer")
+             lambda: f"the broken side's error and the other side's answer (last seen: {last_seen(page)})")
     error = stats(page, "seq2seq")
     assert BROKEN in error and "missing or corrupt" in error, error
     assert "Traceback" not in error
@@ -309,16 +314,16 @@ def test_examples_fill_the_prompt_and_run(page: Page) -> None:
         assert page.locator("#seq2seq-prefix input").input_value() == example.task_prefix
         assert example.how[:40] in page.locator("#example-how").inner_text()
         wait_for(lambda: all(finished(page, side) and stats(page, side) != before[side] for side in SIDES), 60,
-                 f"example {example.title!r} to run on both sides")
+                 lambda: f"example {example.title!r} to run on both sides (last seen: {last_seen(page)})")
         for side in SIDES:
-            assert output(page, side).strip(), f"{side}: no answer for example {example.title!r}"
+            assert output(page, side).strip(), f"{side}: no answer for example {example.title!r}: {last_seen(page)}"
 
 
 def test_closing_the_tab_ends_the_worker_threads(page: Page, app: RunningApp, models: list) -> None:
     with slowed(models, 0.2):  # a full run would take over 25 s; ending within 10 s means it was cancelled
         type_and_run(page)
         wait_for(lambda: all(output(page, side).strip() for side in SIDES), 30, "both outputs to start")
-        assert len(generation_threads()) == 2
+        assert len(generation_threads()) == 2, f"both sides should be generating: {generation_threads()} {last_seen(page)}"
         page.close()
         closed_at = time.monotonic()
         wait_for(lambda: not generation_threads(), 10,

@@ -87,8 +87,9 @@ def test_registry_with_custom_ids_validates_them():
 def test_registry_choices_and_availability_offline(registry):
     seq2seq = registry.choices(Kind.SEQ2SEQ)
     names = [name for name, _, _ in seq2seq]
-    assert names[:2] == ["tiny-bart", "tiny-t5"]  # local models first
-    assert "google/flan-t5-small" in names and "tiny-gpt2" not in names
+    assert {"tiny-bart", "tiny-t5"} <= set(names) and "tiny-gpt2" not in names
+    assert max(names.index("tiny-bart"), names.index("tiny-t5")) < names.index("google/flan-t5-small")  # local first
+    assert all(label.endswith("· local") and reason is None for name, label, reason in seq2seq if name.startswith("tiny-"))
     causal_names = [name for name, _, _ in registry.choices(Kind.CAUSAL)]
     assert {"tiny-gpt2", "tiny-llama", "tiny-gpt2-eos"} <= set(causal_names) and "tiny-t5" not in causal_names
     assert registry.availability("tiny-t5") is None
