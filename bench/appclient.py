@@ -175,14 +175,3 @@ class ThreadWatch:
         """When the (last seen) thread of ``model_name`` ended."""
         ends = [end for t, end in self.ended.items() if t.name == f"generate[{model_name}]"]
         return max(ends) if ends else None
-
-
-def wait_for_thread(name: str, timeout: float = 30.0) -> threading.Thread | None:
-    """The live ``generate[name]`` thread, waiting up to ``timeout`` s for it to appear."""
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        for t in generation_threads():
-            if t.name == f"generate[{name}]":
-                return t
-        time.sleep(0.001)
-    return None

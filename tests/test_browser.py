@@ -313,10 +313,9 @@ def test_examples_fill_the_prompt_and_run(page: Page) -> None:
         wait_for(lambda: page.locator("#prompt textarea").input_value() == example.prompt, 10, "the prompt to be filled")
         assert page.locator("#seq2seq-prefix input").input_value() == example.task_prefix
         assert example.how[:40] in page.locator("#example-how").inner_text()
-        wait_for(lambda: all(finished(page, side) and stats(page, side) != before[side] for side in SIDES), 60,
-                 lambda: f"example {example.title!r} to run on both sides (last seen: {last_seen(page)})")
-        for side in SIDES:
-            assert output(page, side).strip(), f"{side}: no answer for example {example.title!r}: {last_seen(page)}"
+        wait_for(lambda: all(finished(page, side) and stats(page, side) != before[side] and output(page, side).strip()
+                             for side in SIDES), 60,
+                 lambda: f"example {example.title!r} to run and answer on both sides (last seen: {last_seen(page)})")
 
 
 def test_closing_the_tab_ends_the_worker_threads(page: Page, app: RunningApp, models: list) -> None:
