@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import os
 import queue
 import shutil
+import socket
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no analytics calls from a public demo
 
@@ -30,9 +32,9 @@ from components.render import (card_markdown, class_markdown, error_markdown, pr
 from components.settings import SHARED_FIELDS  # noqa: E402
 from components.share import ShareControls, build_share  # noqa: E402
 from models import (DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, GenerationSettings, Kind, LoadedModel, ModelCache,  # noqa: E402
-                    ModelIdError, ModelLoadError, ModelRegistry, ModelSource, SettingsError, UnsupportedModelError,
-                    build_snippet, class_report, describe_config, eight_bit_status, get_preset, hub_reachable,
-                    prompt_view, set_offline, stream, validate_prompt)
+                    ModelIdError, ModelLoadError, ModelRegistry, ModelSource, PreparedPrompt, SettingsError,
+                    UnsupportedModelError, build_snippet, class_report, eight_bit_status, get_preset, hub_reachable,
+                    prepare, prompt_view, set_offline, stream, validate_prompt)
 from models.sources import MAX_CUSTOM_BYTES_ON_SPACE  # noqa: E402
 from models.tiny import UNTRAINED_NOTE  # noqa: E402
 
@@ -52,6 +54,16 @@ document.addEventListener('keydown', (e) => {
 </script>
 """
 CSS = "#seq2seq-output textarea, #causal-output textarea { font-family: ui-monospace, monospace; }"
+
+
+class SideUpdate(NamedTuple):
+    """One step of one side's run, as :meth:`Playground.generate` yields it."""
+
+    text: str  # the answer so far
+    status: str  # Markdown: a loading / generating status, an error, or the final stats line
+    loaded: LoadedModel | None = None  # set once the model is ready
+    prepared: PreparedPrompt | None = None  # the model input, set with ``loaded``
+    record: dict[str, Any] | None = None  # set on the last step: what the export keeps
 
 
 @dataclass
@@ -120,6 +132,11 @@ class Playground:
             raise ModelIdError("model: no model selected")
         return self.registry.resolve(name)
 
+    def unavailable(self, source: ModelSource) -> str | None:
+        """Why ``source`` cannot be loaded now (offline and not cached), or ``None``."""
+        reason = self.registry.availability(source.name)
+        return f"{source.name} {reason}" if reason else None
+
     def load(self, source: ModelSource, eight_bit: bool, stop: threading.Event | None = None) -> Iterator[str | LoadedModel]:
         """Load through the cache in a helper thread, yielding status lines until the model is ready.
 
@@ -129,9 +146,9 @@ class Playground:
         if cached is not None:
             yield cached
             return
-        reason = self.registry.availability(source.name)
-        if reason and not source.local:
-            raise ModelLoadError(f"{source.name} {reason}")
+        reason = self.unavailable(source)
+        if reason:
+            raise ModelLoadError(reason)
         messages: queue.Queue[str] = queue.Queue()
         box: dict[str, Any] = {}
 
@@ -156,25 +173,26 @@ class Playground:
             raise box["error"]
         yield box["model"]
 
-    def card(self, name: str | None, custom: str | None, eight_bit: bool) -> str:
-        """Model card Markdown for a selection: full description if loaded, else what the config says."""
-        try:
-            source = self.resolve(name, custom)
-        except ModelIdError as exc:
-            return card_markdown(error=str(exc))
-        loaded = self.cache.peek(source.name, bool(eight_bit))
-        note = UNTRAINED_NOTE if _is_untrained(source) else None
-        if loaded is not None:
-            return card_markdown(_description(loaded), note=note)
-        reason = self.registry.availability(source.name)
-        if reason and not source.local:
-            return card_markdown(error=f"{source.name} {reason}")
-        try:
-            arch = describe_config(source)
-        except (ModelLoadError, UnsupportedModelError) as exc:
-            return card_markdown(error=str(exc))
-        return card_markdown(architecture={"auto_class": arch.auto_class, "resolved_class": arch.resolved_class,
-                                           "architecture": arch.kind.architecture, "model_type": arch.model_type}, note=note)
+    def describe(self, panel: Panel):
+        """Handler for a panel's selection: the model card line and the class question, from one config read.
+
+        A loaded model gets its full description; otherwise the config alone answers (cached per model).
+        """
+        def handler(data: dict[Any, Any]) -> dict[Any, Any]:
+            try:
+                source = self.resolve(data[panel.model], data[panel.custom])
+                reason = self.unavailable(source)
+                if reason:
+                    raise ModelLoadError(reason)
+                report = class_report(source).to_dict()
+            except (ModelIdError, ModelLoadError, UnsupportedModelError) as exc:
+                return {panel.card: card_markdown(error=str(exc)), panel.class_info: class_markdown(error=str(exc))}
+            loaded = self.cache.peek(source.name, bool(data[panel.eight_bit]))
+            note = UNTRAINED_NOTE if _is_untrained(source) else None
+            card = (card_markdown(_description(loaded), note=note) if loaded is not None else
+                    card_markdown(architecture=dict(report, architecture=Kind(report["kind"]).architecture), note=note))
+            return {panel.card: card, panel.class_info: class_markdown(report)}
+        return handler
 
     def preload(self) -> threading.Thread:
         """Load the start-up models in the background so the first visitor does not wait for both."""
@@ -211,12 +229,13 @@ class Playground:
 
     # ----- generation -----
     def generate(self, source: ModelSource, prompt: str, settings: GenerationSettings, eight_bit: bool,
-                 session: str) -> Iterator[tuple[str, str, LoadedModel | None, dict[str, Any] | None]]:
-        """Load and stream one model: yields ``(text, status_or_stats_markdown, loaded, final_record)``.
+                 session: str) -> Iterator[SideUpdate]:
+        """Load and stream one model, yielding :class:`SideUpdate` steps.
 
         Errors become a status line; the partial text is kept. Stopped when this session's
         stop is pressed or when the consumer goes away (the page closed).
         """
+        prompt = validate_prompt(prompt)  # raises SettingsError; callers normally validated already
         stop = threading.Event()
         self._track(session, stop, True)
         loaded: LoadedModel | None = None
@@ -226,24 +245,28 @@ class Playground:
                     if isinstance(item, LoadedModel):
                         loaded = item
                     else:
-                        yield "", stats_markdown(None, status=item), None, None
+                        yield SideUpdate("", stats_markdown(None, status=item))
             except (ModelLoadError, UnsupportedModelError) as exc:
-                yield "", error_markdown(str(exc)), None, {"error": str(exc)}
+                yield SideUpdate("", error_markdown(str(exc)), record={"error": str(exc)})
                 return
             except Exception as exc:  # noqa: BLE001 - nothing raw reaches the page
-                yield "", error_markdown(f"{source.name} could not be loaded ({type(exc).__name__}: {exc})"), None, {"error": str(exc)}
+                message = f"{source.name} could not be loaded ({type(exc).__name__}: {exc})"
+                yield SideUpdate("", error_markdown(message), record={"error": message})
                 return
             if stop.is_set():
-                yield "", stats_markdown(None, status="stopped"), loaded, None
+                yield SideUpdate("", stats_markdown(None, status="stopped"), loaded)
                 return
-            yield "", stats_markdown(None, status="generating…"), loaded, None
-            for update in stream(loaded, prompt, settings, stop_event=stop, first_token_timeout=self.config.first_token_timeout):
+            prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, prompt, settings)
+            generating = stats_markdown(None, status="generating…")
+            yield SideUpdate("", generating, loaded, prepared)
+            for update in stream(loaded, prompt, settings, stop_event=stop, prepared=prepared,
+                                 first_token_timeout=self.config.first_token_timeout):
                 if update.stats is None:
-                    yield update.text, stats_markdown(None, status="generating…"), loaded, None
+                    yield SideUpdate(update.text, generating)
                 else:
                     record = {"model": source.name, "description": _description(loaded), "settings": settings.to_dict(),
-                              "prompt_as_seen": update.prepared.text, "text": update.text, "stats": update.stats.to_dict()}
-                    yield update.text, stats_markdown(update.stats.to_dict()), loaded, record
+                              "prompt_as_seen": prepared.text, "text": update.text, "stats": update.stats.to_dict()}
+                    yield SideUpdate(update.text, stats_markdown(update.stats.to_dict()), record=record)
         finally:
             stop.set()  # the page went away or the stream ended: the worker must end too
             self._track(session, stop, False)
@@ -265,54 +288,38 @@ class Playground:
                 yield {panel.output: "", panel.stats: error_markdown(str(exc)), panel.record: {"error": str(exc)}}
                 return
             session = request.session_hash or "anonymous"
-            explained: tuple[dict[str, Any] | None, str] | None = None  # (token view, code), once the model is loaded
+            explained: dict[str, Any] = {}  # token view and code, made once when the model is ready
             finished = False
-            for text, status, loaded, record in self.generate(source, prompt, settings, bool(data[panel.eight_bit]), session):
-                out = {panel.output: text, panel.stats: status}
-                if loaded is not None:
-                    out[panel.card] = card_markdown(_description(loaded), note=UNTRAINED_NOTE if _is_untrained(source) else None)
-                    if explained is None:
-                        view, out[panel.tokens], out[panel.code] = self.explain_run(loaded, prompt, settings)
-                        explained = (view, out[panel.code])
-                if record is not None:
-                    record = dict(record, prompt=prompt)
-                    if explained is not None:
-                        record.update(prompt_view=explained[0], code=explained[1])
-                    out[panel.record] = record
+            for update in self.generate(source, prompt, settings, bool(data[panel.eight_bit]), session):
+                out = {panel.output: update.text, panel.stats: update.status}
+                if update.loaded is not None:  # sent once, not with every chunk
+                    note = UNTRAINED_NOTE if _is_untrained(source) else None
+                    out[panel.card] = card_markdown(_description(update.loaded), note=note)
+                if update.prepared is not None:
+                    view, out[panel.tokens], out[panel.code] = self.explain_run(update.loaded, prompt, settings, update.prepared)
+                    explained = {"prompt_view": view, "code": out[panel.code]}
+                if update.record is not None:
+                    out[panel.record] = dict(update.record, prompt=prompt, **explained)
                     finished = True
-                    if "error" in record and loaded is None:
-                        out[panel.card] = card_markdown(error=record["error"])
+                    if "error" in update.record and not explained:
+                        out[panel.card] = card_markdown(error=update.record["error"])
                 yield out
             if not finished:  # stopped before generating: the comparison still needs this side's record
                 yield {panel.record: {"error": "stopped before generating", "model": source.name, "prompt": prompt}}
         return handler
 
     # ----- understand and share -----
-    def class_info(self, name: str | None, custom: str | None) -> str:
-        """The class question for a selection: Auto class, concrete class, and what the other Auto class says."""
-        try:
-            source = self.resolve(name, custom)
-        except ModelIdError as exc:
-            return class_markdown(error=str(exc))
-        reason = self.registry.availability(source.name)
-        if reason and not source.local:
-            return class_markdown(error=f"{source.name} {reason}")
-        try:
-            return class_markdown(class_report(source).to_dict())
-        except (ModelLoadError, UnsupportedModelError) as exc:
-            return class_markdown(error=str(exc))
-
-    def explain_run(self, loaded: LoadedModel, prompt: str,
-                    settings: GenerationSettings) -> tuple[dict[str, Any] | None, str, str]:
+    def explain_run(self, loaded: LoadedModel, prompt: str, settings: GenerationSettings,
+                    prepared: PreparedPrompt | None = None) -> tuple[dict[str, Any] | None, str, str]:
         """``(token view dict, its HTML, reproducing code)`` for a run; a failure here never stops the run."""
         view: dict[str, Any] | None = None
         try:
-            view = prompt_view(loaded.kind, loaded.tokenizer, loaded.model.config, prompt, settings).to_dict()
+            view = prompt_view(loaded.kind, loaded.tokenizer, loaded.model.config, prompt, settings, prepared).to_dict()
             html = prompt_view_html(view)
         except Exception as exc:  # noqa: BLE001
             html = prompt_view_html(None, error=f"could not show the tokens ({type(exc).__name__}: {exc})")
         try:
-            code = build_snippet(loaded, prompt, settings)
+            code = build_snippet(loaded, prompt, settings, prepared)
         except Exception as exc:  # noqa: BLE001
             code = f"# could not write the code for this run ({type(exc).__name__}: {' '.join(str(exc).split())})\n"
         return view, html, code
@@ -405,7 +412,8 @@ class Playground:
         except (SettingsError, ModelIdError) as exc:
             raise gr.Error(str(exc)) from None
         session = (request.session_hash if request is not None else None) or "api"
-        for text, _status, _loaded, record in self.generate(source, prompt, settings, load_in_8bit, session):
+        for update in self.generate(source, prompt, settings, load_in_8bit, session):
+            text, record = update.text, update.record
             if record is None:
                 if text:
                     yield text, {}
@@ -425,6 +433,12 @@ class Playground:
 
 def _is_untrained(source: ModelSource) -> bool:
     return source.local and os.path.isfile(os.path.join(source.path, "PLAYGROUND_NOTE.json"))
+
+
+def _has_usable_model(registry: ModelRegistry, kind: Kind) -> bool:
+    """True if a model of ``kind`` can be loaded now and is not an untrained demo model."""
+    return any(reason is None and not (name in registry.local and _is_untrained(registry.local[name]))
+               for name, _label, reason in registry.choices(kind))
 
 
 def _description(loaded: LoadedModel) -> dict[str, Any]:
@@ -472,10 +486,7 @@ def build_app(config: AppConfig, *, registry: ModelRegistry | None = None, cache
             for kind in SIDES:
                 value = pg.default_model(kind)
                 preset = get_preset(value or "")
-                notice = None
-                available = [c for c in registry.choices(kind) if c[2] is None]
-                if kind is Kind.SEQ2SEQ and not any(not (registry.local.get(n) and _is_untrained(registry.local[n])) for n, _, _ in available):
-                    notice = NO_LOCAL_SEQ2SEQ
+                notice = NO_LOCAL_SEQ2SEQ if kind is Kind.SEQ2SEQ and not _has_usable_model(registry, kind) else None
                 panels[kind] = build_panel(
                     kind.value, title="Seq2seq · encoder-decoder" if kind is Kind.SEQ2SEQ else "Causal · decoder-only",
                     choices=registry.choices(kind), value=value, allow_custom=registry.allow_custom, eight_bit=eight,
@@ -505,12 +516,9 @@ def build_app(config: AppConfig, *, registry: ModelRegistry | None = None, cache
                                      outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code},
                                      concurrency_id="generate",
                                      concurrency_limit=config.concurrency, show_progress="hidden", api_visibility="private"))
-            gr.on([panel.model.change, panel.custom.submit, panel.eight_bit.change, demo.load], pg.card,
-                  inputs=[panel.model, panel.custom, panel.eight_bit], outputs=panel.card, concurrency_limit=4,
-                  concurrency_id="card", show_progress="hidden", api_visibility="private")
-            gr.on([panel.model.change, panel.custom.submit, demo.load], pg.class_info, inputs=[panel.model, panel.custom],
-                  outputs=panel.class_info, concurrency_limit=4, concurrency_id="card", show_progress="hidden",
-                  api_visibility="private")
+            gr.on([panel.model.change, panel.custom.submit, panel.eight_bit.change, demo.load], pg.describe(panel),
+                  inputs={panel.model, panel.custom, panel.eight_bit}, outputs={panel.card, panel.class_info},
+                  concurrency_limit=4, concurrency_id="card", show_progress="hidden", api_visibility="private")
         share_outputs = {share.comparisons, share.history, share.download_json, share.download_md}
         for event in events:
             event.then(pg.on_side_done(left, right, share), inputs={left.record, right.record, share.comparisons, share.rating},
@@ -537,6 +545,29 @@ def launch_kwargs() -> dict[str, Any]:
     """Safe launch options: no share link, no visitor tracebacks, no monitoring endpoint."""
     return {"share": False, "show_error": False, "enable_monitoring": False, "head": KEYBOARD_JS, "css": CSS,
             "ssr_mode": False, "footer_links": ["api"]}
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(config: AppConfig, *, registry: ModelRegistry | None = None,
+            cache: ModelCache | None = None) -> Iterator[tuple[gr.Blocks, str]]:
+    """The app served in this process on a free loopback port, as ``(demo, url)``; closed on exit.
+
+    For tests, the benchmark and notebooks; ``python app.py`` serves in the foreground instead.
+    """
+    demo = build_app(config, registry=registry, cache=cache)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    try:
+        yield demo, f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[AppConfig, str, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,15 +18,8 @@ from typing import Any, Callable, Iterator
 
 import httpx
 
-from app import AppConfig, Playground, build_app, launch_kwargs
+from app import AppConfig, Playground, serving
 from models import ModelCache, ModelRegistry
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -38,15 +30,10 @@ class LaunchedApp:
 
 @contextlib.contextmanager
 def launched_app(registry: ModelRegistry, cache: ModelCache, **config: Any) -> Iterator[LaunchedApp]:
-    """``app.build_app`` launched on a free loopback port (as tests/apphelpers.running_app does)."""
+    """``app.serving`` with the benchmark's registry and cache."""
     cfg = AppConfig(online=registry.online, preload=False, **config)
-    demo = build_app(cfg, registry=registry, cache=cache)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
-    try:
-        yield LaunchedApp(f"http://127.0.0.1:{port}/", demo.playground)
-    finally:
-        demo.close()
+    with serving(cfg, registry=registry, cache=cache) as (demo, url):
+        yield LaunchedApp(url, demo.playground)
 
 
 def api_args(model: str, prompt: str, max_new_tokens: int) -> list[Any]:

@@ -24,11 +24,12 @@ from typing import Any, Callable
 import httpx
 import torch
 
+from app import free_port
 from models import GenerationSettings, Kind, LoadedModel, ModelCache, ModelRegistry, load_model, stream, validate_prompt
 from models import loader as loader_module
 from models.prompt import prepare
 
-from .appclient import (LaunchedApp, ThreadWatch, api_args, free_port, generate_via_client, generate_via_sse,
+from .appclient import (LaunchedApp, ThreadWatch, api_args, generate_via_client, generate_via_sse,
                         generation_threads, stop_via_http)
 from .figures import figure, median, mib, ms, ratio, secs, tps
 from .subjects import Subject

@@ -31,7 +31,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, 
 from .detect import detect, wrong_class_refusal
 from .loader import load_config
 from .presets import Kind
-from .prompt import has_chat_template, prepare
+from .prompt import PreparedPrompt, has_chat_template, prepare
 from .settings import GenerationSettings
 from .sources import ModelSource
 
@@ -154,7 +154,7 @@ def _plain(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[Token]:
 
 
 def prompt_view(kind: Kind, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig, prompt: str,
-                settings: GenerationSettings) -> PromptView:
+                settings: GenerationSettings, prepared: PreparedPrompt | None = None) -> PromptView:
     """Every token ``prompt`` becomes for this model, tagged with where it came from.
 
     Args:
@@ -163,11 +163,13 @@ def prompt_view(kind: Kind, tokenizer: PreTrainedTokenizerBase, config: Pretrain
         config: the model's config (context length, decoder start token).
         prompt: the user's (validated) text.
         settings: generation settings (chat template switch, task prefix, max_new_tokens).
+        prepared: the model input already built by :func:`models.prompt.prepare`, if at hand.
 
     The token ids always equal those :func:`models.prompt.prepare` gives the model; when
     they cannot be tagged (slow tokenizer), the tokens are shown with role ``text``.
     """
-    prepared = prepare(kind, tokenizer, config, prompt, settings)
+    if prepared is None:
+        prepared = prepare(kind, tokenizer, config, prompt, settings)
     n = len(prepared.input_ids)
     wrapper = None
     tokens: list[Token] | None = None

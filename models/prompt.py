@@ -29,6 +29,7 @@ class PreparedPrompt:
         used_chat_template: whether the chat template wrapped the prompt.
         decoder_start: seq2seq only: the token the decoder starts from.
         notices: human-readable notes (truncation, caps).
+        full_length: tokens before any cut (``len(input_ids)`` when nothing was cut).
     """
 
     text: str
@@ -37,6 +38,12 @@ class PreparedPrompt:
     used_chat_template: bool = False
     decoder_start: str | None = None
     notices: list[str] = field(default_factory=list)
+    full_length: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """True when the input was cut to fit the model's context."""
+        return self.full_length > len(self.input_ids)
 
 
 def context_limit(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:
@@ -72,6 +79,7 @@ def prepare(kind: Kind, tokenizer: PreTrainedTokenizerBase, config: PretrainedCo
         else:
             text = prompt
             ids = tokenizer(text)["input_ids"]
+        full_length = len(ids)
         if max_new >= limit:
             max_new = max(1, limit // 2)
             notices.append(f"max_new_tokens lowered to {max_new}: the model's context is {limit} tokens")
@@ -84,6 +92,7 @@ def prepare(kind: Kind, tokenizer: PreTrainedTokenizerBase, config: PretrainedCo
     else:
         text = settings.task_prefix + prompt
         ids = tokenizer(text)["input_ids"]
+        full_length = len(ids)
         if len(ids) > limit:
             notices.append(f"input cut from {len(ids)} to its first {limit} tokens: the encoder reads at most {limit}")
             ids = ids[: limit - 1] + ids[-1:]  # keep the closing </s>
@@ -95,4 +104,4 @@ def prepare(kind: Kind, tokenizer: PreTrainedTokenizerBase, config: PretrainedCo
         start_id = getattr(config, "decoder_start_token_id", None)
         if start_id is not None:
             decoder_start = tokenizer.convert_ids_to_tokens(int(start_id))
-    return PreparedPrompt(text, list(ids), max_new, used_template, decoder_start, notices)
+    return PreparedPrompt(text, list(ids), max_new, used_template, decoder_start, notices, full_length)

@@ -17,11 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from .loader import LoadedModel
 from .presets import Kind
-from .prompt import has_chat_template, prepare
+from .prompt import PreparedPrompt, has_chat_template, prepare
 from .settings import GenerationSettings
 
 # Short explanations printed next to generate() arguments.
@@ -49,24 +48,15 @@ def _value(value: Any) -> str:
     return repr(value)
 
 
-def _full_length(kind: Kind, tokenizer: PreTrainedTokenizerBase, prompt: str, settings: GenerationSettings,
-                 used_template: bool) -> int:
-    """Tokens of the input before any truncation, built the way :func:`models.prompt.prepare` builds it."""
-    if kind is Kind.SEQ2SEQ:
-        return len(tokenizer(settings.task_prefix + prompt)["input_ids"])
-    if used_template:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return len(tokenizer(prompt)["input_ids"])
-
-
-def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings) -> str:
+def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
+                  prepared: PreparedPrompt | None = None) -> str:
     """A runnable Python script that redoes ``prompt`` on ``loaded`` with ``settings``.
 
     Args:
         loaded: the model the playground used (its source, load arguments and tokenizer).
         prompt: the user's validated prompt.
         settings: the generation settings of the run.
+        prepared: the model input the run used, if at hand (else built here).
 
     Returns:
         The script's source. Run as is, it prints the same text the playground showed
@@ -74,7 +64,8 @@ def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings
         and device).
     """
     kind, tokenizer, source = loaded.kind, loaded.tokenizer, loaded.source
-    prepared = prepare(kind, tokenizer, loaded.model.config, prompt, settings)
+    if prepared is None:
+        prepared = prepare(kind, tokenizer, loaded.model.config, prompt, settings)
     auto = loaded.architecture.auto_class
     eight_bit = "quantization_config" in loaded.load_kwargs
     lines: list[str] = [
@@ -139,7 +130,7 @@ def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings
         lines += [f"# Plain continuation ({why}): the model continues the prompt's text.",
                   'input_ids = tokenizer(prompt, return_tensors="pt").input_ids']
     n = len(prepared.input_ids)
-    if _full_length(kind, tokenizer, prompt, settings, prepared.used_chat_template) > n:
+    if prepared.truncated:
         if kind is Kind.SEQ2SEQ:
             lines.append(f"input_ids = torch.cat([input_ids[:, :{n - 1}], input_ids[:, -1:]], dim=1)"
                          f"  # too long: keep the first {n - 1} tokens and the closing one")

@@ -148,6 +148,7 @@ def _error_message(exc: BaseException) -> str:
 
 def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings, *,
            stop_event: threading.Event | None = None,
+           prepared: PreparedPrompt | None = None,
            first_token_timeout: float = FIRST_TOKEN_TIMEOUT,
            token_timeout: float = TOKEN_TIMEOUT,
            poll_interval: float = 0.02) -> Iterator[StreamUpdate]:
@@ -162,13 +163,16 @@ def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings, *,
         prompt: the user's text.
         settings: validated generation settings.
         stop_event: set it (from any thread) to stop; also set when this generator is closed.
+        prepared: the model input, when the caller already built it with :func:`~models.prompt.prepare`
+            for this prompt and these settings (so it is not built twice).
         first_token_timeout: seconds to wait for the first token before giving up.
         token_timeout: seconds to wait between tokens before giving up.
         poll_interval: how often the queue is polled (bounds stop reaction time too).
     """
     prompt = validate_prompt(prompt)
     model, tokenizer = loaded.model, loaded.tokenizer
-    prepared = prepare(loaded.kind, tokenizer, model.config, prompt, settings)
+    if prepared is None:
+        prepared = prepare(loaded.kind, tokenizer, model.config, prompt, settings)
     stop_event = stop_event if stop_event is not None else threading.Event()
     streamer = TimedStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     input_ids = torch.tensor([prepared.input_ids], dtype=torch.long, device=model.device)

