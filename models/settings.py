@@ -1,20 +1,34 @@
-"""Generation settings: one frozen, self-validating object.
+"""Generation settings: one declarative, frozen, self-validating schema.
 
-Every field is checked before any thread starts, and every refusal names the
-field and its allowed range (the same rules TGI and vLLM apply). Streaming needs
-greedy or sampled decoding with one beam and one sequence, so beams are never
-exposed and are forced to 1 in :meth:`GenerationSettings.generate_kwargs`.
+Each setting is declared once, as a pydantic field with its range (``ge``/``gt``/``le``),
+its slider step and a one-line note. The validator, the page's sliders (through
+:func:`setting_ranges`) and the tests all read that one declaration, so a limit cannot
+drift between them. Every refusal is a :class:`SettingsError` naming the field and its
+allowed range (the same rules TGI and vLLM apply). Streaming needs greedy or sampled
+decoding with one beam and one sequence, so beams are never exposed and are forced to 1
+in :meth:`GenerationSettings.generate_kwargs`.
+
+Example:
+    >>> s = GenerationSettings.from_mapping({"max_new_tokens": 32.0, "temperature": 0})
+    >>> s.generate_kwargs()["do_sample"]
+    False
+    >>> setting_ranges()["top_k"].high
+    1000
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
+
+from annotated_types import Ge, Gt, Le
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MAX_NEW_TOKENS_LIMIT = 2048  # hard ceiling for a public demo; a model's own context may be lower
 MAX_PROMPT_CHARS = 20_000  # longer prompts are refused before tokenizing (a 1 MB prompt costs seconds)
 MAX_SEED = 2**32 - 1
+MAX_TASK_PREFIX_CHARS = 200
 
 
 class SettingsError(ValueError):
@@ -28,6 +42,168 @@ class SettingsError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+def _ui(step: float, note: str = "", info: str = "") -> dict[str, Any]:
+    """The extra part of a field's declaration: slider step, the note put after its range, the slider's help."""
+    return {"step": step, "note": note, "info": info}
+
+
+class GenerationSettings(BaseModel):
+    """How one model generates one answer.
+
+    Args:
+        max_new_tokens (int, default 128): tokens to generate at most, 1..2048
+            (also capped by the model's context at run time, with a notice).
+        temperature (float, default 0.0): 0 means greedy decoding; >0 samples, 0..2.
+        top_p (float, default 1.0): nucleus sampling mass, 0 < top_p <= 1.
+        top_k (int, default 0): keep the k most likely tokens, 0 disables; 0..1000.
+        repetition_penalty (float, default 1.0): >1 discourages repeats; 0 < x <= 10.
+        no_repeat_ngram_size (int, default 0): forbid repeating n-grams of this size; 0..20.
+        seed (int, default 0): random seed for sampling, 0..2**32-1.
+        use_chat_template (bool, default True): causal models wrap the prompt in the
+            tokenizer's chat template when it has one.
+        task_prefix (str, default ""): text put before the prompt for seq2seq models,
+            e.g. ``"summarize: "`` for T5.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, validate_default=False)
+
+    max_new_tokens: int = Field(128, ge=1, le=MAX_NEW_TOKENS_LIMIT, json_schema_extra=_ui(1, info="most tokens to generate"))
+    temperature: float = Field(0.0, ge=0.0, le=2.0, json_schema_extra=_ui(0.05, "0 = greedy", "0 = greedy (same answer every time)"))
+    top_p: float = Field(1.0, gt=0.0, le=1.0, json_schema_extra=_ui(0.05, info="nucleus sampling mass"))
+    top_k: int = Field(0, ge=0, le=1000, json_schema_extra=_ui(1, "0 = off", "0 = off"))
+    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0,
+                                      json_schema_extra=_ui(0.05, "1 = off", "1 = off; above 1 discourages repeats"))
+    no_repeat_ngram_size: int = Field(0, ge=0, le=20, json_schema_extra=_ui(1, "0 = off", "0 = off"))
+    seed: int = Field(0, ge=0, le=MAX_SEED, json_schema_extra=_ui(1, info="used when temperature > 0"))
+    use_chat_template: bool = True  # causal: wrap the prompt in the chat template
+    task_prefix: str = Field("", max_length=MAX_TASK_PREFIX_CHARS)  # seq2seq: e.g. "summarize: "
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _settings_error(exc, values) from None
+
+    @field_validator("max_new_tokens", "top_k", "no_repeat_ngram_size", "seed", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any, info: Any) -> int:
+        return int(_number(info.field_name, value, integer=True))
+
+    @field_validator("temperature", "top_p", "repetition_penalty", mode="before")
+    @classmethod
+    def _real_number(cls, value: Any, info: Any) -> float:
+        return float(_number(info.field_name, value))
+
+    @field_validator("use_chat_template", mode="before")
+    @classmethod
+    def _strict_bool(cls, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise SettingsError("use_chat_template", f"must be true or false, got {value!r:.40}")
+        return value
+
+    @field_validator("task_prefix", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        if not isinstance(value, str) or len(value) > MAX_TASK_PREFIX_CHARS:
+            raise SettingsError("task_prefix", f"must be text of at most {MAX_TASK_PREFIX_CHARS} characters")
+        return value
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "GenerationSettings":
+        """Build settings from a mapping, ignoring ``None`` values and refusing unknown keys."""
+        names = set(cls.model_fields)
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise SettingsError(unknown[0], f"is not a generation setting (known: {', '.join(sorted(names))})")
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic (temperature 0)."""
+        return self.temperature == 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field, for export and display."""
+        return self.model_dump()
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Arguments for ``model.generate`` (without inputs, streamer or stopping criteria).
+
+        Beams are forced to 1 and a single sequence is returned: streaming needs both.
+        Temperature 0 maps to greedy decoding (``do_sample=True`` with 0 raises).
+        """
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "num_beams": 1,
+            "num_return_sequences": 1,
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+        }
+        if self.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class SettingRange:
+    """The declared range of one numeric setting, as the schema states it.
+
+    Args:
+        name: the field name.
+        low / high: the bounds.
+        low_inclusive: False when ``low`` itself is refused (``gt``).
+        integer: whole numbers only.
+        step: the slider step.
+        default: the schema's default.
+        note: what a special value means (``"0 = off"``), or ``""``.
+        info: a short help line for the control.
+    """
+
+    name: str
+    low: float
+    high: float
+    low_inclusive: bool
+    integer: bool
+    step: float
+    default: float
+    note: str
+    info: str
+
+    @property
+    def lowest_allowed(self) -> float:
+        """The smallest value a slider can offer: ``low``, or one step above it when ``low`` is excluded."""
+        return self.low if self.low_inclusive else self.low + self.step
+
+    def describe(self) -> str:
+        """``"between 0 and 2 (0 = greedy)"`` / ``"greater than 0 and at most 1"``."""
+        low, high = _plain(self.low), _plain(self.high)
+        text = f"between {low} and {high}" if self.low_inclusive else f"greater than {low} and at most {high}"
+        if self.integer and self.name != "seed":
+            text = "a whole number " + text
+        return f"{text} ({self.note})" if self.note else text
+
+
+def _plain(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def setting_ranges() -> dict[str, SettingRange]:
+    """Every numeric setting's declared range, in declaration order (read by sliders and tests)."""
+    out: dict[str, SettingRange] = {}
+    for name, info in GenerationSettings.model_fields.items():
+        bounds = {type(m): m for m in info.metadata}
+        if Le not in bounds:
+            continue
+        extra = info.json_schema_extra or {}
+        low_inclusive = Ge in bounds
+        low = bounds[Ge].ge if low_inclusive else bounds[Gt].gt
+        out[name] = SettingRange(name, low, bounds[Le].le, low_inclusive, info.annotation is int, extra["step"],
+                                 info.default, extra["note"], extra["info"])
+    return out
 
 
 def _number(name: str, value: Any, *, integer: bool = False) -> float | int:
@@ -53,104 +229,22 @@ def _number(name: str, value: Any, *, integer: bool = False) -> float | int:
         raise SettingsError(name, f"must be a finite number, got an integer of {len(str(abs(value)))} digits") from None
 
 
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How one model generates one answer.
-
-    Args:
-        max_new_tokens (int, default 128): tokens to generate at most, 1..2048
-            (also capped by the model's context at run time, with a notice).
-        temperature (float, default 0.0): 0 means greedy decoding; >0 samples, 0..2.
-        top_p (float, default 1.0): nucleus sampling mass, 0 < top_p <= 1.
-        top_k (int, default 0): keep the k most likely tokens, 0 disables; 0..1000.
-        repetition_penalty (float, default 1.0): >1 discourages repeats; 0 < x <= 10.
-        no_repeat_ngram_size (int, default 0): forbid repeating n-grams of this size; 0..20.
-        seed (int, default 0): random seed for sampling, 0..2**32-1.
-        use_chat_template (bool, default True): causal models wrap the prompt in the
-            tokenizer's chat template when it has one.
-        task_prefix (str, default ""): text put before the prompt for seq2seq models,
-            e.g. ``"summarize: "`` for T5.
-
-    Example:
-        >>> s = GenerationSettings.from_mapping({"max_new_tokens": 32.0, "temperature": 0})
-        >>> s.generate_kwargs()["do_sample"]
-        False
-    """
-
-    max_new_tokens: int = 128  # tokens to generate at most
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0  # nucleus sampling mass
-    top_k: int = 0  # 0 = off
-    repetition_penalty: float = 1.0  # 1 = off
-    no_repeat_ngram_size: int = 0  # 0 = off
-    seed: int = 0  # sampling seed
-    use_chat_template: bool = True  # causal: wrap prompt in the chat template
-    task_prefix: str = ""  # seq2seq: e.g. "summarize: "
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "max_new_tokens", _number("max_new_tokens", self.max_new_tokens, integer=True))
-        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
-            raise SettingsError("max_new_tokens", f"must be between 1 and {MAX_NEW_TOKENS_LIMIT}, got {self.max_new_tokens}")
-        set_(self, "temperature", _number("temperature", self.temperature))
-        if not 0.0 <= self.temperature <= 2.0:
-            raise SettingsError("temperature", f"must be between 0 and 2 (0 = greedy), got {self.temperature}")
-        set_(self, "top_p", _number("top_p", self.top_p))
-        if not 0.0 < self.top_p <= 1.0:
-            raise SettingsError("top_p", f"must be greater than 0 and at most 1, got {self.top_p}")
-        set_(self, "top_k", _number("top_k", self.top_k, integer=True))
-        if not 0 <= self.top_k <= 1000:
-            raise SettingsError("top_k", f"must be a whole number between 0 and 1000 (0 = off), got {self.top_k}")
-        set_(self, "repetition_penalty", _number("repetition_penalty", self.repetition_penalty))
-        if not 0.0 < self.repetition_penalty <= 10.0:
-            raise SettingsError("repetition_penalty", f"must be greater than 0 and at most 10 (1 = off), got {self.repetition_penalty}")
-        set_(self, "no_repeat_ngram_size", _number("no_repeat_ngram_size", self.no_repeat_ngram_size, integer=True))
-        if not 0 <= self.no_repeat_ngram_size <= 20:
-            raise SettingsError("no_repeat_ngram_size", f"must be between 0 and 20 (0 = off), got {self.no_repeat_ngram_size}")
-        set_(self, "seed", _number("seed", self.seed, integer=True))
-        if not 0 <= self.seed <= MAX_SEED:
-            raise SettingsError("seed", f"must be between 0 and {MAX_SEED}, got {self.seed}")
-        if not isinstance(self.use_chat_template, bool):
-            raise SettingsError("use_chat_template", f"must be true or false, got {self.use_chat_template!r:.40}")
-        if not isinstance(self.task_prefix, str) or len(self.task_prefix) > 200:
-            raise SettingsError("task_prefix", "must be text of at most 200 characters")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "GenerationSettings":
-        """Build settings from a mapping, ignoring ``None`` values and refusing unknown keys."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise SettingsError(unknown[0], f"is not a generation setting (known: {', '.join(sorted(names))})")
-        return cls(**{k: v for k, v in values.items() if v is not None})
-
-    @property
-    def greedy(self) -> bool:
-        """True when decoding is deterministic (temperature 0)."""
-        return self.temperature == 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of every field, for export and display."""
-        return asdict(self)
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        """Arguments for ``model.generate`` (without inputs, streamer or stopping criteria).
-
-        Beams are forced to 1 and a single sequence is returned: streaming needs both.
-        Temperature 0 maps to greedy decoding (``do_sample=True`` with 0 raises).
-        """
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "num_beams": 1,
-            "num_return_sequences": 1,
-            "repetition_penalty": self.repetition_penalty,
-            "no_repeat_ngram_size": self.no_repeat_ngram_size,
-        }
-        if self.greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
-        return kwargs
+def _settings_error(exc: ValidationError, values: Mapping[str, Any]) -> SettingsError:
+    """The first failure, in declaration order, as a :class:`SettingsError` naming its field."""
+    errors = exc.errors(include_url=False)
+    order = list(GenerationSettings.model_fields)
+    errors.sort(key=lambda e: order.index(e["loc"][0]) if e["loc"] and e["loc"][0] in order else len(order))
+    first = errors[0]
+    field = str(first["loc"][0]) if first["loc"] else "settings"
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, SettingsError):
+        return cause
+    if first["type"] == "extra_forbidden":
+        return SettingsError(field, f"is not a generation setting (known: {', '.join(sorted(order))})")
+    ranges = setting_ranges()
+    if field in ranges:
+        return SettingsError(field, f"must be {ranges[field].describe()}, got {values.get(field)!r:.40}")
+    return SettingsError(field, first["msg"])
 
 
 def validate_prompt(prompt: Any) -> str:

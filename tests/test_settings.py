@@ -10,18 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.settings import MAX_NEW_TOKENS_LIMIT, MAX_PROMPT_CHARS, MAX_SEED, GenerationSettings, SettingsError, validate_prompt
+from pydantic import ValidationError
 
-# field -> (lowest valid, highest valid, lowest is exclusive, is integer)
-NUMERIC = {
-    "max_new_tokens": (1, MAX_NEW_TOKENS_LIMIT, False, True),
-    "temperature": (0.0, 2.0, False, False),
-    "top_p": (0.0, 1.0, True, False),
-    "top_k": (0, 1000, False, True),
-    "repetition_penalty": (0.0, 10.0, True, False),
-    "no_repeat_ngram_size": (0, 20, False, True),
-    "seed": (0, MAX_SEED, False, True),
-}
+from models.settings import (MAX_NEW_TOKENS_LIMIT, MAX_PROMPT_CHARS, MAX_SEED, GenerationSettings, SettingsError,
+                             setting_ranges, validate_prompt)
+
+# field -> (lowest valid, highest valid, lowest is exclusive, is integer), read from the one schema
+NUMERIC = {name: (r.low, r.high, not r.low_inclusive, r.integer) for name, r in setting_ranges().items()}
 ALL_FIELDS = [*NUMERIC, "use_chat_template", "task_prefix"]
 
 
@@ -32,6 +27,22 @@ def refused(field: str, **values) -> SettingsError:
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
     return info.value
+
+
+def test_schema_declares_every_numeric_setting_with_its_public_range():
+    """The declared ranges are the ones the API documents (a change here is a change of the public API)."""
+    assert NUMERIC == {
+        "max_new_tokens": (1, MAX_NEW_TOKENS_LIMIT, False, True), "temperature": (0.0, 2.0, False, False),
+        "top_p": (0.0, 1.0, True, False), "top_k": (0, 1000, False, True), "repetition_penalty": (0.0, 10.0, True, False),
+        "no_repeat_ngram_size": (0, 20, False, True), "seed": (0, MAX_SEED, False, True)}
+    assert GenerationSettings().to_dict() == {**{n: r.default for n, r in setting_ranges().items()},
+                                              "use_chat_template": True, "task_prefix": ""}
+
+
+def test_range_refusal_states_the_declared_range():
+    err = refused("top_p", top_p=0.0)
+    assert str(err) == "top_p: must be greater than 0 and at most 1, got 0.0"
+    assert "between 0 and 1000 (0 = off)" in str(refused("top_k", top_k=1001))
 
 
 def test_defaults_are_valid_and_greedy():
@@ -46,8 +57,9 @@ def test_defaults_are_valid_and_greedy():
 
 def test_settings_are_frozen():
     s = GenerationSettings()
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError):
         s.temperature = 1.0  # type: ignore[misc]
+    assert s.temperature == 0.0
 
 
 def test_top_k_float_from_slider_becomes_int():
