@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .render import esc
+from .render import esc, stats_line
 
 FORMAT = "seq2seq-causal-playground/comparison"  # identifies the JSON files
 FORMAT_VERSION = 1
@@ -90,40 +90,30 @@ def _cell(value: Any) -> str:
     return " ".join(esc(value).split()).replace("|", "\\|")
 
 
-def _stats_line(stats: Mapping[str, Any]) -> str:
-    ttft, tps = stats.get("time_to_first_token"), stats.get("tokens_per_second")
-    parts = [f"first token {ttft:.2f} s" if isinstance(ttft, (int, float)) else "no token",
-             f"{tps:.1f} tokens/s" if isinstance(tps, (int, float)) else "– tokens/s",
-             f"{stats.get('input_tokens', '?')} in → {stats.get('output_tokens', '?')} out"]
-    if isinstance(stats.get("total_seconds"), (int, float)):
-        parts.append(f"{stats['total_seconds']:.2f} s")
-    parts.append(f"finish: {stats.get('finish_reason', '?')}")
-    return " · ".join(parts)
-
-
 def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
     title = SIDE_TITLES[side]
     if not record:
         return [f"## {title}", "", "_No result._", ""]
     lines = [f"## {title}: {_cell(record.get('model', 'unknown model'))}", ""]
-    if record.get("error") and "stats" not in record:
+    if record.get("error") and not record.get("stats"):
         return lines + [f"⚠️ {_cell(record['error'])}", ""]
-    d = record.get("description") or {}
+    model = record.get("description") or {}
     rows: list[tuple[str, Any]] = []
-    if d:
-        rows.append(("Class", f"{d.get('auto_class')} → {d.get('resolved_class')} ({d.get('architecture', d.get('kind'))})"))
-        rows.append(("Revision", d.get("revision") or "not known (local or converted weights)"))
-        size = f"{d.get('params_text', d.get('params'))} params · {d.get('dtype')} · {d.get('device')}"
-        if d.get("quantization", "none") != "none":
-            size += f" · {d['quantization']}"
+    if model:
+        rows.append(("Class", f"{model.get('auto_class')} → {model.get('resolved_class')} "
+                              f"({model.get('architecture', model.get('kind'))})"))
+        rows.append(("Revision", model.get("revision") or "not known (local or converted weights)"))
+        size = f"{model.get('params_text', model.get('params'))} params · {model.get('dtype')} · {model.get('device')}"
+        if model.get("quantization", "none") != "none":
+            size += f" · {model['quantization']}"
         rows.append(("Size", size))
-        rows.append(("From", d.get("origin", "")))
+        rows.append(("From", model.get("origin", "")))
     settings = record.get("settings") or {}
     if settings:
         rows.append(("Settings", ", ".join(f"{k}={v!r}" for k, v in settings.items())))
     stats = record.get("stats") or {}
     if stats:
-        rows.append(("Stats", _stats_line(stats)))
+        rows.append(("Stats", stats_line(stats, markdown=False)))
         for notice in stats.get("notices") or ():
             rows.append(("Notice", notice))
         if stats.get("error"):

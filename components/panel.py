@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import gradio as gr
 
 from .render import ARCH_EXPLAINER, PROMPT_VIEW_EMPTY, TOKENS_CSS, esc
-from .settings import SettingsControls, build_settings
+from .settings import SettingsControls, SliderRange, build_settings
 
 
 @dataclass
@@ -20,7 +20,8 @@ class Panel:
     custom: gr.Textbox
     eight_bit: gr.Checkbox
     card: gr.Markdown
-    option: gr.Component  # seq2seq: task prefix textbox; causal: chat-template checkbox
+    task_prefix: gr.Textbox | None  # seq2seq panels: text put before the prompt
+    chat_template: gr.Checkbox | None  # causal panels: wrap the prompt in the chat template
     output: gr.Textbox
     stats: gr.Markdown
     settings: SettingsControls
@@ -36,7 +37,8 @@ def dropdown_choices(choices: Sequence[tuple[str, str, str | None]]) -> list[tup
 
 
 def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str | None]], value: str | None,
-                allow_custom: bool, eight_bit: tuple[bool, str], defaults: Mapping[str, Any], notice: str | None = None) -> Panel:
+                allow_custom: bool, eight_bit: tuple[bool, str], defaults: Mapping[str, Any],
+                limits: Mapping[str, SliderRange], notice: str | None = None) -> Panel:
     """Build one side's components.
 
     Args:
@@ -47,6 +49,7 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
         allow_custom: show the custom hub-id box.
         eight_bit: ``(available, reason)``; the checkbox is disabled when not available.
         defaults: initial generation settings.
+        limits: each setting's slider range (from the settings schema).
         notice: a plain-language line shown under the selector (e.g. no local seq2seq model).
     """
     with gr.Column(elem_id=f"{side}-panel"):
@@ -56,19 +59,19 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
         custom = gr.Textbox(label="…or a Hugging Face hub id", placeholder="owner/name (hub ids only, no paths)",
                             visible=allow_custom, max_lines=1, max_length=96, elem_id=f"{side}-custom")
         available, reason = eight_bit
-        eight = gr.Checkbox(False, label="Load in 8-bit (bitsandbytes)", info=reason, interactive=available,
+        eight_bit_box = gr.Checkbox(False, label="Load in 8-bit (bitsandbytes)", info=reason, interactive=available,
                             elem_id=f"{side}-8bit")
         gr.Markdown(notice or "", visible=bool(notice), elem_id=f"{side}-notice")
         card = gr.Markdown("", elem_id=f"{side}-card")
         with gr.Accordion("What is this architecture?", open=False, elem_id=f"{side}-arch"):
             gr.Markdown(ARCH_EXPLAINER[side])
             class_info = gr.Markdown("", elem_id=f"{side}-class")
+        task_prefix = chat_template = None
         if side == "seq2seq":
-            option: gr.Component = gr.Textbox(value=defaults.get("task_prefix", ""), label="Task prefix (seq2seq)",
-                                              placeholder="e.g. summarize: ", max_lines=1, max_length=200,
-                                              elem_id=f"{side}-prefix")
+            task_prefix = gr.Textbox(value=defaults.get("task_prefix", ""), label="Task prefix (seq2seq)",
+                                     placeholder="e.g. summarize: ", max_lines=1, max_length=200, elem_id=f"{side}-prefix")
         else:
-            option = gr.Checkbox(value=True, label="Use the chat template (when the model has one)", elem_id=f"{side}-chat")
+            chat_template = gr.Checkbox(value=True, label="Use the chat template (when the model has one)", elem_id=f"{side}-chat")
         output = gr.Textbox(label="Output", lines=10, max_lines=20, interactive=False, autoscroll=True,
                             buttons=["copy"], elem_id=f"{side}-output")
         stats = gr.Markdown("", elem_id=f"{side}-stats")
@@ -77,7 +80,7 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
         with gr.Accordion("Show code (reproduce this run in Python)", open=False, elem_id=f"{side}-code-accordion"):
             code = gr.Code("# Run to get a script that reproduces this side's answer.\n", language="python",
                            interactive=False, label="Python", buttons=["copy", "download"], elem_id=f"{side}-code")
-        settings = build_settings(defaults, label="Generation settings", elem_prefix=side)
+        settings = build_settings(defaults, limits, label="Generation settings", elem_prefix=side)
         record = gr.State(None)
-    return Panel(side, model, custom, eight, card, option, output, stats, settings, record,
+    return Panel(side, model, custom, eight_bit_box, card, task_prefix, chat_template, output, stats, settings, record,
                  class_info=class_info, tokens=tokens, code=code)

@@ -23,42 +23,57 @@ def esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+ARCHITECTURES = {"seq2seq": "encoder-decoder", "causal": "decoder-only"}
+
+
 def card_markdown(description: Mapping[str, Any] | None = None, *, architecture: Mapping[str, Any] | None = None,
                   error: str | None = None, note: str | None = None) -> str:
     """The model card line: Auto class -> concrete class, architecture, size, dtype, device.
 
-    Shows the full description of a loaded model, or what the config says before loading,
-    or an error.
+    Shows the full description of a loaded model (``ModelDescription.to_dict()``), or what the
+    config says before loading (``ClassReport.to_dict()``), or an error.
     """
     if error:
         return f"⚠️ {esc(error)}"
     parts: list[str] = []
     if description:
-        d = description
-        quant = " · 8-bit" if d.get("quantization", "none") != "none" else ""
-        parts.append(f"`{esc(d['auto_class'])} -> {esc(d['resolved_class'])}` · {esc(d['architecture'])} · "
-                     f"{esc(d['params_text'])} params · {esc(d['dtype'])}{quant} · {esc(d['device'])} · "
-                     f"{d['memory_bytes'] / 2**20:.1f} MiB · from {esc(d['origin'])}")
+        quant = " · 8-bit" if description.get("quantization", "none") != "none" else ""
+        parts.append(f"`{esc(description['auto_class'])} -> {esc(description['resolved_class'])}` · "
+                     f"{esc(description['architecture'])} · {esc(description['params_text'])} params · "
+                     f"{esc(description['dtype'])}{quant} · {esc(description['device'])} · "
+                     f"{description['memory_bytes'] / 2**20:.1f} MiB · from {esc(description['origin'])}")
     elif architecture:
-        a = architecture
-        parts.append(f"`{esc(a['auto_class'])} -> {esc(a['resolved_class'])}` · {esc(a['architecture'])} · "
-                     f"model_type `{esc(a['model_type'])}` · not loaded yet")
+        parts.append(f"`{esc(architecture['auto_class'])} -> {esc(architecture['resolved_class'])}` · "
+                     f"{esc(ARCHITECTURES.get(architecture.get('kind', ''), architecture.get('kind', '')))} · "
+                     f"model_type `{esc(architecture['model_type'])}` · not loaded yet")
     if note:
         parts.append(f"<br>ℹ️ {esc(note)}")
     return "".join(parts) or "Pick a model."
 
 
+def stats_line(stats: Mapping[str, Any], *, markdown: bool = True) -> str:
+    """One line of a run's figures: first token, tokens/s, tokens in → out, total time, finish reason.
+
+    ``markdown=False`` gives the plain form used in exported files.
+    """
+    bold = (lambda text: f"**{text}**") if markdown else (lambda text: text)
+    ttft, tps, total = stats.get("time_to_first_token"), stats.get("tokens_per_second"), stats.get("total_seconds")
+    parts = [f"first token {bold(f'{ttft:.2f} s')}" if isinstance(ttft, (int, float)) else "no token",
+             f"{bold(f'{tps:.1f}')} tokens/s" if isinstance(tps, (int, float)) else "– tokens/s",
+             f"{stats.get('input_tokens', '?')} in → {stats.get('output_tokens', '?')} out"]
+    if isinstance(total, (int, float)):
+        parts.append(f"{total:.2f} s")
+    parts.append(f"finish: {bold(esc(stats.get('finish_reason', '?')))}")
+    return " · ".join(parts)
+
+
 def stats_markdown(stats: Mapping[str, Any] | None, *, status: str | None = None) -> str:
-    """The stats line under an answer, or a status / error line while there are no stats."""
+    """The stats line under an answer with its notices and error, or a status / error line while there are no stats."""
     if status:
         return esc(status)
     if not stats:
         return ""
-    ttft = stats.get("time_to_first_token")
-    tps = stats.get("tokens_per_second")
-    line = (f"first token **{ttft:.2f} s**" if ttft is not None else "no token") + " · "
-    line += (f"**{tps:.1f}** tokens/s" if tps is not None else "– tokens/s") + " · "
-    line += f"{stats['input_tokens']} in → {stats['output_tokens']} out · {stats['total_seconds']:.2f} s · finish: **{esc(stats['finish_reason'])}**"
+    line = stats_line(stats)
     for notice in stats.get("notices", []):
         line += f"<br>ℹ️ {esc(notice)}"
     if stats.get("error"):
@@ -175,23 +190,22 @@ def class_markdown(report: Mapping[str, Any] | None = None, *, error: str | None
         return f"**Which class runs it?** ⚠️ {esc(error)}"
     if not report:
         return ""
-    r = report
-    declared = ", ".join(r.get("declared") or ()) or "none listed"
+    declared = ", ".join(report.get("declared") or ()) or "none listed"
     lines = [
         "**Which class runs this model?**",
-        f"- Loaded with `{esc(r['auto_class'])}`, which resolves to `{esc(r['resolved_class'])}` "
-        f"(config: model_type `{esc(r['model_type'])}`, architectures: {esc(declared)}).",
+        f"- Loaded with `{esc(report['auto_class'])}`, which resolves to `{esc(report['resolved_class'])}` "
+        f"(config: model_type `{esc(report['model_type'])}`, architectures: {esc(declared)}).",
     ]
-    other = esc(r["other_auto_class"])
-    if r.get("other_accepts"):
-        lines.append(f"- With `{other}` instead: {md_text(r['other_result'])}")
+    other = esc(report["other_auto_class"])
+    if report.get("other_accepts"):
+        lines.append(f"- With `{other}` instead: {md_text(report['other_result'])}")
         lines.append("- In plain words: the other class would build only part of this model, so it would not read "
                      "your prompt the way this panel does.")
     else:
         lines.append(f"- With `{other}` instead, transformers refuses:")
-        lines.append(f"\n  > {md_text(r['other_result'])}\n")
+        lines.append(f"\n  > {md_text(report['other_result'])}\n")
         what = ("it has an encoder and a decoder, and the causal table only lists decoder-only models"
-                if r.get("kind") == "seq2seq" else "it is decoder-only, and the seq2seq table only lists encoder-decoder models")
+                if report.get("kind") == "seq2seq" else "it is decoder-only, and the seq2seq table only lists encoder-decoder models")
         lines.append(f"- In plain words: {what}, so the wrong Auto class cannot even build it.")
     lines.append("")
     lines.append(CLASS_EXPLAINER)

@@ -1,14 +1,27 @@
-"""Generation-settings controls (one set per panel)."""
+"""Generation-settings controls (one set per panel), their ranges given by the settings schema."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import gradio as gr
 
 # Order of the shared settings fields: the handlers receive values in this order.
 SHARED_FIELDS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "no_repeat_ngram_size", "seed")
+_ELEM_NAMES = {"no_repeat_ngram_size": "no-repeat-ngram"}  # element ids the page has always had
+
+
+class SliderRange(Protocol):
+    """What a control needs to know of a setting (``models.settings.SettingRange`` has it)."""
+
+    high: float
+    step: float
+    default: float
+    info: str
+
+    @property
+    def lowest_allowed(self) -> float: ...
 
 
 @dataclass
@@ -29,19 +42,18 @@ class SettingsControls:
         return [getattr(self, name) for name in SHARED_FIELDS]
 
 
-def build_settings(defaults: Mapping[str, Any], *, label: str, elem_prefix: str) -> SettingsControls:
-    """Build one collapsible settings section initialised from ``defaults``."""
+def _slider(name: str, limit: SliderRange, defaults: Mapping[str, Any], elem_prefix: str) -> gr.Slider:
+    return gr.Slider(limit.lowest_allowed, limit.high, value=defaults.get(name, limit.default), step=limit.step, label=name,
+                     info=limit.info or None, elem_id=f"{elem_prefix}-{_ELEM_NAMES.get(name, name.replace('_', '-'))}")
+
+
+def build_settings(defaults: Mapping[str, Any], limits: Mapping[str, SliderRange], *, label: str,
+                   elem_prefix: str) -> SettingsControls:
+    """Build one collapsible settings section initialised from ``defaults``, each control spanning
+    exactly the range ``limits`` gives for its setting."""
     with gr.Accordion(label, open=False, elem_id=f"{elem_prefix}-settings") as accordion:
-        max_new = gr.Slider(1, 512, value=defaults.get("max_new_tokens", 128), step=1, label="max_new_tokens",
-                            info="most tokens to generate", elem_id=f"{elem_prefix}-max-new-tokens")
-        temperature = gr.Slider(0.0, 2.0, value=defaults.get("temperature", 0.0), step=0.05, label="temperature",
-                                info="0 = greedy (same answer every time)", elem_id=f"{elem_prefix}-temperature")
-        top_p = gr.Slider(0.05, 1.0, value=defaults.get("top_p", 1.0), step=0.05, label="top_p", elem_id=f"{elem_prefix}-top-p")
-        top_k = gr.Slider(0, 200, value=defaults.get("top_k", 0), step=1, label="top_k", info="0 = off", elem_id=f"{elem_prefix}-top-k")
-        rep = gr.Slider(0.5, 2.0, value=defaults.get("repetition_penalty", 1.0), step=0.05, label="repetition_penalty",
-                        info="1 = off; above 1 discourages repeats", elem_id=f"{elem_prefix}-repetition-penalty")
-        ngram = gr.Slider(0, 10, value=defaults.get("no_repeat_ngram_size", 0), step=1, label="no_repeat_ngram_size",
-                          info="0 = off", elem_id=f"{elem_prefix}-no-repeat-ngram")
-        seed = gr.Number(value=defaults.get("seed", 0), precision=0, label="seed", info="used when temperature > 0",
-                         elem_id=f"{elem_prefix}-seed")
-    return SettingsControls(max_new, temperature, top_p, top_k, rep, ngram, seed, accordion)
+        sliders = [_slider(name, limits[name], defaults, elem_prefix) for name in SHARED_FIELDS[:-1]]
+        seed_range = limits["seed"]
+        seed = gr.Number(value=defaults.get("seed", seed_range.default), precision=0, label="seed", info=seed_range.info,
+                         minimum=seed_range.lowest_allowed, maximum=seed_range.high, elem_id=f"{elem_prefix}-seed")
+    return SettingsControls(*sliders, seed, accordion)

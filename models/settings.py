@@ -243,7 +243,9 @@ def _settings_error(exc: ValidationError, values: Mapping[str, Any]) -> Settings
         return SettingsError(field, f"is not a generation setting (known: {', '.join(sorted(order))})")
     ranges = setting_ranges()
     if field in ranges:
-        return SettingsError(field, f"must be {ranges[field].describe()}, got {values.get(field)!r:.40}")
+        value = values.get(field)
+        shown = float(value) if not ranges[field].integer and isinstance(value, int) else value
+        return SettingsError(field, f"must be {ranges[field].describe()}, got {shown!r:.40}")
     return SettingsError(field, first["msg"])
 
 

@@ -1,5 +1,5 @@
-"""Start the playground in-process on a free loopback port, for API, browser and load tests,
-and record the figures the README reports."""
+"""Start the playground in-process on a loopback port, for API, browser and load tests; slow models down;
+and count the figures the README reports from the cases that really ran."""
 
 from __future__ import annotations
 
@@ -8,68 +8,48 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
-import gradio as gr
+from models import ModelCache, ModelRegistry
+from models.loader import LoadedModel
+from models.stream import generation_threads
+from web.config import AppConfig
+from web.serving import Served, serving
 
-from app import AppConfig, Playground, free_port, serving
-from models import Kind, ModelCache, ModelRegistry
-
-__all__ = ["RunningApp", "running_app", "free_port", "generation_threads", "slowed", "describe", "count_figures",
-           "set_figures"]
+__all__ = ["Served", "running_app", "generation_threads", "slowed", "case", "set_figures"]
 
 ARTIFACT = Path(__file__).resolve().parent.parent / "artifacts" / "reliability.json"
 
 
-@dataclass
-class RunningApp:
-    """A launched app: its URL, the Blocks, and the Playground behind the handlers."""
-
-    url: str
-    demo: gr.Blocks
-    playground: Playground
-
-
 @contextlib.contextmanager
-def running_app(registry: ModelRegistry, cache: ModelCache | None = None, **config: object) -> Iterator[RunningApp]:
-    """Serve the app with ``registry`` (and a fresh cache unless given) on a free loopback port.
+def running_app(registry: ModelRegistry, cache: ModelCache | None = None, **config: Any) -> Iterator[Served]:
+    """Serve the app with ``registry`` (and a fresh cache unless given) on a loopback port.
 
-    Extra keyword arguments go to :class:`app.AppConfig` (e.g. ``seq2seq="tiny-t5"``).
+    Extra keyword arguments go to :class:`web.config.AppConfig` (e.g. ``seq2seq="tiny-t5"``).
     """
-    cfg = AppConfig(online=False, preload=False, **config)  # type: ignore[arg-type]
-    with serving(cfg, registry=registry, cache=cache if cache is not None else ModelCache(4)) as (demo, url):
-        yield RunningApp(url, demo, demo.playground)
-
-
-def generation_threads() -> list[threading.Thread]:
-    """Live worker threads started by models.stream (named ``generate[...]``)."""
-    return [t for t in threading.enumerate() if t.name.startswith("generate[") and t.is_alive()]
+    cfg = AppConfig(online=False, preload=False, **config)
+    with serving(cfg, registry=registry, cache=cache if cache is not None else ModelCache(4)) as served:
+        yield served
 
 
 @contextlib.contextmanager
-def slowed(loaded, seconds: float) -> Iterator[None]:
-    """Make every forward pass of ``loaded.model`` take at least ``seconds`` longer (restored afterwards)."""
-    model = loaded.model
-    original = model.forward
+def slowed(models: LoadedModel | Iterable[LoadedModel], seconds: float) -> Iterator[None]:
+    """Make every forward pass of each model take at least ``seconds`` longer (restored afterwards)."""
+    models = [models] if isinstance(models, LoadedModel) else list(models)
+    for loaded in models:
+        original = loaded.model.forward
 
-    def slow_forward(*args, **kwargs):
-        time.sleep(seconds)
-        return original(*args, **kwargs)
+        def slow_forward(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            time.sleep(seconds)
+            return _original(*args, **kwargs)
 
-    model.forward = slow_forward
+        loaded.model.forward = slow_forward  # an instance attribute shadows the class's forward
     try:
         yield
     finally:
-        del model.forward  # back to the class's forward
-
-
-def describe(demo: gr.Blocks, side: str, model: str | None, custom: str | None, eight_bit: bool = False) -> dict[str, str]:
-    """Run the page's selection handler for one panel: ``{"card": ..., "class": ...}`` Markdown."""
-    panel = demo.panels[Kind(side)]
-    out = demo.playground.describe(panel)({panel.model: model, panel.custom: custom, panel.eight_bit: eight_bit})
-    return {"card": out[panel.card], "class": out[panel.class_info]}
+        for loaded in models:
+            vars(loaded.model).pop("forward", None)
 
 
 # ----- figures for the README's Reliability section (artifacts/reliability.json) -----
@@ -90,18 +70,25 @@ def _write_figures() -> None:
     tmp.replace(ARTIFACT)
 
 
-def set_figures(section: str, **values: Any) -> None:
-    """Set values in this session's ``section`` and rewrite the JSON file (other sections kept)."""
+def _count(section: str, key: str) -> None:
     with _FIGURES_LOCK:
-        _FIGURES.setdefault(section, {}).update(values, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        figures = _FIGURES.setdefault(section, {})
+        figures[key] = figures.get(key, 0) + 1
+        figures["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         _write_figures()
 
 
-def count_figures(section: str, **increments: int) -> None:
-    """Add to counters in this session's ``section`` and rewrite the JSON file (other sections kept)."""
+@contextlib.contextmanager
+def case(section: str) -> Iterator[None]:
+    """One case of a README figure: counted as ``tried`` when it starts and as ``behaved`` only when
+    the block (its checks included) finishes without an exception. A figure can only grow by running a case."""
+    _count(section, "tried")
+    yield
+    _count(section, "behaved")
+
+
+def set_figures(section: str, **values: Any) -> None:
+    """Set measured values in this session's ``section`` and rewrite the JSON file (other sections kept)."""
     with _FIGURES_LOCK:
-        figures = _FIGURES.setdefault(section, {})
-        for key, n in increments.items():
-            figures[key] = figures.get(key, 0) + n
-        figures["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        _FIGURES.setdefault(section, {}).update(values, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
         _write_figures()

@@ -1,0 +1,80 @@
+"""The HTTP API (``/generate``, ``/models``): plain functions over the run layer, one per endpoint.
+
+``gradio_client`` callers pass named parameters; raw HTTP callers send the positional list
+:func:`generate_payload` builds, in :data:`GENERATE_PARAMETERS` order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from models import GenerationSettings, Kind, ModelIdError, SettingsError, validate_prompt
+from models.run import Chunk, Finished, Runner
+
+#: ``/generate``'s parameters in order, with their defaults (greedy, no penalty, full precision).
+GENERATE_PARAMETERS: dict[str, Any] = {
+    "model": None, "prompt": None, "max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "top_k": 0,
+    "repetition_penalty": 1.0, "seed": 0, "load_in_8bit": False,
+}
+
+
+def generate_payload(model: str, prompt: str, **values: Any) -> list[Any]:
+    """The positional ``data`` list of a raw ``/generate`` call (defaults for what is not given)."""
+    unknown = set(values) - set(GENERATE_PARAMETERS)
+    if unknown:
+        raise TypeError(f"not a /generate parameter: {', '.join(sorted(unknown))}")
+    given = dict(GENERATE_PARAMETERS, model=model, prompt=prompt, **values)
+    return [given[name] for name in GENERATE_PARAMETERS]
+
+
+def generate_endpoint(runner: Runner) -> Callable[..., Iterator[tuple[str, dict]]]:
+    """The ``/generate`` function: stream one model's answer to a prompt."""
+    def generate(model: str, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
+                 top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, seed: int = 0,
+                 load_in_8bit: bool = False, request: gr.Request | None = None) -> Iterator[tuple[str, dict]]:
+        """Stream one model's answer to a prompt.
+
+        Yields the growing text with an empty stats object, then the final text with the stats
+        (tokens in/out, time to first token, tokens/s, finish reason). Bad settings, ids or models
+        are refused with an error naming what was wrong.
+        """
+        try:
+            settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                                          repetition_penalty=repetition_penalty, seed=seed)
+            prompt = validate_prompt(prompt)
+            if not isinstance(load_in_8bit, bool):
+                raise SettingsError("load_in_8bit", f"must be true or false, got {load_in_8bit!r:.40}")
+            source = runner.registry.resolve(model, custom=True)
+        except (SettingsError, ModelIdError) as exc:
+            raise gr.Error(str(exc)) from None
+        session = (request.session_hash if request is not None else None) or "api"
+        for event in runner.start(source, prompt, settings, load_in_8bit, session).events():
+            if isinstance(event, Chunk) and event.text:
+                yield event.text, {}
+            elif isinstance(event, Finished):
+                yield _final(event)
+    return generate
+
+
+def _final(event: Finished) -> tuple[str, dict]:
+    """The last ``/generate`` output, or the error it ends with."""
+    result = event.result
+    if result.stats is None:
+        raise gr.Error(result.error or "no answer")
+    stats = dict(result.stats.to_dict(), model=result.model,
+                 description=result.description.to_dict() if result.description else None)
+    if stats["finish_reason"] == "error":
+        raise gr.Error(f"{stats['error']} (partial text: {result.text[-200:]!r})")
+    return result.text, stats
+
+
+def models_endpoint(runner: Runner) -> Callable[[], dict]:
+    """The ``/models`` function: every selectable model per kind, with the reason when it is unavailable."""
+    def models() -> dict:
+        """Every selectable model per kind, with the reason when it is unavailable."""
+        return {kind.value: [{"name": name, "label": label, "unavailable": reason}
+                             for name, label, reason in runner.registry.choices(kind)]
+                for kind in (Kind.SEQ2SEQ, Kind.CAUSAL)}
+    return models

@@ -1,0 +1,83 @@
+"""What the command line decides: :class:`AppConfig`, and :func:`parse_args` that reads it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from models.sources import MAX_CUSTOM_BYTES_ON_SPACE
+
+
+@dataclass
+class AppConfig:
+    """Everything the command line decides.
+
+    Args:
+        model_dirs: folders whose models are registered under their folder names.
+        seq2seq / causal: the model each panel starts with (preset, hub id or registered name).
+        allow_custom: accept typed hub ids (off by default on a public Space).
+        allow_pickle: accept ``.bin`` (pickle) weights.
+        online: hub reachable; ``None`` = detect at start.
+        max_models: models kept loaded at once (LRU beyond).
+        concurrency: generations running at once, across all users.
+        queue_size: requests waiting at most; more get a "busy" answer.
+        preload: load the start-up models in the background at start.
+        first_token_timeout: seconds before a silent model counts as failed.
+        max_custom_bytes: typed hub ids with more weights than this are refused; ``None`` = no limit.
+    """
+
+    model_dirs: list[str] = field(default_factory=list)
+    seq2seq: str | None = None
+    causal: str | None = None
+    allow_custom: bool = True
+    allow_pickle: bool = False
+    online: bool | None = None
+    max_models: int = 4
+    concurrency: int = 4
+    queue_size: int = 16
+    preload: bool = True
+    first_token_timeout: float = 120.0
+    max_custom_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where the server listens."""
+
+    host: str
+    port: int
+
+
+def _parser(on_space: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Compare a seq2seq and a causal model side by side, streaming.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--model-dir", action="append", default=[], metavar="DIR",
+                        help="register every model folder (with config.json) or .gguf file in DIR; repeatable")
+    parser.add_argument("--seq2seq", metavar="NAME", help="model the seq2seq panel starts with")
+    parser.add_argument("--causal", metavar="NAME", help="model the causal panel starts with")
+    parser.add_argument("--allow-custom", action=argparse.BooleanOptionalAction,
+                        default=os.environ.get("PLAYGROUND_ALLOW_CUSTOM", "0" if on_space else "1") == "1",
+                        help="accept typed hub ids (default: on locally, off on a Space unless PLAYGROUND_ALLOW_CUSTOM=1)")
+    parser.add_argument("--allow-pickle", action="store_true", help="accept .bin (pickle) weights when no safetensors exist")
+    parser.add_argument("--offline", action="store_true", help="never contact the hub")
+    parser.add_argument("--max-models", type=int, default=4, help="models kept loaded at once")
+    parser.add_argument("--concurrency", type=int, default=4, help="generations running at once, all users together")
+    parser.add_argument("--queue-size", type=int, default=16, help="requests waiting at most before 'busy'")
+    parser.add_argument("--no-preload", action="store_true", help="do not load the start-up models in the background")
+    parser.add_argument("--max-custom-size", type=float, metavar="GB",
+                        default=MAX_CUSTOM_BYTES_ON_SPACE / 1e9 if on_space else None,
+                        help="refuse typed hub ids with more GB of weights (default: 2 on a Space, no limit locally)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[AppConfig, Address]:
+    """Read the command line into an :class:`AppConfig` and the :class:`Address` to listen on."""
+    args = _parser(on_space=bool(os.environ.get("SPACE_ID"))).parse_args(argv)
+    config = AppConfig(model_dirs=args.model_dir, seq2seq=args.seq2seq, causal=args.causal, allow_custom=args.allow_custom,
+                       allow_pickle=args.allow_pickle, online=False if args.offline else None, max_models=args.max_models,
+                       concurrency=args.concurrency, queue_size=args.queue_size, preload=not args.no_preload,
+                       max_custom_bytes=None if args.max_custom_size is None else int(args.max_custom_size * 1e9))
+    return config, Address(args.host, args.port)

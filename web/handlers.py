@@ -1,0 +1,91 @@
+"""The Gradio handlers of one panel: read component values, hand them to the run layer, render its events.
+
+Each handler is a plain function from a ``{component: value}`` dict to a ``{component: update}``
+dict. Everything about a run (load, prepare, stream, stop, result) lives in :mod:`models.run`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+import gradio as gr
+
+from components.panel import Panel
+from components.render import card_markdown, class_markdown, error_markdown, prompt_view_html, stats_markdown
+from components.settings import SHARED_FIELDS
+from models import GenerationSettings, ModelIdError, SettingsError, validate_prompt
+from models.run import Chunk, Finished, Loading, Ready, Runner, RunEvent
+from models.tiny import UNTRAINED_NOTE
+
+GENERATING = stats_markdown(None, status="generating…")
+Updates = dict[Any, Any]
+
+
+def run_settings(data: Mapping[Any, Any], panel: Panel, settings_panel: Panel) -> GenerationSettings:
+    """The generation settings a side runs with: the sliders of ``settings_panel`` (its own, or the left
+    panel's when both sides share them) plus this panel's own option (task prefix or chat template)."""
+    values = {name: data[control] for name, control in zip(SHARED_FIELDS, settings_panel.settings.components())}
+    if panel.task_prefix is not None:
+        values["task_prefix"] = data[panel.task_prefix] or ""
+    if panel.chat_template is not None:
+        values["use_chat_template"] = bool(data[panel.chat_template])
+    return GenerationSettings.from_mapping(values)
+
+
+def render_event(event: RunEvent, panel: Panel, note: str | None) -> Updates:
+    """The panel's updates for one run event (the card, tokens and code are sent once, when ready)."""
+    if isinstance(event, Loading):
+        return {panel.output: "", panel.stats: stats_markdown(None, status=event.status)}
+    if isinstance(event, Ready):
+        view = prompt_view_html(event.token_view.to_dict() if event.token_view else None, error=event.token_view_error)
+        return {panel.output: "", panel.stats: GENERATING, panel.card: card_markdown(event.loaded.description.to_dict(), note=note),
+                panel.tokens: view, panel.code: event.code}
+    if isinstance(event, Chunk):
+        return {panel.output: event.text, panel.stats: GENERATING}
+    result = event.result
+    record = result.to_dict()
+    if result.answered:
+        return {panel.output: result.text, panel.stats: stats_markdown(record["stats"]), panel.record: record}
+    updates = {panel.output: "", panel.stats: error_markdown(result.error or ""), panel.record: record}
+    if result.description is None:
+        updates[panel.card] = card_markdown(error=result.error)
+    return updates
+
+
+def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Textbox, link: gr.Checkbox):
+    """The handler that runs one side: its own model and option, and its own settings or the shared ones."""
+    def run_side(data: dict[Any, Any], request: gr.Request) -> Iterator[Updates]:
+        settings_panel = shared if (panel is not shared and data[link]) else panel
+        try:
+            prompt = validate_prompt(data[prompt_box])
+            settings = run_settings(data, panel, settings_panel)
+            source = runner.resolve(data[panel.model], data[panel.custom])
+        except (SettingsError, ModelIdError) as exc:
+            yield {panel.output: "", panel.stats: error_markdown(str(exc)), panel.record: {"error": str(exc)}}
+            return
+        note = UNTRAINED_NOTE if source.untrained else None
+        run = runner.start(source, prompt, settings, bool(data[panel.eight_bit]), request.session_hash or "anonymous")
+        for event in run.events():
+            yield render_event(event, panel, note)
+    return run_side
+
+
+def selection_handler(runner: Runner, panel: Panel):
+    """The handler for a panel's model selection: the card line and the class answer, from one config read."""
+    def show_selection(data: dict[Any, Any]) -> Updates:
+        selection = runner.inspect(data[panel.model], data[panel.custom], bool(data[panel.eight_bit]))
+        if selection.error is not None:
+            return {panel.card: card_markdown(error=selection.error), panel.class_info: class_markdown(error=selection.error)}
+        note = UNTRAINED_NOTE if selection.untrained else None
+        report = selection.report.to_dict()
+        card = (card_markdown(selection.description.to_dict(), note=note) if selection.description is not None
+                else card_markdown(architecture=report, note=note))
+        return {panel.card: card, panel.class_info: class_markdown(report)}
+    return show_selection
+
+
+def stop_handler(runner: Runner):
+    """The ``/stop`` handler: stops every run of the caller's session (the worker threads end at the next token)."""
+    def stop(request: gr.Request) -> None:
+        runner.stop(request.session_hash or "")
+    return stop

@@ -1,0 +1,167 @@
+"""The page: the prompt, two panels built by one function, the rate-and-share section, and the events.
+
+:func:`build_page` composes components (``components/``) with handlers (``web/handlers.py``,
+``web/share_handlers.py``) and the API (``web/api.py``) over one :class:`models.run.Runner`.
+Queue policy (concurrency ids and limits) is set here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from components.examples import EXAMPLES
+from components.panel import Panel, build_panel
+from components.share import ShareControls, build_share
+from models import Kind, eight_bit_status, get_preset
+from models.settings import setting_ranges
+from models.run import Runner
+
+from .api import generate_endpoint, models_endpoint
+from .config import AppConfig
+from .exports import ExportFolder
+from .handlers import selection_handler, side_handler, stop_handler
+from .share_handlers import ShareHandlers
+
+SIDES = (Kind.SEQ2SEQ, Kind.CAUSAL)
+TITLES = {Kind.SEQ2SEQ: "Seq2seq · encoder-decoder", Kind.CAUSAL: "Causal · decoder-only"}
+NO_LOCAL_SEQ2SEQ = ("No seq2seq model is available on this machine and the Hugging Face hub cannot be reached. "
+                    "To get one: with a connection, run `python -c \"from transformers import pipeline; "
+                    "pipeline('text2text-generation', 'google/flan-t5-small')\"` once (it stays in the local cache), "
+                    "or start with `python app.py --model-dir DIR` pointing at a local checkpoint folder.")
+HEADER = ("# Seq2seq vs causal: one prompt, two kinds of model\n"
+          "Left: an **encoder-decoder** (`AutoModelForSeq2SeqLM`) reads your input and writes a new text. "
+          "Right: a **decoder-only** (`AutoModelForCausalLM`) continues your prompt. Both answers stream live.")
+OFFLINE = "\n\n**Offline:** the Hugging Face hub cannot be reached; only models on this machine are offered."
+PRIVATE = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}  # page-only, instant events
+
+
+@dataclass
+class Controls:
+    """The components above the panels."""
+
+    prompt: gr.Textbox
+    run: gr.Button
+    stop: gr.Button
+    clear: gr.Button
+    link: gr.Checkbox  # one set of settings for both sides
+    examples: list[gr.Button]
+    how: gr.Markdown  # how the two kinds read the example just picked
+    run_token: gr.State  # bumped by the examples to start a run
+
+
+@dataclass
+class Page:
+    """The built page and its parts, by name."""
+
+    demo: gr.Blocks
+    controls: Controls
+    panels: dict[Kind, Panel]
+    share: ShareControls
+    share_handlers: ShareHandlers
+
+
+def _controls() -> Controls:
+    prompt = gr.Textbox(label="Prompt (Ctrl/Cmd+Enter runs)", lines=3, max_lines=12, elem_id="prompt",
+                        placeholder="Ask, instruct, or paste a text to summarize or translate…")
+    with gr.Row():
+        run = gr.Button("Run both", variant="primary", elem_id="run-btn")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+        clear = gr.Button("Clear", elem_id="clear-btn")
+        link = gr.Checkbox(True, label="Same settings for both sides", elem_id="link-settings")
+    with gr.Row(elem_id="examples"):
+        examples = [gr.Button(ex.title, size="sm", elem_id=f"example-{i}") for i, ex in enumerate(EXAMPLES)]
+    how = gr.Markdown("", elem_id="example-how")
+    return Controls(prompt, run, stop, clear, link, examples, how, gr.State(0))
+
+
+def _panels(runner: Runner, config: AppConfig) -> dict[Kind, Panel]:
+    panels: dict[Kind, Panel] = {}
+    eight_bit = eight_bit_status()
+    limits = setting_ranges()
+    with gr.Row(equal_height=False):
+        for kind in SIDES:
+            value = runner.default_model(kind, config.seq2seq if kind is Kind.SEQ2SEQ else config.causal)
+            preset = get_preset(value or "")
+            notice = NO_LOCAL_SEQ2SEQ if kind is Kind.SEQ2SEQ and not runner.has_usable_model(kind) else None
+            panels[kind] = build_panel(kind.value, title=TITLES[kind], choices=runner.registry.choices(kind), value=value,
+                                       allow_custom=runner.registry.allow_custom, eight_bit=eight_bit,
+                                       defaults=preset.defaults if preset else {}, limits=limits, notice=notice)
+    return panels
+
+
+def _wire_run(runner: Runner, config: AppConfig, controls: Controls, panels: dict[Kind, Panel],
+              handlers: ShareHandlers) -> list[Any]:
+    """Run both sides at once; returns each side's run event."""
+    left = panels[Kind.SEQ2SEQ]
+    triggers = [controls.run.click, controls.run_token.change]
+    # Registered before the sides' "start" step: the page runs a trigger's listeners in order.
+    share = handlers.share
+    gr.on(triggers, handlers.run_start, None, {left.record, panels[Kind.CAUSAL].record, share.rating, share.history,
+                                               share.download_json, share.download_md}, **PRIVATE)
+    # Gradio 6's page runs the listeners of one trigger one after another (it awaits each
+    # generator to its end), so the two sides hang off a browser-only "start" step instead:
+    # the page starts every .then() of a finished step at once, and both sides stream together.
+    start = gr.on(triggers, None, None, None, js="() => {}", queue=False, api_visibility="private")
+    events = []
+    for panel in panels.values():
+        own_option = {c for c in (panel.task_prefix, panel.chat_template) if c is not None}
+        inputs = {controls.prompt, controls.link, panel.model, panel.custom, panel.eight_bit, *own_option,
+                  *panel.settings.components(), *left.settings.components()}
+        events.append(start.then(side_handler(runner, panel, left, controls.prompt, controls.link), inputs=inputs,
+                                 outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code},
+                                 concurrency_id="generate", concurrency_limit=config.concurrency, show_progress="hidden",
+                                 api_visibility="private"))
+    return events
+
+
+def _wire_panels(runner: Runner, demo: gr.Blocks, controls: Controls, panels: dict[Kind, Panel]) -> None:
+    right_settings = panels[Kind.CAUSAL].settings.accordion
+    for trigger in (controls.link.change, demo.load):
+        trigger(lambda linked: gr.Accordion(visible=not linked), controls.link, right_settings, **PRIVATE)
+    for panel in panels.values():
+        gr.on([panel.model.change, panel.custom.submit, panel.eight_bit.change, demo.load], selection_handler(runner, panel),
+              inputs={panel.model, panel.custom, panel.eight_bit}, outputs={panel.card, panel.class_info},
+              concurrency_limit=4, concurrency_id="card", show_progress="hidden", api_visibility="private")
+
+
+def _wire_share(handlers: ShareHandlers, run_events: list[Any]) -> None:
+    share, left, right = handlers.share, handlers.left, handlers.right
+    outputs = {share.comparisons, share.history, share.download_json, share.download_md}
+    for event in run_events:
+        event.then(handlers.side_done, inputs={left.record, right.record, share.comparisons, share.rating},
+                   outputs=outputs, **PRIVATE)
+    share.rating.input(handlers.rate, inputs={share.rating, share.history, share.comparisons}, outputs=outputs, **PRIVATE)
+    share.history.input(handlers.reopen, inputs={share.history, share.comparisons}, outputs=handlers.reopen_outputs(),
+                        **PRIVATE)
+
+
+def _wire_controls(runner: Runner, controls: Controls, panels: dict[Kind, Panel]) -> None:
+    left, right = panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL]
+    controls.stop.click(stop_handler(runner), None, None, queue=False, api_name="stop")
+    cleared = [controls.prompt, left.output, right.output, left.stats, right.stats, controls.how]
+    controls.clear.click(lambda: [""] * len(cleared), None, cleared, **PRIVATE)
+    for button, example in zip(controls.examples, EXAMPLES):  # queued: Gradio 6 fires a State's .change only then
+        button.click(lambda token, ex=example: (ex.prompt, ex.task_prefix, f"ℹ️ {ex.how}", token + 1), controls.run_token,
+                     [controls.prompt, left.task_prefix, controls.how, controls.run_token], show_progress="hidden",
+                     api_visibility="private")
+
+
+def build_page(runner: Runner, config: AppConfig) -> Page:
+    """Compose the page over ``runner``: components, handlers, events, the API and the queue."""
+    with gr.Blocks(title="Seq2seq vs causal playground", analytics_enabled=False) as demo:
+        gr.Markdown(HEADER + ("" if runner.registry.online else OFFLINE))
+        controls = _controls()
+        panels = _panels(runner, config)
+        share = build_share()
+        handlers = ShareHandlers(ExportFolder(), panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL], controls.prompt, share)
+        _wire_panels(runner, demo, controls, panels)
+        _wire_share(handlers, _wire_run(runner, config, controls, panels, handlers))
+        _wire_controls(runner, controls, panels)
+        gr.api(generate_endpoint(runner), api_name="generate", concurrency_id="generate",
+               concurrency_limit=config.concurrency)
+        gr.api(models_endpoint(runner), api_name="models", queue=False)
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
+    return Page(demo, controls, panels, share, handlers)

@@ -1,0 +1,83 @@
+"""Serving: the runner built from the configuration, safe launch options, and an in-process server.
+
+``python app.py`` serves in the foreground; :func:`serving` serves in this process on a loopback
+port that Gradio picks, for tests, the benchmark and notebooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import gradio as gr
+
+from models import ModelCache, ModelRegistry, hub_reachable, set_offline
+from models.run import Runner
+
+from .config import AppConfig
+from .page import Page, build_page
+
+KEYBOARD_JS = """
+<script>
+document.addEventListener('keydown', (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
+    const button = document.getElementById('run-btn');
+    if (button) { e.preventDefault(); button.click(); }
+  }
+});
+</script>
+"""
+CSS = "#seq2seq-output textarea, #causal-output textarea { font-family: ui-monospace, monospace; }"
+
+
+def build_registry(config: AppConfig) -> ModelRegistry:
+    """The registry the command line asks for: online or not (detected when not said), local folders,
+    the packaged SmolLM2 GGUF. Offline, the hub client is switched to offline mode first."""
+    online = hub_reachable() if config.online is None else config.online
+    if not online:
+        set_offline()
+    registry = ModelRegistry(allow_custom=config.allow_custom, online=online, max_custom_bytes=config.max_custom_bytes)
+    for folder in config.model_dirs:
+        registry.register_dir(folder)
+    registry.register_packaged()
+    return registry
+
+
+def build_runner(config: AppConfig, *, registry: ModelRegistry | None = None, cache: ModelCache | None = None) -> Runner:
+    """The run layer for ``config``; ``registry`` and ``cache`` may be given (tests share them)."""
+    registry = registry if registry is not None else build_registry(config)
+    cache = cache if cache is not None else ModelCache(config.max_models, allow_pickle=config.allow_pickle)
+    return Runner(registry, cache, first_token_timeout=config.first_token_timeout)
+
+
+def launch_kwargs() -> dict[str, Any]:
+    """Safe launch options: no share link, no visitor tracebacks, no monitoring endpoint."""
+    return {"share": False, "show_error": False, "enable_monitoring": False, "head": KEYBOARD_JS, "css": CSS,
+            "ssr_mode": False, "footer_links": ["api"]}
+
+
+@dataclass
+class Served:
+    """An app served in this process."""
+
+    url: str
+    page: Page
+    runner: Runner
+
+    @property
+    def demo(self) -> gr.Blocks:
+        return self.page.demo
+
+
+@contextlib.contextmanager
+def serving(config: AppConfig, *, registry: ModelRegistry | None = None,
+            cache: ModelCache | None = None) -> Iterator[Served]:
+    """The app served in this process on a loopback port Gradio picks; closed on exit."""
+    runner = build_runner(config, registry=registry, cache=cache)
+    page = build_page(runner, config)
+    _app, url, _share = page.demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    try:
+        yield Served(url, page, runner)
+    finally:
+        page.demo.close()

@@ -1,0 +1,93 @@
+"""The rate-and-share handlers: pair the two sides' results into a comparison, rate it, download it, reopen it.
+
+Comparisons are plain dicts (:mod:`components.export`) because they live in ``gr.State`` and in files.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import gradio as gr
+
+from components.export import add_to_history, build_comparison, find_comparison, history_choices, with_rating
+from components.panel import Panel
+from components.render import error_markdown, prompt_view_html, stats_markdown
+from components.share import ShareControls
+
+from .exports import ExportFolder
+
+Updates = dict[Any, Any]
+NO_CODE = "# No code: this side produced no answer.\n"
+
+
+class ShareHandlers:
+    """Handlers of the section under the panels.
+
+    Args:
+        exports: where the downloads are written.
+        left / right: the two panels.
+        prompt_box: the shared prompt (a reopened comparison puts its prompt back).
+        share: the section's components.
+    """
+
+    def __init__(self, exports: ExportFolder, left: Panel, right: Panel, prompt_box: gr.Textbox, share: ShareControls) -> None:
+        self.exports, self.left, self.right, self.prompt_box, self.share = exports, left, right, prompt_box, share
+
+    def downloads(self, comparison: Mapping[str, Any]) -> Updates:
+        """Write ``comparison`` as JSON and Markdown and point the download buttons at the files."""
+        json_path, md_path = self.exports.write(comparison)
+        return {self.share.download_json: gr.DownloadButton(value=str(json_path), interactive=True),
+                self.share.download_md: gr.DownloadButton(value=str(md_path), interactive=True)}
+
+    def _recorded(self, history: list[dict[str, Any]], comparison: dict[str, Any]) -> Updates:
+        return {self.share.comparisons: history, **self.downloads(comparison),
+                self.share.history: gr.Dropdown(choices=history_choices(history), value=comparison["id"])}
+
+    def run_start(self) -> Updates:
+        """Before the sides start: no records, no rating, nothing to download until this run ends.
+
+        Clearing the records is what pairs the two answers of one run in the comparison.
+        """
+        share = self.share
+        return {self.left.record: None, self.right.record: None, share.rating: None, share.history: gr.Dropdown(value=None),
+                share.download_json: gr.DownloadButton(value=None, interactive=False),
+                share.download_md: gr.DownloadButton(value=None, interactive=False)}
+
+    def side_done(self, data: dict[Any, Any]) -> Updates:
+        """After either side finishes: once both have a record, the comparison joins the history
+        (with the rating, if one was given while the run was going)."""
+        records = data[self.left.record], data[self.right.record]
+        if any(r is None for r in records) or not any(r.get("stats") for r in records):
+            return gr.skip()  # the other side is still running, or neither side produced an answer
+        comparison = build_comparison(*records, rating=data[self.share.rating])
+        return self._recorded(add_to_history(data[self.share.comparisons], comparison), comparison)
+
+    def rate(self, data: dict[Any, Any]) -> Updates:
+        """The rating: stored with the comparison shown, and in its downloads."""
+        current = find_comparison(data[self.share.comparisons], data[self.share.history])
+        if current is None:
+            return gr.skip()  # nothing to rate yet
+        rated = with_rating(current, data[self.share.rating])
+        return self._recorded(add_to_history(data[self.share.comparisons], rated), rated)
+
+    def reopen(self, data: dict[Any, Any]) -> Updates:
+        """The history dropdown: puts a past comparison's prompt, outputs, stats and rating back."""
+        comparison = find_comparison(data[self.share.comparisons], data[self.share.history])
+        if comparison is None:
+            return gr.skip()
+        updates: Updates = {self.prompt_box: comparison["prompt"], self.share.rating: comparison["rating"],
+                            **self.downloads(comparison)}
+        for panel in (self.left, self.right):
+            record = comparison["sides"].get(panel.side) or {}
+            updates[panel.output] = record.get("text", "")
+            updates[panel.stats] = (stats_markdown(record["stats"]) if record.get("stats")
+                                    else error_markdown(record["error"]) if record.get("error") else "")
+            updates[panel.tokens] = prompt_view_html(record.get("prompt_view"))
+            updates[panel.code] = record.get("code") or NO_CODE
+            updates[panel.record] = comparison["sides"].get(panel.side)
+        return updates
+
+    def reopen_outputs(self) -> set[Any]:
+        """Every component :meth:`reopen` updates."""
+        per_panel = {c for p in (self.left, self.right) for c in (p.output, p.stats, p.tokens, p.code, p.record)}
+        return {self.prompt_box, self.share.rating, self.share.download_json, self.share.download_md, *per_panel}
