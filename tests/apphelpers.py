@@ -8,16 +8,21 @@ import json
 import os
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from models import ModelCache, ModelRegistry
+from models import Kind, ModelCache, ModelRegistry
 from models.loader import LoadedModel
+from models.run import Runner
 from models.stream import generation_threads
 from web.config import AppConfig
-from web.serving import Served, serving
+from web.handlers import selection_handler, side_handler
+from web.page import Page, build_page
+from web.serving import Served, build_runner, serving
 
-__all__ = ["Served", "running_app", "generation_threads", "slowed", "case", "set_figures"]
+__all__ = ["Served", "running_app", "built_page", "run_side", "merged", "show_selection", "generation_threads", "slowed",
+           "case", "set_figures"]
 
 ARTIFACT = Path(__file__).resolve().parent.parent / "artifacts" / "reliability.json"
 
@@ -31,6 +36,13 @@ def running_app(registry: ModelRegistry, cache: ModelCache | None = None, **conf
     cfg = AppConfig(online=False, preload=False, **config)
     with serving(cfg, registry=registry, cache=cache if cache is not None else ModelCache(4)) as served:
         yield served
+
+
+def built_page(registry: ModelRegistry, cache: ModelCache, **config: Any) -> tuple[Page, Runner]:
+    """The page (not served) and its runner over ``registry`` and ``cache``, for calling handlers directly."""
+    cfg = AppConfig(online=False, preload=False, **config)
+    runner = build_runner(cfg, registry=registry, cache=cache)
+    return build_page(runner, cfg), runner
 
 
 @contextlib.contextmanager
@@ -92,3 +104,38 @@ def set_figures(section: str, **values: Any) -> None:
     with _FIGURES_LOCK:
         _FIGURES.setdefault(section, {}).update(values, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
         _write_figures()
+
+
+# ----- the page's handlers, called directly (no server) -----
+
+SETTINGS_VALUES = (6, 0.0, 1.0, 0, 1.0, 0, 0)  # max_new_tokens=6, greedy, everything else off
+
+
+def run_side(page: Page, runner: Runner, kind: Kind, prompt: str, model: str, *, session: str = "test") -> list[dict]:
+    """Run one side's real handler to the end with the page's components; return every update it yielded."""
+    left, panel, controls = page.panels[Kind.SEQ2SEQ], page.panels[kind], page.controls
+    data = {controls.prompt: prompt, controls.link: True, panel.model: model, panel.custom: "", panel.eight_bit: False,
+            **dict(zip(left.settings.components(), SETTINGS_VALUES)),
+            **dict(zip(panel.settings.components(), SETTINGS_VALUES))}
+    if panel.task_prefix is not None:
+        data[panel.task_prefix] = ""
+    if panel.chat_template is not None:
+        data[panel.chat_template] = True
+    handler = side_handler(runner, panel, left, controls.prompt, controls.link)
+    return list(handler(data, types.SimpleNamespace(session_hash=session)))
+
+
+def merged(updates: list[dict]) -> dict:
+    """The last value each component received."""
+    out: dict = {}
+    for update in updates:
+        out.update(update)
+    return out
+
+
+def show_selection(page: Page, runner: Runner, kind: Kind, model: str | None, custom: str | None,
+                   load_in_8bit: bool = False) -> dict[str, str]:
+    """Run the page's selection handler for one panel: ``{"card": ..., "class": ...}`` Markdown."""
+    panel = page.panels[kind]
+    out = selection_handler(runner, panel)({panel.model: model, panel.custom: custom, panel.eight_bit: load_in_8bit})
+    return {"card": out[panel.card], "class": out[panel.class_info]}

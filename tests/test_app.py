@@ -7,12 +7,18 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from gradio_client import Client
 
-from app import AppConfig, parse_args
-from models import GenerationSettings, ModelCache, ModelRegistry, generate_text
+from huggingface_hub import metadata_load
+
+from components.settings import SHARED_FIELDS
+from models import GenerationSettings, Kind, ModelCache, ModelRegistry
+from models.settings import setting_ranges
 from models.tiny import build_tiny
-from tests.apphelpers import generation_threads, running_app, slowed
+from tests.apphelpers import built_page, generation_threads, running_app, slowed
+from tests.modelhelpers import generate_text
+from web.config import Address, AppConfig, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,7 +138,7 @@ def test_stop_ends_both_generations_and_keeps_partial_text(app, app_models):
     while generation_threads() and time.time() < deadline:
         time.sleep(0.05)
     assert not generation_threads()
-    assert app.playground.running() == 0
+    assert app.runner.running() == 0
 
 
 def test_stop_from_another_session_does_not_stop_mine(app, app_models):
@@ -161,12 +167,12 @@ def test_failing_model_errors_while_other_side_completes(app):
 
 
 def test_command_line_defaults_and_model_dirs(tmp_path):
-    config, host, port = parse_args([])
-    assert (host, port) == ("127.0.0.1", 7860)
+    config, address = parse_args([])
+    assert address == Address("127.0.0.1", None), "Gradio picks 7860, or the next free port"
     assert isinstance(config, AppConfig) and config.model_dirs == []
-    config, host, port = parse_args(["--host", "0.0.0.0", "--port", "9000", "--model-dir", "a", "--model-dir", "b",
-                                     "--seq2seq", "x", "--causal", "y", "--no-allow-custom"])
-    assert (host, port, config.model_dirs, config.seq2seq, config.causal, config.allow_custom) == \
+    config, address = parse_args(["--host", "0.0.0.0", "--port", "9000", "--model-dir", "a", "--model-dir", "b",
+                                  "--seq2seq", "x", "--causal", "y", "--no-allow-custom"])
+    assert (address.host, address.port, config.model_dirs, config.seq2seq, config.causal, config.allow_custom) == \
         ("0.0.0.0", 9000, ["a", "b"], "x", "y", False)
 
 
@@ -178,28 +184,27 @@ def test_custom_ids_off_by_default_on_a_space(monkeypatch):
     assert parse_args([])[0].allow_custom is True
 
 
-def _readme_header() -> dict[str, str]:
-    text = (ROOT / "README.md").read_text()
-    match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
-    assert match, "README.md must start with the Space's YAML header"
-    return _simple_yaml(match.group(1))
-
-
-def _simple_yaml(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition(":")
-            out[key.strip()] = value.strip().strip('"')
-    return out
-
-
 def test_space_yaml_agrees_with_readme_header():
-    space = _simple_yaml((ROOT / "space.yaml").read_text())
-    assert space == _readme_header()
+    space = yaml.safe_load((ROOT / "space.yaml").read_text())
+    assert space == metadata_load(ROOT / "README.md"), "README.md must start with the Space's YAML header, equal to space.yaml"
     assert space["sdk"] == "gradio" and space["app_file"] == "app.py"
     pinned = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line)
     assert space["sdk_version"] == pinned["gradio"]
+
+
+def test_every_slider_spans_exactly_the_schema_range(app_models):
+    """One declaration of each limit: the page's controls offer exactly the range the validator accepts."""
+    registry, cache = app_models
+    page, _runner = built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2")
+    ranges = setting_ranges()
+    assert set(SHARED_FIELDS) == set(ranges)
+    for panel in page.panels.values():
+        for name, control in zip(SHARED_FIELDS, panel.settings.components()):
+            declared = ranges[name]
+            assert (control.minimum, control.maximum) == (declared.lowest_allowed, declared.high), name
+            GenerationSettings(**{name: control.minimum})  # the slider's ends are accepted…
+            GenerationSettings(**{name: control.maximum})
+            assert control.value == declared.default, name  # no preset here: the schema's default
 
 
 def test_readme_commands_exist():

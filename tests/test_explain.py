@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 
 import pytest
 import torch
@@ -12,7 +11,8 @@ from components.render import class_markdown, prompt_view_html
 from models import GenerationSettings, Kind, prepare
 from models import explain
 from models.explain import ROLES, class_report, class_report_for_config, prompt_view
-from tests.apphelpers import describe
+from tests.apphelpers import built_page, run_side, show_selection
+from tests.modelhelpers import prepared_for
 
 PROMPT = "What is the capital of France?"
 
@@ -20,7 +20,7 @@ PROMPT = "What is the capital of France?"
 def view_of(load_tiny, name: str, prompt: str = PROMPT, **settings):
     loaded = load_tiny(name)
     s = GenerationSettings(**settings)
-    return loaded, s, prompt_view(loaded.kind, loaded.tokenizer, loaded.model.config, prompt, s)
+    return loaded, s, prompt_view(loaded, prepared_for(loaded, prompt, s), s, prompt)
 
 
 def assert_matches_prepare(loaded, settings, prompt, view):
@@ -158,23 +158,21 @@ def test_class_markdown_explains_in_plain_words_and_escapes(registry):
 # ----- in the app -----
 
 @pytest.fixture(scope="module")
-def demo(registry, cache):
-    from app import AppConfig, build_app
-
-    return build_app(AppConfig(online=False, preload=False, seq2seq="tiny-t5", causal="tiny-llama"),
-                     registry=registry, cache=cache)
+def page(registry, cache):
+    return built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-llama")
 
 
-def test_panels_have_the_explain_components(demo):
-    ids = {b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+def test_panels_have_the_explain_components(page):
+    built, _runner = page
+    ids = {b.elem_id for b in built.demo.blocks.values() if getattr(b, "elem_id", None)}
     for side in ("seq2seq", "causal"):
         assert {f"{side}-class", f"{side}-arch", f"{side}-tokens", f"{side}-tokens-accordion",
                 f"{side}-code", f"{side}-code-accordion"} <= ids
 
 
-def test_class_info_handler_answers_for_the_selection(demo):
+def test_class_info_handler_answers_for_the_selection(page):
     def class_info(name, custom):
-        return describe(demo, "seq2seq", name, custom)["class"]
+        return show_selection(*page, Kind.SEQ2SEQ, name, custom)["class"]
 
     assert "T5ForConditionalGeneration" in class_info("tiny-t5", "") and "refuses" in class_info("tiny-t5", "")
     assert "LlamaForCausalLM" in class_info("tiny-llama", None)
@@ -182,14 +180,10 @@ def test_class_info_handler_answers_for_the_selection(demo):
     assert "⚠️" in class_info(None, "")
 
 
-def test_run_handler_yields_the_token_view_when_the_run_starts(demo):
-    pg, left, right = demo.playground, demo.panels[Kind.SEQ2SEQ], demo.panels[Kind.CAUSAL]
-    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
-    prompt, link = by_id["prompt"], by_id["link-settings"]
-    data = {prompt: PROMPT, link: True, right.model: "tiny-llama", right.custom: "", right.eight_bit: False, right.option: True,
-            **dict(zip(left.settings.components(), (6, 0.0, 1.0, 0, 1.0, 0, 0))),
-            **dict(zip(right.settings.components(), (6, 0.0, 1.0, 0, 1.0, 0, 0)))}
-    outputs = list(pg.run_side(Kind.CAUSAL, right, left, prompt, link)(data, types.SimpleNamespace(session_hash="explain")))
+def test_run_handler_yields_the_token_view_when_the_run_starts(page):
+    built, _runner = page
+    right = built.panels[Kind.CAUSAL]
+    outputs = run_side(*page, Kind.CAUSAL, PROMPT, "tiny-llama", session="explain")
     first_with_tokens = next(i for i, out in enumerate(outputs) if right.tokens in out)
     assert first_with_tokens < len(outputs) - 1, "the tokens are shown before the answer is complete"
     html = outputs[first_with_tokens][right.tokens]

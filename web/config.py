@@ -47,13 +47,14 @@ class Address:
     """Where the server listens."""
 
     host: str
-    port: int
+    port: int | None  # None: Gradio takes 7860 (or GRADIO_SERVER_PORT), else the next free port
 
 
 def _parser(on_space: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Compare a seq2seq and a causal model side by side, streaming.")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--port", type=int, default=None,
+                        help="default: 7860, or the next free port above it (GRADIO_SERVER_PORT moves the start)")
     parser.add_argument("--model-dir", action="append", default=[], metavar="DIR",
                         help="register every model folder (with config.json) or .gguf file in DIR; repeatable")
     parser.add_argument("--seq2seq", metavar="NAME", help="model the seq2seq panel starts with")
