@@ -16,7 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no analytics calls
 from models import Kind  # noqa: E402
 from web.config import parse_args  # noqa: E402
 from web.page import build_page  # noqa: E402
-from web.serving import build_runner, launch_kwargs  # noqa: E402
+from web.serving import build_runner, launch_kwargs, open_host_warning  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -27,7 +27,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if config.preload:
         runner.preload([name for name in (runner.default_model(Kind.SEQ2SEQ, config.seq2seq),
                                           runner.default_model(Kind.CAUSAL, config.causal)) if name])
-    page.demo.launch(server_name=address.host, server_port=address.port, **launch_kwargs())
+    warning = open_host_warning(address.host, config)
+    if warning:
+        print(warning)
+    page.demo.launch(server_name=address.host, server_port=address.port, **launch_kwargs(config))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from models.loader import LoadedModel
 from models.run import Runner
 from models.stream import generation_threads
 from web.config import AppConfig
-from web.handlers import selection_handler, side_handler
 from web.page import Page, build_page
 from web.serving import Served, build_runner, serving
 
@@ -111,7 +110,7 @@ def set_figures(section: str, **values: Any) -> None:
 SETTINGS_VALUES = (6, 0.0, 1.0, 0, 1.0, 0, 0)  # max_new_tokens=6, greedy, everything else off
 
 
-def run_side(page: Page, runner: Runner, kind: Kind, prompt: str, model: str, *, session: str = "test") -> list[dict]:
+def run_side(page: Page, kind: Kind, prompt: str, model: str, *, session: str = "test") -> list[dict]:
     """Run one side's real handler to the end with the page's components; return every update it yielded."""
     left, panel, controls = page.panels[Kind.SEQ2SEQ], page.panels[kind], page.controls
     data = {controls.prompt: prompt, controls.link: True, panel.model: model, panel.custom: "", panel.eight_bit: False,
@@ -121,8 +120,7 @@ def run_side(page: Page, runner: Runner, kind: Kind, prompt: str, model: str, *,
         data[panel.task_prefix] = ""
     if panel.chat_template is not None:
         data[panel.chat_template] = True
-    handler = side_handler(runner, panel, left, controls.prompt, controls.link)
-    return list(handler(data, types.SimpleNamespace(session_hash=session)))
+    return list(page.handlers.run[kind](data, types.SimpleNamespace(session_hash=session)))
 
 
 def merged(updates: list[dict]) -> dict:
@@ -133,9 +131,9 @@ def merged(updates: list[dict]) -> dict:
     return out
 
 
-def show_selection(page: Page, runner: Runner, kind: Kind, model: str | None, custom: str | None,
+def show_selection(page: Page, kind: Kind, model: str | None, custom: str | None,
                    load_in_8bit: bool = False) -> dict[str, str]:
     """Run the page's selection handler for one panel: ``{"card": ..., "class": ...}`` Markdown."""
     panel = page.panels[kind]
-    out = selection_handler(runner, panel)({panel.model: model, panel.custom: custom, panel.eight_bit: load_in_8bit})
+    out = page.handlers.selection[kind]({panel.model: model, panel.custom: custom, panel.eight_bit: load_in_8bit})
     return {"card": out[panel.card], "class": out[panel.class_info]}

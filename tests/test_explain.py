@@ -172,7 +172,7 @@ def test_panels_have_the_explain_components(page):
 
 def test_class_info_handler_answers_for_the_selection(page):
     def class_info(name, custom):
-        return show_selection(*page, Kind.SEQ2SEQ, name, custom)["class"]
+        return show_selection(page[0], Kind.SEQ2SEQ, name, custom)["class"]
 
     assert "T5ForConditionalGeneration" in class_info("tiny-t5", "") and "refuses" in class_info("tiny-t5", "")
     assert "LlamaForCausalLM" in class_info("tiny-llama", None)
@@ -183,7 +183,7 @@ def test_class_info_handler_answers_for_the_selection(page):
 def test_run_handler_yields_the_token_view_when_the_run_starts(page):
     built, _runner = page
     right = built.panels[Kind.CAUSAL]
-    outputs = run_side(*page, Kind.CAUSAL, PROMPT, "tiny-llama", session="explain")
+    outputs = run_side(page[0], Kind.CAUSAL, PROMPT, "tiny-llama", session="explain")
     first_with_tokens = next(i for i, out in enumerate(outputs) if right.tokens in out)
     assert first_with_tokens < len(outputs) - 1, "the tokens are shown before the answer is complete"
     html = outputs[first_with_tokens][right.tokens]

@@ -133,7 +133,7 @@ def page(registry, cache):
 
 def run(page, kind: Kind, prompt_text: str, model: str) -> dict:
     """Run one side's real handler to the end; every component's last value."""
-    return merged(run_side(*page, kind, prompt_text, model, session="export-test"))
+    return merged(run_side(page[0], kind, prompt_text, model, session="export-test"))
 
 
 def file_of(update) -> Path:

@@ -120,7 +120,7 @@ def test_untrained_demo_model_is_labelled_untrained(tmp_path, registry):
     registry_with_tiny.register_dir(tmp_path)
     page, runner = built_page(registry_with_tiny, ModelCache(2), seq2seq="demo-t5")
     demo = page.demo
-    card = show_selection(page, runner, Kind.SEQ2SEQ, "demo-t5", "")["card"]
+    card = show_selection(page, Kind.SEQ2SEQ, "demo-t5", "")["card"]
     assert "untrained" in card and "random" in card
     # an untrained tiny model alone does not count as a usable seq2seq model
     assert "No seq2seq model is available" in _component_value(demo, "seq2seq-notice")["value"]

@@ -13,6 +13,9 @@ import gradio as gr
 from models import GenerationSettings, Kind, ModelIdError, SettingsError, validate_prompt
 from models.run import Chunk, Finished, Runner
 
+from .privacy import NO_REDACTION, PathRedactor
+from .zerogpu import gpu_seconds, on_gpu
+
 #: ``/generate``'s parameters in order, with their defaults (greedy, no penalty, full precision).
 GENERATE_PARAMETERS: dict[str, Any] = {
     "model": None, "prompt": None, "max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "top_k": 0,
@@ -29,8 +32,8 @@ def generate_payload(model: str, prompt: str, **values: Any) -> list[Any]:
     return [given[name] for name in GENERATE_PARAMETERS]
 
 
-def generate_endpoint(runner: Runner) -> Callable[..., Iterator[tuple[str, dict]]]:
-    """The ``/generate`` function: stream one model's answer to a prompt."""
+def generate_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION) -> Callable[..., Iterator[tuple[str, dict]]]:
+    """The ``/generate`` function: stream one model's answer to a prompt (server paths redacted)."""
     def generate(model: str, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
                  top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, seed: int = 0,
                  load_in_8bit: bool = False, request: gr.Request | None = None) -> Iterator[tuple[str, dict]]:
@@ -54,19 +57,19 @@ def generate_endpoint(runner: Runner) -> Callable[..., Iterator[tuple[str, dict]
             if isinstance(event, Chunk) and event.text:
                 yield event.text, {}
             elif isinstance(event, Finished):
-                yield _final(event)
-    return generate
+                yield redact(_final(event, redact))
+    return on_gpu(generate, duration=lambda *args, **kwargs: gpu_seconds(kwargs.get("max_new_tokens", args[2] if len(args) > 2 else 128)))
 
 
-def _final(event: Finished) -> tuple[str, dict]:
+def _final(event: Finished, redact: PathRedactor) -> tuple[str, dict]:
     """The last ``/generate`` output, or the error it ends with."""
     result = event.result
     if result.stats is None:
-        raise gr.Error(result.error or "no answer")
+        raise gr.Error(redact(result.error or "no answer"))
     stats = dict(result.stats.to_dict(), model=result.model,
                  description=result.description.to_dict() if result.description else None)
     if stats["finish_reason"] == "error":
-        raise gr.Error(f"{stats['error']} (partial text: {result.text[-200:]!r})")
+        raise gr.Error(redact(f"{stats['error']} (partial text: {result.text[-200:]!r})"))
     return result.text, stats
 
 

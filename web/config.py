@@ -26,6 +26,8 @@ class AppConfig:
         preload: load the start-up models in the background at start.
         first_token_timeout: seconds before a silent model counts as failed.
         max_custom_bytes: typed hub ids with more weights than this are refused; ``None`` = no limit.
+        show_paths: show local models' absolute paths on the page and in exports (off: names only).
+        auth: ``(user, password)`` pairs for Gradio's login; empty = no login.
     """
 
     model_dirs: list[str] = field(default_factory=list)
@@ -40,6 +42,8 @@ class AppConfig:
     preload: bool = True
     first_token_timeout: float = 120.0
     max_custom_bytes: int | None = None
+    show_paths: bool = False
+    auth: list[tuple[str, str]] = field(default_factory=list, repr=False)  # never printed
 
 
 @dataclass(frozen=True)
@@ -71,14 +75,54 @@ def _parser(on_space: bool) -> argparse.ArgumentParser:
     parser.add_argument("--max-custom-size", type=float, metavar="GB",
                         default=MAX_CUSTOM_BYTES_ON_SPACE / 1e9 if on_space else None,
                         help="refuse typed hub ids with more GB of weights (default: 2 on a Space, no limit locally)")
+    parser.add_argument("--show-paths", action="store_true",
+                        help="show local models' absolute paths on the page and in exports (default: folder names only)")
+    parser.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
+                        help="require a login (Gradio's own); repeatable. Also PLAYGROUND_AUTH (one USER:PASSWORD a line)")
+    parser.add_argument("--auth-file", metavar="FILE", help="require a login: one USER:PASSWORD a line")
     return parser
+
+
+def parse_credentials(lines: Sequence[str], where: str) -> list[tuple[str, str]]:
+    """``USER:PASSWORD`` lines as pairs (blank lines and ``#`` comments skipped).
+
+    Raises:
+        ValueError: naming ``where`` and the line number, never the password.
+    """
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user.strip() or not password:
+            raise ValueError(f"{where}, entry {number}: expected USER:PASSWORD with both parts non-empty")
+        pairs.append((user.strip(), password))
+    return pairs
+
+
+def _credentials(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
+    try:
+        pairs = parse_credentials(args.auth, "--auth")
+        if args.auth_file:
+            try:
+                text = open(args.auth_file, encoding="utf-8").read()
+            except OSError as exc:
+                raise ValueError(f"--auth-file {args.auth_file}: cannot be read ({exc.strerror})") from None
+            pairs += parse_credentials(text.splitlines(), f"--auth-file {args.auth_file}")
+        pairs += parse_credentials(os.environ.get("PLAYGROUND_AUTH", "").splitlines(), "PLAYGROUND_AUTH")
+    except ValueError as exc:
+        parser.error(str(exc))
+    return pairs
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[AppConfig, Address]:
     """Read the command line into an :class:`AppConfig` and the :class:`Address` to listen on."""
-    args = _parser(on_space=bool(os.environ.get("SPACE_ID"))).parse_args(argv)
+    parser = _parser(on_space=bool(os.environ.get("SPACE_ID")))
+    args = parser.parse_args(argv)
     config = AppConfig(model_dirs=args.model_dir, seq2seq=args.seq2seq, causal=args.causal, allow_custom=args.allow_custom,
                        allow_pickle=args.allow_pickle, online=False if args.offline else None, max_models=args.max_models,
                        concurrency=args.concurrency, queue_size=args.queue_size, preload=not args.no_preload,
-                       max_custom_bytes=None if args.max_custom_size is None else int(args.max_custom_size * 1e9))
+                       max_custom_bytes=None if args.max_custom_size is None else int(args.max_custom_size * 1e9),
+                       show_paths=args.show_paths, auth=_credentials(args, parser))
     return config, Address(args.host, args.port)

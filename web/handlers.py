@@ -17,6 +17,9 @@ from models import GenerationSettings, ModelIdError, SettingsError, validate_pro
 from models.run import Chunk, Finished, Loading, Ready, Runner, RunEvent
 from models.tiny import UNTRAINED_NOTE
 
+from .privacy import NO_REDACTION, PathRedactor
+from .zerogpu import gpu_seconds, on_gpu
+
 GENERATING = stats_markdown(None, status="generating…")
 Updates = dict[Any, Any]
 
@@ -52,8 +55,10 @@ def render_event(event: RunEvent, panel: Panel, note: str | None) -> Updates:
     return updates
 
 
-def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Textbox, link: gr.Checkbox):
-    """The handler that runs one side: its own model and option, and its own settings or the shared ones."""
+def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Textbox, link: gr.Checkbox,
+                 redact: PathRedactor = NO_REDACTION):
+    """The handler that runs one side: its own model and option, and its own settings or the shared ones.
+    What it shows passes through ``redact`` (no server paths for visitors)."""
     def run_side(data: dict[Any, Any], request: gr.Request) -> Iterator[Updates]:
         settings_panel = shared if (panel is not shared and data[link]) else panel
         try:
@@ -66,19 +71,22 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Tex
         note = UNTRAINED_NOTE if source.untrained else None
         run = runner.start(source, prompt, settings, bool(data[panel.eight_bit]), request.session_hash or "anonymous")
         for event in run.events():
-            yield render_event(event, panel, note)
-    return run_side
+            yield redact(render_event(event, panel, note))
+
+    token_limits = {panel.settings.max_new_tokens, shared.settings.max_new_tokens}
+    return on_gpu(run_side, duration=lambda data, *_: gpu_seconds(max(data[c] for c in token_limits)))
 
 
-def selection_handler(runner: Runner, panel: Panel):
+def selection_handler(runner: Runner, panel: Panel, redact: PathRedactor = NO_REDACTION):
     """The handler for a panel's model selection: the card line and the class answer, from one config read."""
     def show_selection(data: dict[Any, Any]) -> Updates:
         selection = runner.inspect(data[panel.model], data[panel.custom], bool(data[panel.eight_bit]))
         if selection.error is not None:
-            return {panel.card: card_markdown(error=selection.error), panel.class_info: class_markdown(error=selection.error)}
+            error = redact(selection.error)
+            return {panel.card: card_markdown(error=error), panel.class_info: class_markdown(error=error)}
         note = UNTRAINED_NOTE if selection.untrained else None
         report = selection.report.to_dict()
-        card = (card_markdown(selection.description.to_dict(), note=note) if selection.description is not None
+        card = (card_markdown(redact(selection.description.to_dict()), note=note) if selection.description is not None
                 else card_markdown(architecture=report, note=note))
         return {panel.card: card, panel.class_info: class_markdown(report)}
     return show_selection

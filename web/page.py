@@ -8,7 +8,7 @@ Queue policy (concurrency ids and limits) is set here and nowhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -23,6 +23,7 @@ from .api import generate_endpoint, models_endpoint
 from .config import AppConfig
 from .exports import ExportFolder
 from .handlers import selection_handler, side_handler, stop_handler
+from .privacy import redactor_for
 from .share_handlers import ShareHandlers
 
 SIDES = (Kind.SEQ2SEQ, Kind.CAUSAL)
@@ -53,6 +54,16 @@ class Controls:
 
 
 @dataclass
+class Handlers:
+    """The functions the page's events call, by what they do."""
+
+    run: dict[Kind, Callable]  # one side's run
+    selection: dict[Kind, Callable]  # a panel's card and class answer
+    share: ShareHandlers  # rate, pair, download, reopen
+    stop: Callable
+
+
+@dataclass
 class Page:
     """The built page and its parts, by name."""
 
@@ -60,7 +71,11 @@ class Page:
     controls: Controls
     panels: dict[Kind, Panel]
     share: ShareControls
-    share_handlers: ShareHandlers
+    handlers: Handlers
+
+    @property
+    def share_handlers(self) -> ShareHandlers:
+        return self.handlers.share
 
 
 def _controls() -> Controls:
@@ -92,37 +107,45 @@ def _panels(runner: Runner, config: AppConfig) -> dict[Kind, Panel]:
     return panels
 
 
-def _wire_run(runner: Runner, config: AppConfig, controls: Controls, panels: dict[Kind, Panel],
-              handlers: ShareHandlers) -> list[Any]:
+def _handlers(runner: Runner, config: AppConfig, controls: Controls, panels: dict[Kind, Panel],
+              share: ShareControls) -> Handlers:
+    left, right = panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL]
+    redact = redactor_for(runner.registry, config.show_paths)
+    return Handlers(run={kind: side_handler(runner, panel, left, controls.prompt, controls.link, redact)
+                         for kind, panel in panels.items()},
+                    selection={kind: selection_handler(runner, panel, redact) for kind, panel in panels.items()},
+                    share=ShareHandlers(ExportFolder(), left, right, controls.prompt, share), stop=stop_handler(runner))
+
+
+def _wire_run(config: AppConfig, controls: Controls, panels: dict[Kind, Panel], handlers: Handlers) -> list[Any]:
     """Run both sides at once; returns each side's run event."""
-    left = panels[Kind.SEQ2SEQ]
+    left, right, share = panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL], handlers.share.share
     triggers = [controls.run.click, controls.run_token.change]
     # Registered before the sides' "start" step: the page runs a trigger's listeners in order.
-    share = handlers.share
-    gr.on(triggers, handlers.run_start, None, {left.record, panels[Kind.CAUSAL].record, share.rating, share.history,
-                                               share.download_json, share.download_md}, **PRIVATE)
+    gr.on(triggers, handlers.share.run_start, None, {left.record, right.record, share.rating, share.history,
+                                                     share.download_json, share.download_md}, **PRIVATE)
     # Gradio 6's page runs the listeners of one trigger one after another (it awaits each
     # generator to its end), so the two sides hang off a browser-only "start" step instead:
     # the page starts every .then() of a finished step at once, and both sides stream together.
     start = gr.on(triggers, None, None, None, js="() => {}", queue=False, api_visibility="private")
     events = []
-    for panel in panels.values():
+    for kind, panel in panels.items():
         own_option = {c for c in (panel.task_prefix, panel.chat_template) if c is not None}
         inputs = {controls.prompt, controls.link, panel.model, panel.custom, panel.eight_bit, *own_option,
                   *panel.settings.components(), *left.settings.components()}
-        events.append(start.then(side_handler(runner, panel, left, controls.prompt, controls.link), inputs=inputs,
+        events.append(start.then(handlers.run[kind], inputs=inputs,
                                  outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code},
                                  concurrency_id="generate", concurrency_limit=config.concurrency, show_progress="hidden",
                                  api_visibility="private"))
     return events
 
 
-def _wire_panels(runner: Runner, demo: gr.Blocks, controls: Controls, panels: dict[Kind, Panel]) -> None:
+def _wire_panels(demo: gr.Blocks, controls: Controls, panels: dict[Kind, Panel], handlers: Handlers) -> None:
     right_settings = panels[Kind.CAUSAL].settings.accordion
     for trigger in (controls.link.change, demo.load):
         trigger(lambda linked: gr.Accordion(visible=not linked), controls.link, right_settings, **PRIVATE)
-    for panel in panels.values():
-        gr.on([panel.model.change, panel.custom.submit, panel.eight_bit.change, demo.load], selection_handler(runner, panel),
+    for kind, panel in panels.items():
+        gr.on([panel.model.change, panel.custom.submit, panel.eight_bit.change, demo.load], handlers.selection[kind],
               inputs={panel.model, panel.custom, panel.eight_bit}, outputs={panel.card, panel.class_info},
               concurrency_limit=4, concurrency_id="card", show_progress="hidden", api_visibility="private")
 
@@ -138,9 +161,9 @@ def _wire_share(handlers: ShareHandlers, run_events: list[Any]) -> None:
                         **PRIVATE)
 
 
-def _wire_controls(runner: Runner, controls: Controls, panels: dict[Kind, Panel]) -> None:
+def _wire_controls(controls: Controls, panels: dict[Kind, Panel], handlers: Handlers) -> None:
     left, right = panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL]
-    controls.stop.click(stop_handler(runner), None, None, queue=False, api_name="stop")
+    controls.stop.click(handlers.stop, None, None, queue=False, api_name="stop")
     cleared = [controls.prompt, left.output, right.output, left.stats, right.stats, controls.how]
     controls.clear.click(lambda: [""] * len(cleared), None, cleared, **PRIVATE)
     for button, example in zip(controls.examples, EXAMPLES):  # queued: Gradio 6 fires a State's .change only then
@@ -156,12 +179,12 @@ def build_page(runner: Runner, config: AppConfig) -> Page:
         controls = _controls()
         panels = _panels(runner, config)
         share = build_share()
-        handlers = ShareHandlers(ExportFolder(), panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL], controls.prompt, share)
-        _wire_panels(runner, demo, controls, panels)
-        _wire_share(handlers, _wire_run(runner, config, controls, panels, handlers))
-        _wire_controls(runner, controls, panels)
-        gr.api(generate_endpoint(runner), api_name="generate", concurrency_id="generate",
-               concurrency_limit=config.concurrency)
+        handlers = _handlers(runner, config, controls, panels, share)
+        _wire_panels(demo, controls, panels, handlers)
+        _wire_share(handlers.share, _wire_run(config, controls, panels, handlers))
+        _wire_controls(controls, panels, handlers)
+        gr.api(generate_endpoint(runner, redactor_for(runner.registry, config.show_paths)), api_name="generate",
+               concurrency_id="generate", concurrency_limit=config.concurrency)
         gr.api(models_endpoint(runner), api_name="models", queue=False)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
     return Page(demo, controls, panels, share, handlers)

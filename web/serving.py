@@ -51,10 +51,23 @@ def build_runner(config: AppConfig, *, registry: ModelRegistry | None = None, ca
     return Runner(registry, cache, first_token_timeout=config.first_token_timeout)
 
 
-def launch_kwargs() -> dict[str, Any]:
-    """Safe launch options: no share link, no visitor tracebacks, no monitoring endpoint."""
+OPEN_HOST_WARNING = ("warning: listening on {host} without --auth: anyone who can reach this machine can use the "
+                     "playground (add --auth USER:PASSWORD or --auth-file FILE to close it)")
+
+
+def launch_kwargs(config: AppConfig) -> dict[str, Any]:
+    """Safe launch options: no share link, no visitor tracebacks, no monitoring endpoint; Gradio's login
+    when ``config.auth`` holds credentials."""
     return {"share": False, "show_error": False, "enable_monitoring": False, "head": KEYBOARD_JS, "css": CSS,
-            "ssr_mode": False, "footer_links": ["api"]}
+            "ssr_mode": False, "footer_links": ["api"], "auth": list(config.auth) or None,
+            "auth_message": "This playground is private: log in to use it." if config.auth else None}
+
+
+def open_host_warning(host: str, config: AppConfig) -> str | None:
+    """The one line printed at start when the server listens beyond loopback with no login."""
+    if config.auth or host in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return OPEN_HOST_WARNING.format(host=host)
 
 
 @dataclass
@@ -76,7 +89,8 @@ def serving(config: AppConfig, *, registry: ModelRegistry | None = None,
     """The app served in this process on a loopback port Gradio picks; closed on exit."""
     runner = build_runner(config, registry=registry, cache=cache)
     page = build_page(runner, config)
-    _app, url, _share = page.demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    _app, url, _share = page.demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
+                                         **launch_kwargs(config))
     try:
         yield Served(url, page, runner)
     finally:

@@ -1,0 +1,55 @@
+"""Nothing of the server shown to visitors: absolute paths in cards, errors, code and exports become names.
+
+A ``--model-dir`` model is shown by its folder (or file) name, the GGUF conversion cache and the
+Hugging Face cache by a placeholder. ``--show-paths`` turns this off for a local user who wants them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub import constants as hub_constants
+
+from models.loader import GGUF_CACHE_DIR
+from models.sources import ModelRegistry
+
+
+class PathRedactor:
+    """Replaces the server's paths in any text, list or dict (recursively) with what a visitor may see.
+
+    Args:
+        replacements: ``{absolute path: shown instead}``; longer paths are replaced first.
+    """
+
+    def __init__(self, replacements: dict[str, str]) -> None:
+        self.replacements = sorted(((p, s) for p, s in replacements.items() if p), key=lambda item: -len(item[0]))
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for path, shown in self.replacements:
+                if path in value:
+                    value = value.replace(path, shown)
+            return value
+        if isinstance(value, dict):
+            return {key: self(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self(item) for item in value)
+        return value
+
+
+NO_REDACTION = PathRedactor({})
+
+
+def redactor_for(registry: ModelRegistry, show_paths: bool) -> PathRedactor:
+    """The redactor for this server: every registered local model's folder (or GGUF file), the GGUF
+    conversion cache and the hub cache; none at all with ``show_paths``."""
+    if show_paths:
+        return NO_REDACTION
+    replacements = {str(GGUF_CACHE_DIR): "<playground cache>", str(hub_constants.HF_HUB_CACHE): "<hub cache>"}
+    for source in registry.local.values():
+        if source.gguf_file:
+            replacements[f"{source.path}/{source.gguf_file}"] = source.gguf_file
+            replacements.setdefault(source.path, f"<folder of {source.gguf_file}>")
+        else:
+            replacements[source.path] = source.name
+    return PathRedactor(replacements)
