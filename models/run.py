@@ -52,6 +52,7 @@ class RunResult:
         prepared: the model input (``prepared.text`` is what the model saw).
         code: a script reproducing the run.
         token_view: the tokens the model received, tagged by origin.
+        stopped: the visitor stopped the run before it generated.
     """
 
     model: str
@@ -64,6 +65,7 @@ class RunResult:
     prepared: PreparedPrompt | None = None
     code: str | None = None
     token_view: PromptView | None = None
+    stopped: bool = False
 
     @property
     def answered(self) -> bool:
@@ -164,8 +166,10 @@ class SideRun:
         """Stop this run: a load in progress is abandoned (it finishes in the background), generation ends."""
         self.stop_event.set()
 
-    def _failed(self, message: str) -> Finished:
-        return Finished(RunResult(self.source.name, self.prompt, self.settings, error=message))
+    def _failed(self, message: str, loaded: LoadedModel | None = None) -> Finished:
+        return Finished(RunResult(self.source.name, self.prompt, self.settings, error=message,
+                                  description=loaded.description if loaded is not None else None,
+                                  stopped=self.stop_event.is_set()))
 
     def events(self) -> Iterator[RunEvent]:
         """Load, prepare, stream; the last event is :class:`Finished`. Closing the iterator stops the run."""
@@ -175,7 +179,7 @@ class SideRun:
             if loaded is None:
                 return
             if self.stop_event.is_set():
-                yield self._failed("stopped before generating")
+                yield self._failed("stopped before generating", loaded)
                 return
             prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, self.prompt, self.settings)
             view, view_error, code = explain(loaded, prepared, self.settings, self.prompt)

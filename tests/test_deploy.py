@@ -148,3 +148,19 @@ def test_show_paths_brings_them_back(private_models):
     card = show_selection(page, Kind.CAUSAL, "my-gpt2", "")
     updates = run_side(page, Kind.CAUSAL, "Hello", "my-gpt2")
     assert str(root) in _texts(updates) or str(root) in _texts(card)
+
+
+# ----- first look, offline -----
+
+def test_offline_reason_is_shown_once_in_its_panel(tmp_path):
+    """Hub unreachable, nothing cached: the seq2seq default says why it cannot run once, under the model."""
+    build_tiny("gpt2", tmp_path / "only-causal", never_stop=True)
+    registry = ModelRegistry(online=False)
+    registry.register_dir(tmp_path)
+    page, _runner = built_page(registry, ModelCache(2))
+    left = page.panels[Kind.SEQ2SEQ]
+    final = merged(run_side(page, Kind.SEQ2SEQ, "Hello", DEFAULT_SEQ2SEQ))
+    reason = "cannot be reached"
+    assert reason in final[left.card]
+    assert reason not in final[left.stats] and "not run" in final[left.stats]
+    assert reason in final[left.record]["error"], "the export keeps the reason"

@@ -21,6 +21,7 @@ from .privacy import NO_REDACTION, PathRedactor
 from .zerogpu import gpu_seconds, on_gpu
 
 GENERATING = stats_markdown(None, status="generating…")
+NOT_RUN = error_markdown("not run: the model card above says why")
 Updates = dict[Any, Any]
 
 
@@ -49,10 +50,9 @@ def render_event(event: RunEvent, panel: Panel, note: str | None) -> Updates:
     record = result.to_dict()
     if result.answered:
         return {panel.output: result.text, panel.stats: stats_markdown(record["stats"]), panel.record: record}
-    updates = {panel.output: "", panel.stats: error_markdown(result.error or ""), panel.record: record}
-    if result.description is None:
-        updates[panel.card] = card_markdown(error=result.error)
-    return updates
+    if result.description is None and not result.stopped:  # never loaded: the reason goes under the model, once
+        return {panel.output: "", panel.stats: NOT_RUN, panel.card: card_markdown(error=result.error), panel.record: record}
+    return {panel.output: "", panel.stats: error_markdown(result.error or ""), panel.record: record}
 
 
 def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Textbox, link: gr.Checkbox,
