@@ -5,24 +5,24 @@ Knows transformers and torch; knows nothing of Gradio.
 
 from .detect import Architecture, UnsupportedModelError, detect, wrong_class_refusal
 from .explain import ClassReport, PromptView, Token, class_report, prompt_view
-from .loader import (LoadedModel, ModelCache, ModelDescription, ModelLoadError, describe_config, eight_bit_status,
+from .loader import (LoadedModel, ModelCache, ModelDescription, ModelLoadError, architecture_of, eight_bit_status,
                      load_config, load_model, pick_device)
-from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, PRESETS, Kind, Preset, PromptStyle, get_preset, presets_of
-from .prompt import PreparedPrompt, prepare
+from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, PRESETS, Kind, Preset, get_preset
+from .prompt import GenerateCall, PreparedPrompt, generate_call, prepare
 from .settings import GenerationSettings, SettingsError, validate_prompt
 from .snippet import build_snippet
 from .sources import (ModelIdError, ModelRegistry, ModelSource, hub_reachable, scan_model_dir, set_offline, smollm2_gguf,
                       validate_hub_id)
-from .stream import FinishReason, Stats, StreamUpdate, generate_text, stream
+from .stream import FinishReason, Stats, StreamUpdate, generation_threads, stream
 
 __all__ = [
     "Architecture", "UnsupportedModelError", "detect", "wrong_class_refusal",
     "ClassReport", "PromptView", "Token", "class_report", "prompt_view", "build_snippet",
-    "LoadedModel", "ModelCache", "ModelDescription", "ModelLoadError", "describe_config", "eight_bit_status",
+    "LoadedModel", "ModelCache", "ModelDescription", "ModelLoadError", "architecture_of", "eight_bit_status",
     "load_config", "load_model", "pick_device",
-    "DEFAULT_CAUSAL", "DEFAULT_SEQ2SEQ", "PRESETS", "Kind", "Preset", "PromptStyle", "get_preset", "presets_of",
-    "PreparedPrompt", "prepare", "GenerationSettings", "SettingsError", "validate_prompt",
+    "DEFAULT_CAUSAL", "DEFAULT_SEQ2SEQ", "PRESETS", "Kind", "Preset", "get_preset",
+    "GenerateCall", "PreparedPrompt", "generate_call", "prepare", "GenerationSettings", "SettingsError", "validate_prompt",
     "ModelIdError", "ModelRegistry", "ModelSource", "hub_reachable", "scan_model_dir", "set_offline", "smollm2_gguf",
     "validate_hub_id",
-    "FinishReason", "Stats", "StreamUpdate", "generate_text", "stream",
+    "FinishReason", "Stats", "StreamUpdate", "generation_threads", "stream",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, PretrainedConfig
@@ -52,13 +53,9 @@ class Architecture:
     resolved_class: str
     declared: tuple[str, ...]
 
-    @property
-    def resolution(self) -> str:
-        """``"AutoModelForSeq2SeqLM -> T5ForConditionalGeneration"``."""
-        return f"{self.auto_class} -> {self.resolved_class}"
 
-
-def _lookup(mapping, config: PretrainedConfig) -> type | None:
+def lookup_class(mapping: Mapping[type[PretrainedConfig], type], config: PretrainedConfig) -> type | None:
+    """The model class ``mapping`` (an Auto class's table) gives for ``config``, or ``None``."""
     try:
         return mapping[type(config)]
     except KeyError:
@@ -76,8 +73,8 @@ def detect(config: PretrainedConfig) -> Architecture:
     """
     declared = tuple(getattr(config, "architectures", None) or ())
     model_type = getattr(config, "model_type", "unknown") or "unknown"
-    seq2seq_cls = _lookup(MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING, config)
-    causal_cls = _lookup(MODEL_FOR_CAUSAL_LM_MAPPING, config)
+    seq2seq_cls = lookup_class(MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING, config)
+    causal_cls = lookup_class(MODEL_FOR_CAUSAL_LM_MAPPING, config)
     if getattr(config, "is_encoder_decoder", False) and seq2seq_cls is not None:
         return Architecture(Kind.SEQ2SEQ, model_type, "AutoModelForSeq2SeqLM", seq2seq_cls.__name__, declared)
     if seq2seq_cls is not None and causal_cls is None:
@@ -85,12 +82,12 @@ def detect(config: PretrainedConfig) -> Architecture:
     encoder_heads = ("ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "Model")
     declares_decoder = any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in declared)
     encoder_only = declared and not declares_decoder and all(a.endswith(encoder_heads) for a in declared)
-    if causal_cls is not None and not (encoder_only and _lookup(MODEL_FOR_MASKED_LM_MAPPING, config) is not None):
+    if causal_cls is not None and not (encoder_only and lookup_class(MODEL_FOR_MASKED_LM_MAPPING, config) is not None):
         return Architecture(Kind.CAUSAL, model_type, "AutoModelForCausalLM", causal_cls.__name__, declared)
     what = f"'{model_type}'"
     if declared:
         what += f" ({', '.join(declared)})"
-    if _lookup(MODEL_FOR_MASKED_LM_MAPPING, config) is not None:
+    if lookup_class(MODEL_FOR_MASKED_LM_MAPPING, config) is not None:
         raise UnsupportedModelError(
             f"{what} is an encoder-only masked language model: it fills in blanks inside a text "
             "but has no decoder to write new text, so it cannot generate here. "

@@ -5,8 +5,8 @@ Two questions a newcomer asks, answered from the model's own tokenizer and confi
 * :func:`prompt_view`: how does my prompt enter the model? Every token the model
   receives, tagged with where it came from (the chat template, the task prefix,
   the prompt itself, or a special token the tokenizer adds), plus the token the
-  seq2seq decoder starts from. Built on :func:`models.prompt.prepare`, so it shows
-  exactly what generation uses, truncation included.
+  seq2seq decoder starts from. Built from the run's :func:`models.prompt.prepare`
+  result, so it shows exactly what generation uses, truncation included.
 * :func:`class_report`: which Auto class loads it, which concrete class that
   resolves to, and what the *other* Auto class says when tried (transformers' own
   message, from :func:`models.detect.wrong_class_refusal`).
@@ -14,8 +14,9 @@ Two questions a newcomer asks, answered from the model's own tokenizer and confi
 Both return plain dataclasses with ``to_dict()``; rendering is the UI's job.
 
 Example:
-    >>> view = prompt_view(Kind.CAUSAL, tokenizer, config, "Hi", GenerationSettings())  # doctest: +SKIP
-    >>> [t.role for t in view.tokens][:2]                                                # doctest: +SKIP
+    >>> prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, "Hi", settings)  # doctest: +SKIP
+    >>> view = prompt_view(loaded, prepared, settings, "Hi")                                    # doctest: +SKIP
+    >>> [t.role for t in view.tokens][:2]                                                       # doctest: +SKIP
     ['template', 'template']
 """
 
@@ -28,10 +29,10 @@ from typing import Any
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING
 
-from .detect import detect, wrong_class_refusal
-from .loader import load_config
+from .detect import detect, lookup_class, wrong_class_refusal
+from .loader import LoadedModel, load_config
 from .presets import Kind
-from .prompt import PreparedPrompt, has_chat_template, prepare
+from .prompt import PreparedPrompt, has_chat_template
 from .settings import GenerationSettings
 from .sources import ModelSource
 
@@ -149,52 +150,65 @@ def _plain(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[Token]:
     """Tokens without origins (fallback): special ids are ``added``, the rest ``text``."""
     special = set(tokenizer.all_special_ids)
     pieces = tokenizer.convert_ids_to_tokens(ids)
-    return [Token(int(i), str(p), str(p) if i in special else tokenizer.decode([i]), "added" if i in special else "text")
-            for i, p in zip(ids, pieces)]
+    return [Token(int(token_id), str(piece), str(piece) if token_id in special else tokenizer.decode([token_id]),
+                  "added" if token_id in special else "text")
+            for token_id, piece in zip(ids, pieces)]
 
 
-def prompt_view(kind: Kind, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig, prompt: str,
-                settings: GenerationSettings, prepared: PreparedPrompt | None = None) -> PromptView:
-    """Every token ``prompt`` becomes for this model, tagged with where it came from.
+def _causal_tokens(tokenizer: PreTrainedTokenizerBase, prepared: PreparedPrompt,
+                   prompt: str) -> tuple[list[Token] | None, str | None]:
+    """A causal model's tagged tokens (``None`` when they cannot be tagged) and the template around the prompt."""
+    wrapper = None
+    if prepared.used_chat_template:
+        full = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        span = _span_in_template(tokenizer, prompt, full)
+        if span is not None:
+            wrapper = full[: span[0]] + "…" + full[span[1]:]
+        tokens = _tag(tokenizer, full, {"prompt": span} if span else {}, "template" if span else "text", False)
+    else:
+        tokens = _tag(tokenizer, prompt, {"prompt": (0, len(prompt))}, "prompt", True)
+    kept = len(prepared.input_ids)
+    if tokens is not None:
+        tokens = tokens[-kept:] if len(tokens) >= kept else None  # prepare keeps the last tokens when cutting
+    return tokens, wrapper
+
+
+def _seq2seq_tokens(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig, prepared: PreparedPrompt,
+                    settings: GenerationSettings, prompt: str) -> tuple[list[Token] | None, list[Token]]:
+    """A seq2seq model's tagged encoder tokens (``None`` when they cannot be tagged) and its decoder start."""
+    full = settings.task_prefix + prompt
+    cut = len(settings.task_prefix)
+    tokens = _tag(tokenizer, full, {"prefix": (0, cut), "prompt": (cut, len(full))}, "prompt", True)
+    kept = len(prepared.input_ids)
+    if tokens is not None and len(tokens) > kept:
+        tokens = tokens[: kept - 1] + tokens[-1:]  # prepare keeps the first tokens and the closing </s>
+    decoder: list[Token] = []
+    start_id = getattr(config, "decoder_start_token_id", None)
+    if start_id is not None:
+        piece = str(tokenizer.convert_ids_to_tokens(int(start_id)))
+        decoder = [Token(int(start_id), piece, piece, "start")]
+    return tokens, decoder
+
+
+def prompt_view(loaded: LoadedModel, prepared: PreparedPrompt, settings: GenerationSettings, prompt: str) -> PromptView:
+    """Every token ``prompt`` became for this model, tagged with where it came from.
 
     Args:
-        kind: seq2seq or causal (decides encoder input vs continued sequence).
-        tokenizer: the model's tokenizer.
-        config: the model's config (context length, decoder start token).
-        prompt: the user's (validated) text.
-        settings: generation settings (chat template switch, task prefix, max_new_tokens).
-        prepared: the model input already built by :func:`models.prompt.prepare`, if at hand.
+        loaded: the model (its kind, tokenizer and config: context length, decoder start token).
+        prepared: the model input the run uses, from :func:`models.prompt.prepare`.
+        settings: generation settings (chat template switch, task prefix).
+        prompt: the user's validated text (the one ``prepared`` was built from).
 
-    The token ids always equal those :func:`models.prompt.prepare` gives the model; when
+    The token ids always equal ``prepared.input_ids``, what generation feeds the model; when
     they cannot be tagged (slow tokenizer), the tokens are shown with role ``text``.
     """
-    if prepared is None:
-        prepared = prepare(kind, tokenizer, config, prompt, settings)
-    n = len(prepared.input_ids)
+    kind, tokenizer = loaded.kind, loaded.tokenizer
     wrapper = None
-    tokens: list[Token] | None = None
     decoder: list[Token] = []
     if kind is Kind.CAUSAL:
-        if prepared.used_chat_template:
-            full = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
-            span = _span_in_template(tokenizer, prompt, full)
-            if span is not None:
-                wrapper = full[: span[0]] + "…" + full[span[1]:]
-            tokens = _tag(tokenizer, full, {"prompt": span} if span else {}, "template" if span else "text", False)
-        else:
-            tokens = _tag(tokenizer, prompt, {"prompt": (0, len(prompt))}, "prompt", True)
-        if tokens is not None:
-            tokens = tokens[-n:] if len(tokens) >= n else None  # prepare keeps the last tokens when cutting
+        tokens, wrapper = _causal_tokens(tokenizer, prepared, prompt)
     else:
-        full = settings.task_prefix + prompt
-        cut = len(settings.task_prefix)
-        tokens = _tag(tokenizer, full, {"prefix": (0, cut), "prompt": (cut, len(full))}, "prompt", True)
-        if tokens is not None and len(tokens) > n:
-            tokens = tokens[: n - 1] + tokens[-1:]  # prepare keeps the first tokens and the closing </s>
-        start_id = getattr(config, "decoder_start_token_id", None)
-        if start_id is not None:
-            piece = str(tokenizer.convert_ids_to_tokens(int(start_id)))
-            decoder = [Token(int(start_id), piece, piece, "start")]
+        tokens, decoder = _seq2seq_tokens(tokenizer, loaded.model.config, prepared, settings, prompt)
     if tokens is None or [t.id for t in tokens] != list(prepared.input_ids):
         tokens = _plain(tokenizer, list(prepared.input_ids))
     count = {role: sum(1 for t in tokens if t.role == role) for role in ROLES}
@@ -240,12 +254,8 @@ def class_report_for_config(config: PretrainedConfig) -> ClassReport:
     arch = detect(config)
     other = Kind.CAUSAL if arch.kind is Kind.SEQ2SEQ else Kind.SEQ2SEQ
     mapping = MODEL_FOR_CAUSAL_LM_MAPPING if other is Kind.CAUSAL else MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING
-    try:
-        accepts = mapping[type(config)] is not None
-    except KeyError:
-        accepts = False
     return ClassReport(arch.kind.value, arch.model_type, arch.declared, arch.auto_class, arch.resolved_class,
-                       other.auto_class_name, accepts, wrong_class_refusal(config, arch.kind))
+                       other.auto_class_name, lookup_class(mapping, config) is not None, wrong_class_refusal(config, arch.kind))
 
 
 @functools.lru_cache(maxsize=64)

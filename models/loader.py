@@ -3,13 +3,14 @@
 Example:
     >>> cache = ModelCache(max_models=2)                       # doctest: +SKIP
     >>> loaded = cache.get(ModelRegistry().resolve("google/flan-t5-small"))  # doctest: +SKIP
-    >>> loaded.description.card_line()                         # doctest: +SKIP
-    'AutoModelForSeq2SeqLM -> T5ForConditionalGeneration, encoder-decoder, 77M params, float32, cpu'
+    >>> loaded.description.to_dict()["params_text"]            # doctest: +SKIP
+    '77M'
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+from packaging.version import InvalidVersion, Version
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
@@ -34,6 +38,7 @@ hf_logging.disable_progress_bar()  # server logs, not terminal progress bars
 
 # Model types whose activations overflow in float16 (FLAN-T5 gives NaNs): bf16 or fp32 only.
 FP16_UNSAFE_MODEL_TYPES = frozenset({"t5", "mt5", "umt5", "longt5", "switch_transformers", "pegasus", "pegasus_x"})
+BNB_CPU_VERSION = Version("0.48")  # the first bitsandbytes that quantizes on CPU
 GGUF_CACHE_DIR = Path(os.environ.get("PLAYGROUND_CACHE", Path.home() / ".cache" / "seq2seq-causal-playground")) / "gguf"
 
 
@@ -77,23 +82,17 @@ class ModelDescription:
     @property
     def params_text(self) -> str:
         """``"77M"`` / ``"1.2B"`` / ``"45K"``."""
-        n = self.params
         for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-            if n >= size:
-                return f"{n / size:.3g}{unit}"
-        return str(n)
-
-    def card_line(self) -> str:
-        """One line answering "which class, which architecture, how big, where"."""
-        quant = ", 8-bit" if self.quantization != "none" else ""
-        return (f"{self.auto_class} -> {self.resolved_class}, {self.kind.architecture}, {self.params_text} params, "
-                f"{self.dtype}{quant}, {self.device}, {self.memory_bytes / 2**20:.1f} MiB")
+            if self.params >= size:
+                return f"{self.params / size:.3g}{unit}"
+        return str(self.params)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
+        """JSON-ready dict, with ``params_text`` and the plain-words ``architecture`` of its kind."""
         return {
-            "name": self.name, "kind": self.kind.value, "auto_class": self.auto_class, "resolved_class": self.resolved_class,
-            "model_type": self.model_type, "params": self.params, "dtype": self.dtype, "device": self.device,
+            "name": self.name, "kind": self.kind.value, "architecture": self.kind.architecture,
+            "auto_class": self.auto_class, "resolved_class": self.resolved_class, "model_type": self.model_type,
+            "params": self.params, "params_text": self.params_text, "dtype": self.dtype, "device": self.device,
             "memory_bytes": self.memory_bytes, "quantization": self.quantization, "origin": self.origin,
             "revision": self.revision, "load_seconds": round(self.load_seconds, 3),
         }
@@ -143,16 +142,27 @@ def eight_bit_status(device: str | None = None) -> tuple[bool, str]:
     if importlib.util.find_spec("bitsandbytes") is None:
         return False, "8-bit needs the bitsandbytes package, which is not installed (pip install bitsandbytes)"
     try:
-        from importlib.metadata import version
-
-        bnb_version = version("bitsandbytes")
-    except Exception:  # noqa: BLE001
+        bnb_version = importlib.metadata.version("bitsandbytes")
+    except importlib.metadata.PackageNotFoundError:  # importable, but installed without metadata
         bnb_version = "0"
-    major_minor = tuple(int(x) for x in bnb_version.split(".")[:2] if x.isdigit())
-    if device == "cpu" and major_minor < (0, 48):
+    try:
+        quantizes_on_cpu = Version(bnb_version) >= BNB_CPU_VERSION
+    except InvalidVersion:
+        quantizes_on_cpu = False
+    if device == "cpu" and not quantizes_on_cpu:
         return False, f"bitsandbytes {bnb_version} quantizes on GPU only; 8-bit on CPU needs bitsandbytes >= 0.48"
     where = "GPU" if device.startswith("cuda") else "CPU"
     return True, f"8-bit available on {where} (bitsandbytes {bnb_version}): about half the memory, usually slower"
+
+
+def _raised_from(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from: transformers wraps hub errors in ``OSError(...) from error``."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__
+    return chain
 
 
 def _friendly(exc: BaseException, source: ModelSource) -> str:
@@ -160,11 +170,13 @@ def _friendly(exc: BaseException, source: ModelSource) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     name = type(exc).__name__
     low = str(exc).lower()
+    chain = _raised_from(exc)
+    wrapped = isinstance(exc, OSError)  # transformers' own words when it wraps a hub error (and lost its cause)
     if "trust_remote_code" in low or "custom code" in low:
         return f"{source.name} needs custom code from its repository to run; this playground never runs remote code (trust_remote_code is off)"
-    if name in {"RepositoryNotFoundError", "GatedRepoError"} or "is not a valid model identifier" in low or "repository not found" in low:
-        return f"{source.name} was not found on the Hugging Face hub (or is private or gated)"
-    if name in {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} or "offline" in low or "cannot find the requested files" in low or "couldn't connect" in low:
+    if any(isinstance(error, RepositoryNotFoundError) for error in chain) or (wrapped and "is not a valid model identifier" in low):
+        return f"{source.name} was not found on the Hugging Face hub (or is private or gated)"  # GatedRepoError included
+    if any(isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)) for error in chain) or (wrapped and "couldn't connect" in low):
         return f"{source.name} is not on this machine and the Hugging Face hub cannot be reached; download it once with a connection, or use --model-dir"
     if "model.safetensors" in low and ("does not appear" in low or "no file named" in low):
         if source.local and not any(Path(source.path).glob("*.bin")):  # no weights at all, not pickle ones
@@ -172,7 +184,7 @@ def _friendly(exc: BaseException, source: ModelSource) -> str:
         return f"{source.name} has weights only in pickle format (.bin), which can run code when loaded; refused (start with --allow-pickle to permit)"
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in low:
         return f"not enough memory to load {source.name} ({text})"
-    if (isinstance(exc, (OSError, ValueError, KeyError, EnvironmentError)) or name == "SafetensorError") and source.local:
+    if isinstance(exc, (OSError, ValueError, KeyError, SafetensorError)) and source.local:
         return f"{source.name}: the model files are missing or corrupt ({name}: {text[:300]})"
     return f"{source.name} could not be loaded ({name}: {text[:300]})"
 
@@ -203,7 +215,7 @@ def load_config(source: ModelSource) -> PretrainedConfig:
         raise ModelLoadError(_friendly(exc, source)) from exc
 
 
-def describe_config(source: ModelSource) -> Architecture:
+def architecture_of(source: ModelSource) -> Architecture:
     """Detect the architecture from the config only, raising a clear error for anything else."""
     return detect(load_config(source))
 
@@ -260,6 +272,26 @@ def convert_gguf(source: ModelSource, on_status: Callable[[str], None] | None = 
     return folder
 
 
+def load_kwargs(config: PretrainedConfig, device: str, *, load_in_8bit: bool, allow_pickle: bool) -> dict[str, Any]:
+    """The ``from_pretrained`` arguments: remote code off, a safe dtype, safetensors only unless pickle
+    is allowed, and for 8-bit a ``BitsAndBytesConfig`` placed by ``device_map`` (raises
+    :class:`ModelLoadError` when 8-bit cannot work here)."""
+    kwargs: dict[str, Any] = {"trust_remote_code": False, "dtype": pick_dtype(config, device)}
+    if not allow_pickle:
+        kwargs["use_safetensors"] = True
+    if load_in_8bit:
+        available, reason = eight_bit_status(device)
+        if not available:
+            raise ModelLoadError(reason)
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        kwargs["device_map"] = {"": device if device != "cuda" else 0}
+        if device == "cpu":
+            kwargs["dtype"] = torch.float32
+    return kwargs
+
+
 def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle: bool = False,
                device: str | None = None, on_status: Callable[[str], None] | None = None) -> LoadedModel:
     """Load ``source`` for generation; every failure is a :class:`ModelLoadError` or
@@ -289,19 +321,7 @@ def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle:
         origin_note = f"{source.origin} (converted once to safetensors in {path})"
     else:
         origin_note = source.origin
-    kwargs: dict[str, Any] = {"trust_remote_code": False, "dtype": pick_dtype(config, device)}
-    if not allow_pickle:
-        kwargs["use_safetensors"] = True
-    if load_in_8bit:
-        ok, reason = eight_bit_status(device)
-        if not ok:
-            raise ModelLoadError(reason)
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-        kwargs["device_map"] = {"": device if device != "cuda" else 0}
-        if device == "cpu":
-            kwargs["dtype"] = torch.float32
+    kwargs = load_kwargs(config, device, load_in_8bit=load_in_8bit, allow_pickle=allow_pickle)
     status(f"Loading weights of {source.name}{' in 8-bit' if load_in_8bit else ''}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
@@ -319,13 +339,12 @@ def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle:
     model.eval()
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    revision = getattr(config, "_commit_hash", None)
     description = ModelDescription(
         name=source.name, kind=arch.kind, auto_class=arch.auto_class, resolved_class=type(model).__name__,
-        model_type=arch.model_type, params=sum(p.numel() for p in model.parameters()),
+        model_type=arch.model_type, params=sum(param.numel() for param in model.parameters()),
         dtype=str(model.dtype).removeprefix("torch."), device=str(model.device), memory_bytes=int(model.get_memory_footprint()),
         quantization="8-bit (bitsandbytes)" if load_in_8bit else "none", origin=origin_note,
-        revision=revision, load_seconds=time.perf_counter() - started,
+        revision=getattr(config, "_commit_hash", None), load_seconds=time.perf_counter() - started,
     )
     return LoadedModel(source, model, tokenizer, arch, description, kwargs)
 

@@ -28,15 +28,6 @@ class Kind(str, Enum):
         return "encoder-decoder" if self is Kind.SEQ2SEQ else "decoder-only"
 
 
-class PromptStyle(str, Enum):
-    """How a preset expects its prompt."""
-
-    INSTRUCTION = "instruction"  # seq2seq fed the task as text (FLAN-T5)
-    DOCUMENT = "document"  # seq2seq fed a document to transform (summarizer, translator)
-    CHAT = "chat"  # causal with a chat template
-    CONTINUATION = "continuation"  # causal base model that continues the text
-
-
 @dataclass(frozen=True)
 class Preset:
     """A curated model.
@@ -45,8 +36,6 @@ class Preset:
         id: hub id, e.g. ``"google/flan-t5-small"``.
         kind: seq2seq or causal.
         label: short name shown in the selector.
-        description: one line on what it is good at.
-        prompt_style: how to phrase a prompt for it.
         params: parameter count, as text (``"77M"``).
         memory: approximate memory needed in full precision on CPU, as text.
         defaults: generation settings that suit it (merged over the global defaults).
@@ -55,8 +44,6 @@ class Preset:
     id: str
     kind: Kind
     label: str
-    description: str
-    prompt_style: PromptStyle
     params: str
     memory: str
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -68,26 +55,24 @@ class Preset:
 
 
 PRESETS: tuple[Preset, ...] = (
-    Preset("google/flan-t5-small", Kind.SEQ2SEQ, "FLAN-T5 small", "Instruction-tuned T5: answers, translates, summarizes short inputs.",
-           PromptStyle.INSTRUCTION, "77M", "0.3 GB", {"max_new_tokens": 128}),
-    Preset("google/flan-t5-base", Kind.SEQ2SEQ, "FLAN-T5 base", "Bigger FLAN-T5: noticeably better answers, still fast on CPU.",
-           PromptStyle.INSTRUCTION, "248M", "1 GB", {"max_new_tokens": 128}),
-    Preset("google/flan-t5-large", Kind.SEQ2SEQ, "FLAN-T5 large", "FLAN-T5 at 780M: good zero-shot quality, slow on CPU.",
-           PromptStyle.INSTRUCTION, "783M", "3.2 GB", {"max_new_tokens": 128}),
-    Preset("sshleifer/distilbart-cnn-12-6", Kind.SEQ2SEQ, "DistilBART CNN (summarizer)", "Summarizes news-style text; ignores instructions.",
-           PromptStyle.DOCUMENT, "306M", "1.2 GB", {"max_new_tokens": 142, "no_repeat_ngram_size": 3}),
-    Preset("Helsinki-NLP/opus-mt-en-de", Kind.SEQ2SEQ, "OPUS-MT English→German", "Translates English text to German; nothing else.",
-           PromptStyle.DOCUMENT, "74M", "0.3 GB", {"max_new_tokens": 256}),
-    Preset("HuggingFaceTB/SmolLM2-135M-Instruct", Kind.CAUSAL, "SmolLM2 135M Instruct", "Tiny chat model: follows simple instructions.",
-           PromptStyle.CHAT, "135M", "0.6 GB", {"max_new_tokens": 128, "repetition_penalty": 1.1}),
-    Preset("HuggingFaceTB/SmolLM2-360M-Instruct", Kind.CAUSAL, "SmolLM2 360M Instruct", "Larger SmolLM2 chat model: better instruction following.",
-           PromptStyle.CHAT, "362M", "1.5 GB", {"max_new_tokens": 128, "repetition_penalty": 1.1}),
-    Preset("Qwen/Qwen2.5-0.5B-Instruct", Kind.CAUSAL, "Qwen2.5 0.5B Instruct", "Capable small chat model, multilingual.",
-           PromptStyle.CHAT, "494M", "2 GB", {"max_new_tokens": 128}),
-    Preset("openai-community/gpt2", Kind.CAUSAL, "GPT-2", "The classic base model: continues text, does not follow instructions.",
-           PromptStyle.CONTINUATION, "124M", "0.5 GB", {"max_new_tokens": 64, "repetition_penalty": 1.2}),
-    Preset("distilbert/distilgpt2", Kind.CAUSAL, "DistilGPT-2", "Smaller, faster GPT-2: continues text.",
-           PromptStyle.CONTINUATION, "82M", "0.35 GB", {"max_new_tokens": 64, "repetition_penalty": 1.2}),
+    # instruction-tuned T5: answers, translates, summarizes short inputs
+    Preset("google/flan-t5-small", Kind.SEQ2SEQ, "FLAN-T5 small", "77M", "0.3 GB", {"max_new_tokens": 128}),
+    Preset("google/flan-t5-base", Kind.SEQ2SEQ, "FLAN-T5 base", "248M", "1 GB", {"max_new_tokens": 128}),
+    Preset("google/flan-t5-large", Kind.SEQ2SEQ, "FLAN-T5 large", "783M", "3.2 GB", {"max_new_tokens": 128}),
+    # summarizes news-style text; ignores instructions
+    Preset("sshleifer/distilbart-cnn-12-6", Kind.SEQ2SEQ, "DistilBART CNN (summarizer)", "306M", "1.2 GB",
+           {"max_new_tokens": 142, "no_repeat_ngram_size": 3}),
+    # translates English text to German; nothing else
+    Preset("Helsinki-NLP/opus-mt-en-de", Kind.SEQ2SEQ, "OPUS-MT English→German", "74M", "0.3 GB", {"max_new_tokens": 256}),
+    # small chat models with a chat template: follow simple instructions
+    Preset("HuggingFaceTB/SmolLM2-135M-Instruct", Kind.CAUSAL, "SmolLM2 135M Instruct", "135M", "0.6 GB",
+           {"max_new_tokens": 128, "repetition_penalty": 1.1}),
+    Preset("HuggingFaceTB/SmolLM2-360M-Instruct", Kind.CAUSAL, "SmolLM2 360M Instruct", "362M", "1.5 GB",
+           {"max_new_tokens": 128, "repetition_penalty": 1.1}),
+    Preset("Qwen/Qwen2.5-0.5B-Instruct", Kind.CAUSAL, "Qwen2.5 0.5B Instruct", "494M", "2 GB", {"max_new_tokens": 128}),
+    # base models: continue text, do not follow instructions
+    Preset("openai-community/gpt2", Kind.CAUSAL, "GPT-2", "124M", "0.5 GB", {"max_new_tokens": 64, "repetition_penalty": 1.2}),
+    Preset("distilbert/distilgpt2", Kind.CAUSAL, "DistilGPT-2", "82M", "0.35 GB", {"max_new_tokens": 64, "repetition_penalty": 1.2}),
 )
 
 DEFAULT_SEQ2SEQ = "google/flan-t5-small"
@@ -99,8 +84,3 @@ _BY_ID = {p.id: p for p in PRESETS}
 def get_preset(model_id: str) -> Preset | None:
     """The preset with this hub id, or ``None``."""
     return _BY_ID.get(model_id)
-
-
-def presets_of(kind: Kind) -> list[Preset]:
-    """Presets of one kind, in registry order."""
-    return [p for p in PRESETS if p.kind is kind]

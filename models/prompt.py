@@ -4,16 +4,26 @@ Causal models get the tokenizer's chat template when it has one (switchable) and
 otherwise continue the plain text. Seq2seq models get the text, with an optional
 task prefix, as encoder input; their decoder starts from its own start token.
 Input longer than the model's context is cut with a notice, never silently.
+
+:func:`generate_call` then turns a prepared prompt and the settings into the
+arguments of ``model.generate``: the one place they are built, for streaming,
+for the reproducing script and for the benchmark.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
 
-from transformers import PretrainedConfig, PreTrainedTokenizerBase
+import torch
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from .presets import Kind
 from .settings import GenerationSettings
+
+if TYPE_CHECKING:
+    from .loader import LoadedModel
 
 FALLBACK_CONTEXT = 512  # when neither config nor tokenizer states a limit (T5's relative positions)
 
@@ -105,3 +115,58 @@ def prepare(kind: Kind, tokenizer: PreTrainedTokenizerBase, config: PretrainedCo
         if start_id is not None:
             decoder_start = tokenizer.convert_ids_to_tokens(int(start_id))
     return PreparedPrompt(text, list(ids), max_new, used_template, decoder_start, notices, full_length)
+
+
+@dataclass(frozen=True, eq=False)  # tensors have no single truth value to compare
+class GenerateCall:
+    """The arguments of one ``model.generate`` call, built by :func:`generate_call`.
+
+    Args:
+        input_ids: the prepared token ids, shape ``(1, n)``, on the model's device.
+        attention_mask: ones like ``input_ids`` (a batch of one has no padding).
+        pad_token_id: the tokenizer's pad token, else the model's end-of-sequence token, else 0.
+        options: the generation options from the settings, ``max_new_tokens`` capped to the
+            model's context (read-only; in the order ``settings.generate_kwargs()`` gives them).
+
+    Example:
+        >>> call = generate_call(loaded, prepared, settings)              # doctest: +SKIP
+        >>> output_ids = loaded.model.generate(**call.kwargs(streamer=streamer))  # doctest: +SKIP
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    pad_token_id: int
+    options: Mapping[str, Any]
+
+    def kwargs(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for ``model.generate``, plus ``extra`` (a streamer, stopping criteria)."""
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "pad_token_id": self.pad_token_id,
+                **self.options, **extra}
+
+
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The model's end-of-sequence ids (its generation config's, else the tokenizer's), in declared order."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return list(dict.fromkeys(int(eos_id) for eos_id in (eos if isinstance(eos, (list, tuple)) else [eos])))
+
+
+def generate_call(loaded: LoadedModel, prepared: PreparedPrompt, settings: GenerationSettings) -> GenerateCall:
+    """The ``model.generate`` arguments for ``prepared`` with ``settings`` on ``loaded``.
+
+    Args:
+        loaded: the model (its device, tokenizer and generation config decide inputs and padding).
+        prepared: the model input from :func:`prepare` (its ``max_new_tokens`` is already capped).
+        settings: the run's generation settings.
+    """
+    model, tokenizer = loaded.model, loaded.tokenizer
+    input_ids = torch.tensor([prepared.input_ids], dtype=torch.long, device=model.device)
+    options = settings.generate_kwargs()
+    options["max_new_tokens"] = prepared.max_new_tokens
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = next(iter(eos_token_ids(model, tokenizer)), 0)
+    return GenerateCall(input_ids, torch.ones_like(input_ids), int(pad), MappingProxyType(options))

@@ -7,8 +7,8 @@ the answer as it streams, exactly as the playground shows it. Pure string
 building: nothing is loaded or run here.
 
 Example:
-    >>> code = build_snippet(loaded, "What is the capital of France?", GenerationSettings())  # doctest: +SKIP
-    >>> exec(code)                                                                           # doctest: +SKIP
+    >>> prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, prompt, settings)  # doctest: +SKIP
+    >>> exec(build_snippet(loaded, prepared, settings, prompt))                                  # doctest: +SKIP
     Paris
 """
 
@@ -20,7 +20,7 @@ import torch
 
 from .loader import LoadedModel
 from .presets import Kind
-from .prompt import PreparedPrompt, has_chat_template, prepare
+from .prompt import GenerateCall, PreparedPrompt, generate_call, has_chat_template
 from .settings import GenerationSettings
 
 # Short explanations printed next to generate() arguments.
@@ -48,36 +48,24 @@ def _value(value: Any) -> str:
     return repr(value)
 
 
-def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
-                  prepared: PreparedPrompt | None = None) -> str:
-    """A runnable Python script that redoes ``prompt`` on ``loaded`` with ``settings``.
-
-    Args:
-        loaded: the model the playground used (its source, load arguments and tokenizer).
-        prompt: the user's validated prompt.
-        settings: the generation settings of the run.
-        prepared: the model input the run used, if at hand (else built here).
-
-    Returns:
-        The script's source. Run as is, it prints the same text the playground showed
-        (for greedy settings on the same machine; sampling also matches with the same seed
-        and device).
-    """
-    kind, tokenizer, source = loaded.kind, loaded.tokenizer, loaded.source
-    if prepared is None:
-        prepared = prepare(kind, tokenizer, loaded.model.config, prompt, settings)
-    auto = loaded.architecture.auto_class
-    eight_bit = "quantization_config" in loaded.load_kwargs
-    lines: list[str] = [
-        f"# The playground's {kind.value} run as a standalone script: {_one_line(source.name)}",
-        f"# {auto} -> {loaded.description.resolved_class} ({kind.architecture}), {_one_line(loaded.description.device)}"
+def _header(loaded: LoadedModel, eight_bit: bool) -> list[str]:
+    """What the script reproduces, what it needs, and its imports."""
+    auto, description = loaded.architecture.auto_class, loaded.description
+    return [
+        f"# The playground's {loaded.kind.value} run as a standalone script: {_one_line(loaded.source.name)}",
+        f"# {auto} -> {description.resolved_class} ({loaded.kind.architecture}), {_one_line(description.device)}"
         + (", 8-bit" if eight_bit else ""),
         "# Needs: pip install torch transformers" + (" bitsandbytes" if eight_bit else ""),
         "import torch",
         f"from transformers import {auto}, AutoTokenizer, " + ("BitsAndBytesConfig, " if eight_bit else "") + "TextStreamer",
         "",
     ]
-    # ----- load -----
+
+
+def _load_lines(loaded: LoadedModel, eight_bit: bool) -> list[str]:
+    """Where the weights are, and loading the tokenizer and model with the playground's arguments."""
+    source, auto = loaded.source, loaded.architecture.auto_class
+    lines: list[str] = []
     tokenizer_args = ["model_id"]
     if source.gguf_file:  # the loader converted the GGUF file once to a safetensors folder and loaded that
         converted = getattr(loaded.model, "name_or_path", "") or source.path
@@ -90,9 +78,7 @@ def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings
     if revision and not source.local:
         lines.append(f"revision = {revision!r}  # the exact commit the playground used")
         tokenizer_args.append("revision=revision")
-    model_args = list(tokenizer_args)
-    for key, value in loaded.load_kwargs.items():
-        model_args.append(f"{key}={_value(value)}")
+    model_args = tokenizer_args + [f"{key}={_value(value)}" for key, value in loaded.load_kwargs.items()]
     lines += [
         "",
         f"tokenizer = AutoTokenizer.from_pretrained({', '.join(tokenizer_args)})",
@@ -107,10 +93,14 @@ def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings
         "if tokenizer.pad_token is None:  # as the playground does: pad with the end-of-sequence token",
         "    tokenizer.pad_token = tokenizer.eos_token",
         "",
-        f"prompt = {prompt!r}",
     ]
-    # ----- prompt -----
-    if kind is Kind.SEQ2SEQ:
+    return lines
+
+
+def _prompt_lines(loaded: LoadedModel, prepared: PreparedPrompt, settings: GenerationSettings, prompt: str) -> list[str]:
+    """Building ``input_ids`` from the prompt as the playground did: template or prefix, then the same cut."""
+    lines = [f"prompt = {prompt!r}"]
+    if loaded.kind is Kind.SEQ2SEQ:
         if settings.task_prefix:
             lines += [f"task_prefix = {settings.task_prefix!r}",
                       "text = task_prefix + prompt  # the encoder reads the task prefix and the prompt"]
@@ -126,26 +116,25 @@ def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings
             'input_ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids',
         ]
     else:
-        why = "the chat template is switched off" if has_chat_template(tokenizer) else "this tokenizer has no chat template"
+        why = "the chat template is switched off" if has_chat_template(loaded.tokenizer) else "this tokenizer has no chat template"
         lines += [f"# Plain continuation ({why}): the model continues the prompt's text.",
                   'input_ids = tokenizer(prompt, return_tensors="pt").input_ids']
-    n = len(prepared.input_ids)
+    kept = len(prepared.input_ids)
     if prepared.truncated:
-        if kind is Kind.SEQ2SEQ:
-            lines.append(f"input_ids = torch.cat([input_ids[:, :{n - 1}], input_ids[:, -1:]], dim=1)"
-                         f"  # too long: keep the first {n - 1} tokens and the closing one")
+        if loaded.kind is Kind.SEQ2SEQ:
+            lines.append(f"input_ids = torch.cat([input_ids[:, :{kept - 1}], input_ids[:, -1:]], dim=1)"
+                         f"  # too long: keep the first {kept - 1} tokens and the closing one")
         else:
-            lines.append(f"input_ids = input_ids[:, -{n}:]  # too long: keep the last {n} tokens (room for the answer)")
+            lines.append(f"input_ids = input_ids[:, -{kept}:]  # too long: keep the last {kept} tokens (room for the answer)")
     lines.append("input_ids = input_ids.to(model.device)")
-    # ----- generate -----
-    gen_kwargs = settings.generate_kwargs()
-    gen_kwargs["max_new_tokens"] = prepared.max_new_tokens
-    pad_arg = "tokenizer.pad_token_id"
-    if tokenizer.pad_token_id is None:  # neither pad nor eos: the playground falls back to the model's eos, else 0
-        eos = getattr(loaded.model.generation_config, "eos_token_id", None)
-        eos = eos[0] if isinstance(eos, (list, tuple)) and eos else eos
-        pad_arg = repr(int(eos) if eos is not None else 0)
-    lines += [
+    return lines
+
+
+def _generate_lines(loaded: LoadedModel, call: GenerateCall, settings: GenerationSettings) -> list[str]:
+    """The seed and the ``model.generate`` call, its arguments taken from ``call``."""
+    # the tokenizer's pad token by name; the fallback (the model's end-of-sequence token, else 0) by value
+    pad_arg = "tokenizer.pad_token_id" if call.pad_token_id == loaded.tokenizer.pad_token_id else repr(call.pad_token_id)
+    lines = [
         "",
         f"torch.manual_seed({settings.seed})  # " + ("sampling: the seed decides the draws" if not settings.greedy
                                                      else "greedy decoding: the seed does not matter"),
@@ -157,10 +146,31 @@ def build_snippet(loaded: LoadedModel, prompt: str, settings: GenerationSettings
         f"        pad_token_id={pad_arg},",
         "        streamer=streamer,",
     ]
-    for key, value in gen_kwargs.items():
+    for key, value in call.options.items():
         note = _ARG_NOTES.get(key)
         if key in ("temperature", "top_p", "top_k") and value is None:
             note = "unset: greedy decoding ignores it"
         lines.append(f"        {key}={_value(value)}," + (f"  # {note}" if note else ""))
     lines.append("    )")
+    return lines
+
+
+def build_snippet(loaded: LoadedModel, prepared: PreparedPrompt, settings: GenerationSettings, prompt: str) -> str:
+    """A runnable Python script that redoes ``prompt`` on ``loaded`` with ``settings``.
+
+    Args:
+        loaded: the model the playground used (its source, load arguments and tokenizer).
+        prepared: the model input the run used (from :func:`~models.prompt.prepare`).
+        settings: the generation settings of the run.
+        prompt: the user's validated prompt (the text ``prepared`` was built from).
+
+    Returns:
+        The script's source. Run as is, it prints the same text the playground showed
+        (for greedy settings on the same machine; sampling also matches with the same seed
+        and device).
+    """
+    eight_bit = "quantization_config" in loaded.load_kwargs
+    call = generate_call(loaded, prepared, settings)
+    lines = (_header(loaded, eight_bit) + _load_lines(loaded, eight_bit) + _prompt_lines(loaded, prepared, settings, prompt)
+             + _generate_lines(loaded, call, settings))
     return "\n".join(lines) + "\n"

@@ -11,17 +11,22 @@ import functools
 import importlib.util
 import json
 import os
-import re
 import socket
 import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from huggingface_hub import is_offline_mode
+from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 
 from .presets import PRESETS, Kind, get_preset
 
 MAX_REPO_ID_LENGTH = 96
 MAX_CUSTOM_BYTES_ON_SPACE = 2 * 10**9  # typed hub ids with more weights than this are refused on a Space
-_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+UNTRAINED_MARKER = "PLAYGROUND_NOTE.json"  # written by models.tiny into the folder of an untrained demo model
 
 
 class ModelIdError(ValueError):
@@ -48,12 +53,18 @@ class ModelSource:
     local: bool = False
     kind: Kind | None = None
 
+    @property
+    def untrained(self) -> bool:
+        """True for a local folder holding an untrained demo model (built by :mod:`models.tiny`: random text)."""
+        return self.local and (Path(self.path) / UNTRAINED_MARKER).is_file()
+
 
 def validate_hub_id(model_id: object) -> str:
     """Return ``model_id`` stripped if it is a plausible hub repo id, else raise :class:`ModelIdError`.
 
     Refuses paths (absolute, ``~``, ``./``, ``..``), URLs, backslashes, empty and
-    over-long ids, before anything touches the disk or the network.
+    over-long ids in plain words, then anything else ``huggingface_hub``'s
+    ``validate_repo_id`` refuses, before anything touches the disk or the network.
     """
     if not isinstance(model_id, str) or not model_id.strip():
         raise ModelIdError("model: empty model id; pick a model or type a hub id like 'google/flan-t5-small'")
@@ -62,14 +73,15 @@ def validate_hub_id(model_id: object) -> str:
         raise ModelIdError(f"model: id is {len(model_id)} characters; hub ids are at most {MAX_REPO_ID_LENGTH}")
     if ".." in model_id or model_id.startswith(("/", "~", ".")) or "\\" in model_id or ":" in model_id:
         raise ModelIdError(f"model: {model_id[:60]!r} looks like a file path or URL; only hub ids like 'owner/name' are accepted")
-    if not _REPO_ID.match(model_id) or model_id.endswith((".", "-")) or "--" in model_id:
-        raise ModelIdError(f"model: {model_id[:60]!r} is not a valid hub id (letters, digits, '-', '_', '.', one '/' between owner and name)")
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     try:
         validate_repo_id(model_id)
-    except HFValidationError as exc:
-        raise ModelIdError(f"model: {exc}") from None
+    except HFValidationError:
+        valid = False
+    else:
+        valid = model_id.isascii()  # hub names are ASCII; validate_repo_id's \w lets any letter through
+    if not valid:
+        raise ModelIdError(f"model: {model_id[:60]!r} is not a valid hub id "
+                           "(letters, digits, '-', '_', '.', one '/' between owner and name)")
     return model_id
 
 
@@ -83,7 +95,7 @@ def hub_weights_bytes(repo_id: str, timeout: float = 10.0) -> int:
     from huggingface_hub import HfApi
 
     info = HfApi().model_info(repo_id, files_metadata=True, timeout=timeout)
-    files = [(s.rfilename, s.size or 0) for s in info.siblings or []]
+    files = [(sibling.rfilename, sibling.size or 0) for sibling in info.siblings or []]
     safetensors = sum(size for name, size in files if name.endswith(".safetensors"))
     return safetensors or sum(size for name, size in files if name.endswith((".bin", ".pt", ".pth")))
 
@@ -93,9 +105,9 @@ def check_custom_size(model_id: str, limit: int) -> None:
     cannot be looked up (the limit protects a shared machine, so an unknown size is not let through)."""
     try:
         size = hub_weights_bytes(model_id)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear refusal
-        if type(exc).__name__ in {"RepositoryNotFoundError", "GatedRepoError"}:
-            raise ModelIdError(f"model: {model_id!r} was not found on the Hugging Face hub (or is private or gated)") from None
+    except RepositoryNotFoundError:  # GatedRepoError is one too
+        raise ModelIdError(f"model: {model_id!r} was not found on the Hugging Face hub (or is private or gated)") from None
+    except Exception as exc:  # noqa: BLE001 - every other failure becomes one clear refusal
         raise ModelIdError(f"model: could not look up the size of {model_id!r} on the Hugging Face hub ({type(exc).__name__}); "
                            f"custom models are limited to {limit / 1e9:g} GB here, try again later") from None
     if size > limit:
@@ -103,27 +115,31 @@ def check_custom_size(model_id: str, limit: int) -> None:
                            f"{limit / 1e9:g} GB here")
 
 
+def _connects(timeout: float) -> bool:
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def hub_reachable(timeout: float = 1.5) -> bool:
     """True if the Hugging Face hub answers a TCP connection within ``timeout`` seconds.
 
-    Honours ``HF_HUB_OFFLINE=1`` without touching the network. Never hangs start-up:
-    DNS failures return at once and the connect is bounded by ``timeout``.
+    False at once in offline mode (``HF_HUB_OFFLINE=1``, or after :func:`set_offline`), without
+    touching the network. Never hangs start-up: DNS failures return at once and the whole probe
+    is bounded by ``timeout`` (plus half a second).
     """
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+    if is_offline_mode():
         return False
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo ignores the timeout
-    thread.start()
-    thread.join(timeout + 0.5)
-    return bool(result and result[0])
+    # getaddrinfo ignores the timeout, so the probe runs in a daemon thread that may be left behind;
+    # a ThreadPoolExecutor's worker would be joined at interpreter exit and could hold the exit up.
+    probe: Future[bool] = Future()
+    threading.Thread(target=lambda: probe.set_result(_connects(timeout)), name="hub-probe", daemon=True).start()
+    try:
+        return probe.result(timeout + 0.5)
+    except FutureTimeout:
+        return False
 
 
 def in_hf_cache(model_id: str) -> bool:

@@ -1,17 +1,22 @@
 """Streaming generation: a plain generator that yields text as it is produced.
 
 ``generate`` runs in a worker thread and feeds one :class:`TextIteratorStreamer`
-per request. The consumer polls the streamer's queue with a short timeout, so
-it notices a stalled model (no first token, or no token for too long) and
-reports it as an error instead of waiting forever. Stopping sets a per-request
-``threading.Event`` checked by a ``StoppingCriteria`` after every token, so
-the worker thread itself ends, not just the stream.
+per request. The consumer iterates the streamer with a timeout that ends at the
+current deadline (the first token, then each next token), so it notices a
+stalled model and reports it as an error instead of waiting forever. Stopping
+sets a per-request ``threading.Event`` checked by a ``StoppingCriteria`` after
+every token, so the worker thread itself ends, not just the stream.
+
+The caller validates the prompt and builds the model input once
+(:func:`~models.settings.validate_prompt`, :func:`~models.prompt.prepare`);
+this module only runs it.
 
 Example:
-    >>> for update in stream(loaded, "Translate to German: Hello", GenerationSettings()):  # doctest: +SKIP
+    >>> prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, prompt, settings)  # doctest: +SKIP
+    >>> for update in stream(loaded, prepared, settings):                                          # doctest: +SKIP
     ...     print(update.delta, end="")
     ...     if update.done:
-    ...         print(update.stats.line())
+    ...         print(update.stats.to_dict())
 """
 
 from __future__ import annotations
@@ -24,16 +29,17 @@ from enum import Enum
 from typing import Any, Iterator
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from .loader import LoadedModel
 from .presets import Kind
-from .prompt import PreparedPrompt, prepare
-from .settings import GenerationSettings, validate_prompt
+from .prompt import GenerateCall, PreparedPrompt, eos_token_ids, generate_call
+from .settings import GenerationSettings
 
 FIRST_TOKEN_TIMEOUT = 120.0  # seconds before the first token counts as a failure
 TOKEN_TIMEOUT = 60.0  # seconds between two tokens before it counts as a failure
 JOIN_TIMEOUT = 10.0  # seconds to wait for the worker thread after a stop
+THREAD_PREFIX = "generate["  # worker threads are named generate[<model name>]
 
 
 class FinishReason(str, Enum):
@@ -70,12 +76,6 @@ class Stats:
     error: str | None = None
     notices: list[str] = field(default_factory=list)
 
-    def line(self) -> str:
-        """One human-readable line: ``first token 0.12 s · 35.2 tokens/s · 12 in → 40 out · eos``."""
-        ttft = f"first token {self.time_to_first_token:.2f} s" if self.time_to_first_token is not None else "no token"
-        tps = f"{self.tokens_per_second:.1f} tokens/s" if self.tokens_per_second is not None else "– tokens/s"
-        return f"{ttft} · {tps} · {self.input_tokens} in → {self.output_tokens} out · {self.total_seconds:.2f} s · {self.finish_reason.value}"
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {
@@ -93,12 +93,20 @@ class StreamUpdate:
 
     text: str
     delta: str
-    prepared: PreparedPrompt
     stats: Stats | None = None
 
     @property
     def done(self) -> bool:
         return self.stats is not None
+
+
+class GenerationTimeout(Exception):
+    """No token came before the deadline; the message says which one was missed."""
+
+
+def generation_threads() -> list[threading.Thread]:
+    """Live worker threads started by :func:`stream` (named ``generate[<model name>]``)."""
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive()]
 
 
 class StopOnEvent(StoppingCriteria):
@@ -112,10 +120,19 @@ class StopOnEvent(StoppingCriteria):
 
 
 class TimedStreamer(TextIteratorStreamer):
-    """A ``TextIteratorStreamer`` that also records when each generated token arrived."""
+    """A ``TextIteratorStreamer`` that records when generated tokens arrive and waits for text up to a deadline.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    Args:
+        tokenizer: decodes the tokens.
+        first_token_timeout: seconds from ``started`` to the first token.
+        token_timeout: seconds from one token to the next.
+        started: when the run started (``time.perf_counter()``).
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, *, first_token_timeout: float, token_timeout: float, started: float) -> None:
+        # skip_prompt drops the prompt (causal) or the decoder start token (seq2seq); no <pad> in the text
+        super().__init__(tokenizer, skip_prompt=True, timeout=first_token_timeout, skip_special_tokens=True)
+        self.first_token_timeout, self.token_timeout, self.started = first_token_timeout, token_timeout, started
         self.tokens = 0
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
@@ -129,14 +146,52 @@ class TimedStreamer(TextIteratorStreamer):
             self.last_token_at = now
         super().put(value)
 
+    def _deadline(self) -> tuple[float, str]:
+        """When the next token is due, and the error message if it does not come."""
+        if self.first_token_at is None or self.last_token_at is None:
+            return (self.started + self.first_token_timeout,
+                    f"no first token within {self.first_token_timeout:g} s; generation abandoned")
+        return self.last_token_at + self.token_timeout, f"no new token within {self.token_timeout:g} s; generation abandoned"
 
-def _eos_ids(loaded: LoadedModel) -> set[int]:
-    eos = getattr(loaded.model.generation_config, "eos_token_id", None)
-    if eos is None:
-        eos = loaded.tokenizer.eos_token_id
-    if eos is None:
-        return set()
-    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+    def next_text(self) -> str:
+        """The next chunk of text, waiting until the current deadline.
+
+        The streamer queues a chunk for every generated token (``""`` while a word is
+        incomplete), so a wait that ends with nothing queued means no token came.
+
+        Raises:
+            StopIteration: the generation ended.
+            GenerationTimeout: the deadline passed without a token.
+        """
+        deadline, message = self._deadline()
+        self.timeout = max(0.0, deadline - time.perf_counter())
+        try:
+            return next(self)
+        except queue.Empty:  # the iterator's timeout: an error, not the end of the stream
+            raise GenerationTimeout(message) from None
+
+
+class _GenerateThread(threading.Thread):
+    """Runs ``model.generate`` once, keeping its output ids or its exception."""
+
+    def __init__(self, loaded: LoadedModel, call: GenerateCall, settings: GenerationSettings,
+                 streamer: TimedStreamer, stop_event: threading.Event) -> None:
+        super().__init__(name=f"{THREAD_PREFIX}{loaded.source.name}]", daemon=True)
+        self.model, self.call, self.settings, self.streamer = loaded.model, call, settings, streamer
+        self.stopping = StoppingCriteriaList([StopOnEvent(stop_event)])
+        self.output_ids: list[int] | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            if not self.settings.greedy:
+                torch.manual_seed(self.settings.seed)
+            with torch.inference_mode():
+                output = self.model.generate(**self.call.kwargs(streamer=self.streamer, stopping_criteria=self.stopping))
+            self.output_ids = output[0].tolist()
+        except BaseException as exc:  # noqa: BLE001 - reported to the consumer, never lost
+            self.error = exc
+            self.streamer.end()  # generate ends the streamer when it returns; after an exception, wake the consumer here
 
 
 def _error_message(exc: BaseException) -> str:
@@ -146,123 +201,89 @@ def _error_message(exc: BaseException) -> str:
     return f"generation failed: {type(exc).__name__}: {first}"[:500]
 
 
-def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings, *,
+def stream(loaded: LoadedModel, prepared: PreparedPrompt, settings: GenerationSettings, *,
            stop_event: threading.Event | None = None,
-           prepared: PreparedPrompt | None = None,
            first_token_timeout: float = FIRST_TOKEN_TIMEOUT,
-           token_timeout: float = TOKEN_TIMEOUT,
-           poll_interval: float = 0.02) -> Iterator[StreamUpdate]:
-    """Generate an answer to ``prompt``, yielding the growing text; the last update carries stats.
+           token_timeout: float = TOKEN_TIMEOUT) -> Iterator[StreamUpdate]:
+    """Generate from ``prepared``, yielding the growing text; the last update carries stats.
 
-    The prompt is validated and built before any thread starts (a bad prompt raises
-    :class:`~models.settings.SettingsError`). Errors after that never raise: the
-    final update has ``finish_reason == "error"``, the message, and the partial text.
+    Errors never raise: the final update has ``finish_reason == "error"``, the message,
+    and the partial text.
 
     Args:
         loaded: a model from :class:`~models.loader.ModelCache`.
-        prompt: the user's text.
+        prepared: the model input, built once by the caller with :func:`~models.prompt.prepare`
+            from a validated prompt and these settings.
         settings: validated generation settings.
         stop_event: set it (from any thread) to stop; also set when this generator is closed.
-        prepared: the model input, when the caller already built it with :func:`~models.prompt.prepare`
-            for this prompt and these settings (so it is not built twice).
         first_token_timeout: seconds to wait for the first token before giving up.
         token_timeout: seconds to wait between tokens before giving up.
-        poll_interval: how often the queue is polled (bounds stop reaction time too).
     """
-    prompt = validate_prompt(prompt)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    if prepared is None:
-        prepared = prepare(loaded.kind, tokenizer, model.config, prompt, settings)
     stop_event = stop_event if stop_event is not None else threading.Event()
-    streamer = TimedStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    input_ids = torch.tensor([prepared.input_ids], dtype=torch.long, device=model.device)
-    gen_kwargs = settings.generate_kwargs()
-    gen_kwargs["max_new_tokens"] = prepared.max_new_tokens
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(_eos_ids(loaded)), 0)
-    result: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            if not settings.greedy:
-                torch.manual_seed(settings.seed)
-            with torch.inference_mode():
-                result["ids"] = model.generate(
-                    input_ids=input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([StopOnEvent(stop_event)]), pad_token_id=pad_id, **gen_kwargs)
-        except BaseException as exc:  # noqa: BLE001 - reported to the consumer, never lost
-            result["error"] = exc
-        finally:
-            streamer.text_queue.put(streamer.stop_signal)  # wake the consumer even after an error
-
+    call = generate_call(loaded, prepared, settings)
     started = time.perf_counter()
-    thread = threading.Thread(target=work, name=f"generate[{loaded.source.name}]", daemon=True)
-    thread.start()
+    streamer = TimedStreamer(loaded.tokenizer, first_token_timeout=first_token_timeout, token_timeout=token_timeout,
+                             started=started)
+    worker = _GenerateThread(loaded, call, settings, streamer, stop_event)
+    worker.start()
     text = ""
     timeout_error: str | None = None
     finished = False
     try:
         while True:
             try:
-                chunk = streamer.text_queue.get(timeout=poll_interval)
-            except queue.Empty:
-                now = time.perf_counter()
-                if streamer.first_token_at is None and now - started > first_token_timeout:
-                    timeout_error = f"no first token within {first_token_timeout:g} s; generation abandoned"
-                elif streamer.last_token_at is not None and now - streamer.last_token_at > token_timeout:
-                    timeout_error = f"no new token within {token_timeout:g} s; generation abandoned"
-                if timeout_error:
-                    stop_event.set()
-                    break
-                continue
-            if chunk is streamer.stop_signal:
+                chunk = streamer.next_text()
+            except StopIteration:
+                break
+            except GenerationTimeout as exc:
+                timeout_error = str(exc)
+                stop_event.set()
                 break
             if chunk:
                 text += chunk
-                yield StreamUpdate(text, chunk, prepared)
-        thread.join(JOIN_TIMEOUT if timeout_error is None else 0.5)
+                yield StreamUpdate(text, chunk)
+        worker.join(JOIN_TIMEOUT if timeout_error is None else 0.5)
         finished = True
-        yield StreamUpdate(text, "", prepared, _final_stats(loaded, prepared, streamer, result, stop_event, started, timeout_error))
+        yield StreamUpdate(text, "", _final_stats(loaded, prepared, worker, stop_event, timeout_error))
     finally:
         if not finished:  # closed early: the consumer went away (Stop, closed page)
             stop_event.set()
-            thread.join(JOIN_TIMEOUT)
+            worker.join(JOIN_TIMEOUT)
 
 
-def _final_stats(loaded: LoadedModel, prepared: PreparedPrompt, streamer: TimedStreamer, result: dict[str, Any],
-                 stop_event: threading.Event, started: float, timeout_error: str | None) -> Stats:
-    ended = time.perf_counter()
-    stats = Stats(input_tokens=len(prepared.input_ids), notices=list(prepared.notices), total_seconds=ended - started)
+def _generated_ids(loaded: LoadedModel, prepared: PreparedPrompt, output_ids: list[int], eos_ids: list[int]) -> list[int]:
+    """The new tokens in ``output_ids``: after the prompt (causal) or the decoder start (seq2seq), without end padding."""
+    generated = output_ids[len(prepared.input_ids):] if loaded.kind is Kind.CAUSAL else output_ids[1:]
+    pad = loaded.tokenizer.pad_token_id
+    while loaded.kind is Kind.SEQ2SEQ and generated and pad is not None and generated[-1] == pad and pad not in eos_ids:
+        generated.pop()
+    return generated
+
+
+def _final_stats(loaded: LoadedModel, prepared: PreparedPrompt, worker: _GenerateThread,
+                 stop_event: threading.Event, timeout_error: str | None) -> Stats:
+    streamer = worker.streamer
+    stats = Stats(input_tokens=len(prepared.input_ids), notices=list(prepared.notices),
+                  total_seconds=time.perf_counter() - streamer.started)
+    eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)
     generated: list[int] = []
-    if "ids" in result:
-        ids = result["ids"][0].tolist()
-        generated = ids[len(prepared.input_ids):] if loaded.kind is Kind.CAUSAL else ids[1:]
-        pad = loaded.tokenizer.pad_token_id
-        while loaded.kind is Kind.SEQ2SEQ and generated and pad is not None and generated[-1] == pad and pad not in _eos_ids(loaded):
-            generated.pop()
+    if worker.output_ids is not None:
+        generated = _generated_ids(loaded, prepared, worker.output_ids, eos_ids)
         stats.output_tokens = len(generated)
     else:
         stats.output_tokens = streamer.tokens
     if streamer.first_token_at is not None:
-        stats.time_to_first_token = streamer.first_token_at - started
+        stats.time_to_first_token = streamer.first_token_at - streamer.started
         if stats.output_tokens > 1 and streamer.last_token_at and streamer.last_token_at > streamer.first_token_at:
             stats.tokens_per_second = (stats.output_tokens - 1) / (streamer.last_token_at - streamer.first_token_at)
-    if "error" in result:
-        stats.finish_reason, stats.error = FinishReason.ERROR, _error_message(result["error"])
+    if worker.error is not None:
+        stats.finish_reason, stats.error = FinishReason.ERROR, _error_message(worker.error)
     elif timeout_error:
         stats.finish_reason, stats.error = FinishReason.ERROR, timeout_error
-    elif generated and generated[-1] in _eos_ids(loaded):
+    elif generated and generated[-1] in eos_ids:
         stats.finish_reason = FinishReason.EOS
     elif stop_event.is_set():
         stats.finish_reason = FinishReason.STOPPED
     elif stats.output_tokens >= prepared.max_new_tokens:
         stats.finish_reason = FinishReason.LENGTH
     return stats
-
-
-def generate_text(loaded: LoadedModel, prompt: str, settings: GenerationSettings, **kwargs: Any) -> tuple[str, Stats]:
-    """Run :func:`stream` to the end and return the final text and stats."""
-    last: StreamUpdate | None = None
-    for last in stream(loaded, prompt, settings, **kwargs):
-        pass
-    assert last is not None and last.stats is not None
-    return last.text, last.stats

@@ -19,6 +19,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import (BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel, LlamaConfig,
                           LlamaForCausalLM, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration)
 
+from .sources import UNTRAINED_MARKER
+
 ARCHITECTURES = ("t5", "bart", "gpt2", "llama")
 UNTRAINED_NOTE = "untrained demo model: random weights, produces random text"
 
@@ -134,5 +136,5 @@ def build_tiny(arch: str, folder: str | Path, *, seed: int = 0, never_stop: bool
     model.generation_config.suppress_tokens = sorted(set(range(config.vocab_size)) - words - keep)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    (folder / "PLAYGROUND_NOTE.json").write_text(json.dumps({"note": UNTRAINED_NOTE, "arch": arch, "seed": seed}))
+    (folder / UNTRAINED_MARKER).write_text(json.dumps({"note": UNTRAINED_NOTE, "arch": arch, "seed": seed}))
     return folder

@@ -9,7 +9,7 @@ import torch
 from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, BartConfig, BertConfig, BertForMaskedLM,
                           DistilBertConfig, GPT2Config, LlamaConfig, RobertaConfig, T5Config, ViTConfig)
 
-from models import (Kind, ModelCache, ModelSource, UnsupportedModelError, describe_config, detect, load_model,
+from models import (Kind, ModelCache, ModelSource, UnsupportedModelError, architecture_of, detect, load_model,
                     wrong_class_refusal)
 
 CONFIGS = {
@@ -28,7 +28,6 @@ def test_detect_from_config(model_type):
     assert arch.model_type == model_type
     assert arch.auto_class == auto == kind.auto_class_name
     assert arch.resolved_class == resolved
-    assert arch.resolution == f"{auto} -> {resolved}"
 
 
 @pytest.mark.parametrize("model_type", list(CONFIGS))
@@ -40,10 +39,10 @@ def test_detect_keeps_declared_architectures(model_type):
 
 @pytest.mark.parametrize("name,model_type", [("tiny-t5", "t5"), ("tiny-bart", "bart"),
                                              ("tiny-gpt2", "gpt2"), ("tiny-llama", "llama")])
-def test_describe_config_reads_config_json_only(tiny_dir, tmp_path, name, model_type):
+def test_architecture_of_reads_config_json_only(tiny_dir, tmp_path, name, model_type):
     """A folder with nothing but config.json is enough to know the class (no weights, no tokenizer)."""
     shutil.copy(tiny_dir / name / "config.json", tmp_path / "config.json")
-    arch = describe_config(ModelSource(name, str(tmp_path), "test", local=True))
+    arch = architecture_of(ModelSource(name, str(tmp_path), "test", local=True))
     _, kind, auto, resolved = CONFIGS[model_type]
     assert (arch.kind, arch.auto_class, arch.resolved_class) == (kind, auto, resolved)
     assert arch.declared == (resolved,)
@@ -115,7 +114,7 @@ def test_loading_saved_bert_raises_unsupported_not_traceback(tiny_bert_dir):
     with pytest.raises(UnsupportedModelError, match="encoder-only"):
         load_model(source)
     with pytest.raises(UnsupportedModelError, match="encoder-only"):
-        describe_config(source)
+        architecture_of(source)
 
 
 def test_cache_refuses_bert_without_caching_anything(tiny_bert_dir):

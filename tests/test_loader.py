@@ -8,12 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-from models import (GenerationSettings, Kind, ModelCache, ModelLoadError, ModelSource, eight_bit_status, generate_text,
-                    load_model)
+from models import GenerationSettings, Kind, ModelCache, ModelLoadError, ModelSource, eight_bit_status, load_model
 from models.loader import ModelDescription, pick_dtype
 
 from .conftest import CAUSAL_TINY, SEQ2SEQ_TINY
+from .modelhelpers import generate_text, hub_error
 
 EXPECTED = {
     "tiny-t5": (Kind.SEQ2SEQ, "AutoModelForSeq2SeqLM", "T5ForConditionalGeneration", "t5"),
@@ -37,9 +38,9 @@ def test_load_tiny_models(load_tiny, name):
     assert not loaded.model.training
     assert loaded.tokenizer.pad_token_id is not None
     assert loaded.load_kwargs["trust_remote_code"] is False and loaded.load_kwargs["use_safetensors"] is True
-    line = d.card_line()
-    assert line.startswith(f"{auto} -> {resolved}, {kind.architecture}, ")
-    assert d.to_dict()["kind"] == kind.value and d.to_dict()["resolved_class"] == resolved
+    data = d.to_dict()
+    assert data["kind"] == kind.value and data["resolved_class"] == resolved
+    assert data["architecture"] == kind.architecture and data["params_text"] == d.params_text
 
 
 def test_load_reports_progress(registry):
@@ -100,6 +101,39 @@ def test_uncached_hub_model_offline_is_a_readable_error():
         load_model(source)
 
 
+@pytest.mark.parametrize("error_class, expected", [
+    (RepositoryNotFoundError, "was not found on the Hugging Face hub"), (GatedRepoError, "was not found on the Hugging Face hub"),
+    (LocalEntryNotFoundError, "is not on this machine and the Hugging Face hub cannot be reached"),
+    (OfflineModeIsEnabled, "is not on this machine and the Hugging Face hub cannot be reached"),
+])
+def test_hub_errors_are_told_by_their_class(monkeypatch, error_class, expected):
+    """Raised as they are, or wrapped in an OSError the way transformers wraps them (``raise OSError(...) from error``)."""
+    import models.loader as loader
+
+    source = ModelSource("someone/model", "someone/model", "Hugging Face hub")
+    for wrap in (False, True):
+        def fail(*args, wrap=wrap, **kwargs):
+            error = hub_error(error_class, "hub said no")
+            if wrap:
+                raise OSError("a message that names nothing") from error
+            raise error
+
+        monkeypatch.setattr(loader.AutoConfig, "from_pretrained", fail)
+        with pytest.raises(ModelLoadError, match=f"^someone/model {expected}"):
+            load_model(source)
+
+
+def test_other_oserrors_are_not_taken_for_hub_errors(monkeypatch):
+    import models.loader as loader
+
+    def fail(*args, **kwargs):
+        raise OSError("disk quota exceeded") from ValueError("inner")
+
+    monkeypatch.setattr(loader.AutoConfig, "from_pretrained", fail)
+    with pytest.raises(ModelLoadError, match=r"^someone/model could not be loaded \(OSError: disk quota exceeded\)"):
+        load_model(ModelSource("someone/model", "someone/model", "Hugging Face hub"))
+
+
 @pytest.fixture(scope="module")
 def pickle_only_dir(tiny_dir, tmp_path_factory):
     """tiny-gpt2 with its weights as a pickled ``pytorch_model.bin`` and no safetensors."""
@@ -130,6 +164,20 @@ def test_eight_bit_status_on_cpu():
     assert "CPU" in reason and "bitsandbytes" in reason
 
 
+@pytest.mark.parametrize("version, on_cpu", [("0.48.0", True), ("0.50.2", True), ("0.48.0.dev0", False), ("0.47.9", False),
+                                             ("0.9", False), ("1.0", True), ("not-a-version", False)])
+def test_eight_bit_status_compares_the_bitsandbytes_version(monkeypatch, version, on_cpu):
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: version if name == "bitsandbytes" else real(name))
+    ok, reason = eight_bit_status("cpu")
+    assert ok is on_cpu and f"bitsandbytes {version}" in reason
+    if not on_cpu:
+        assert "needs bitsandbytes >= 0.48" in reason
+    assert eight_bit_status("cuda")[0], "on GPU every version quantizes"
+
+
 def test_eight_bit_refused_with_reason_when_unavailable(registry, monkeypatch):
     import models.loader as loader
 
@@ -146,7 +194,7 @@ def test_eight_bit_on_cpu(load_tiny, name):
     loaded = load_tiny(name, load_in_8bit=True)
     assert loaded is not full
     d = loaded.description
-    assert "8-bit" in d.quantization and "8-bit" in d.card_line()
+    assert "8-bit" in d.quantization and d.to_dict()["quantization"] == "8-bit (bitsandbytes)"
     assert d.device == "cpu"
     linears = {n: m for n, m in loaded.model.named_modules() if isinstance(m, torch.nn.Linear)}
     quantized = {n for n, m in linears.items() if isinstance(m, Linear8bitLt)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import dataclasses
 import io
 import os
@@ -12,10 +13,17 @@ import sys
 
 import pytest
 
-from models import GenerationSettings, build_snippet, eight_bit_status, generate_text, prepare
+from models import GenerationSettings, build_snippet, eight_bit_status, generate_call
+
+from .modelhelpers import generate_text, prepared_for
 
 PROMPT = "What is the capital of France?"
 LONG_PROMPT = "the quick dog runs to the river and sees a bird " * 60  # longer than the tiny models' context
+
+
+def snippet(loaded, prompt: str, settings: GenerationSettings) -> str:
+    """The script for a run of ``prompt``: prepared once, as a run does."""
+    return build_snippet(loaded, prepared_for(loaded, prompt, settings), settings, prompt)
 
 
 def run_snippet(code: str) -> str:
@@ -45,30 +53,30 @@ def test_snippet_prints_the_playground_text(load_tiny, name, prompt, settings):
     loaded = load_tiny(name)
     s = GenerationSettings(**{"max_new_tokens": 10, **settings})
     expected, _ = generate_text(loaded, prompt, s)
-    code = build_snippet(loaded, prompt, s)
+    code = snippet(loaded, prompt, s)
     assert run_snippet(code) == expected + "\n"
     assert f"{loaded.architecture.auto_class}.from_pretrained(" in code
-    capped = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, prompt, s).max_new_tokens
+    capped = prepared_for(loaded, prompt, s).max_new_tokens
     assert f"max_new_tokens={capped}," in code
 
 
 def test_snippet_shows_each_way_of_building_the_prompt(load_tiny):
-    chat = build_snippet(load_tiny("tiny-llama"), PROMPT, GenerationSettings())
+    chat = snippet(load_tiny("tiny-llama"), PROMPT, GenerationSettings())
     assert "apply_chat_template(messages, tokenize=False, add_generation_prompt=True)" in chat
     assert "add_special_tokens=False" in chat
-    plain = build_snippet(load_tiny("tiny-gpt2"), PROMPT, GenerationSettings())
+    plain = snippet(load_tiny("tiny-gpt2"), PROMPT, GenerationSettings())
     assert "apply_chat_template" not in plain and "has no chat template" in plain
-    seq = build_snippet(load_tiny("tiny-t5"), PROMPT, GenerationSettings(task_prefix="translate English to German: "))
+    seq = snippet(load_tiny("tiny-t5"), PROMPT, GenerationSettings(task_prefix="translate English to German: "))
     assert "task_prefix = 'translate English to German: '" in seq and "text = task_prefix + prompt" in seq
-    capped = build_snippet(load_tiny("tiny-gpt2"), LONG_PROMPT, GenerationSettings(max_new_tokens=300))
+    capped = snippet(load_tiny("tiny-gpt2"), LONG_PROMPT, GenerationSettings(max_new_tokens=300))
     assert "max_new_tokens=128," in capped and "input_ids = input_ids[:, -128:]" in capped
-    sampled = build_snippet(load_tiny("tiny-gpt2"), PROMPT, GenerationSettings(temperature=0.7, seed=42))
+    sampled = snippet(load_tiny("tiny-gpt2"), PROMPT, GenerationSettings(temperature=0.7, seed=42))
     assert "torch.manual_seed(42)" in sampled and "do_sample=True" in sampled and "temperature=0.7" in sampled
 
 
 def test_odd_prompts_stay_exact_python_literals(load_tiny):
     prompt = 'He said """hi""" and \'\'\'bye\'\'\' \\n not a newline\nreal newline\t# not a comment \u2028 é 🙂 {x} ${y}'
-    code = build_snippet(load_tiny("tiny-gpt2"), prompt, GenerationSettings(max_new_tokens=3))
+    code = snippet(load_tiny("tiny-gpt2"), prompt, GenerationSettings(max_new_tokens=3))
     tree = ast.parse(code)
     literal = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
                    and getattr(node.targets[0], "id", None) == "prompt")
@@ -79,7 +87,7 @@ def test_hub_models_are_pinned_to_their_revision(load_tiny):
     loaded = load_tiny("tiny-t5")
     hub = dataclasses.replace(loaded, source=dataclasses.replace(loaded.source, path="google/flan-t5-small", local=False),
                               description=dataclasses.replace(loaded.description, revision="0123abcd"))
-    code = build_snippet(hub, PROMPT, GenerationSettings())
+    code = snippet(hub, PROMPT, GenerationSettings())
     assert "model_id = 'google/flan-t5-small'" in code and "revision = '0123abcd'" in code
     assert "AutoTokenizer.from_pretrained(model_id, revision=revision)" in code
     assert "    revision=revision," in code
@@ -90,7 +98,7 @@ def test_hub_models_are_pinned_to_their_revision(load_tiny):
 def test_8bit_snippet_uses_bitsandbytes_and_matches(load_tiny):
     loaded = load_tiny("tiny-gpt2", load_in_8bit=True)
     s = GenerationSettings(max_new_tokens=8)
-    code = build_snippet(loaded, PROMPT, s)
+    code = snippet(loaded, PROMPT, s)
     assert "BitsAndBytesConfig" in code and "quantization_config=BitsAndBytesConfig(load_in_8bit=True)," in code
     assert "device_map=" in code and "model.to(" not in code, "a quantized model is placed by its device_map"
     expected, _ = generate_text(loaded, PROMPT, s)
@@ -103,8 +111,41 @@ def test_snippet_runs_standalone_with_the_venv_python(load_tiny, tmp_path):
     s = GenerationSettings(max_new_tokens=8)
     expected, _ = generate_text(loaded, PROMPT, s)
     script = tmp_path / "reproduce.py"
-    script.write_text(build_snippet(loaded, PROMPT, s), encoding="utf-8")
+    script.write_text(snippet(loaded, PROMPT, s), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TMPDIR")}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == expected + "\n"
+
+
+@pytest.mark.parametrize("name, settings", [("tiny-gpt2", {"max_new_tokens": 300}), ("tiny-t5", {"temperature": 0.8, "top_k": 7}),
+                                            ("tiny-llama", {"repetition_penalty": 1.2, "no_repeat_ngram_size": 3})])
+def test_snippet_generate_arguments_are_the_runs_generate_call(load_tiny, name, settings):
+    """The script's ``model.generate(...)`` is written from the same GenerateCall the stream passes to generate."""
+    loaded = load_tiny(name)
+    s = GenerationSettings(**settings)
+    prepared = prepared_for(loaded, PROMPT, s)
+    call = generate_call(loaded, prepared, s)
+    args = generate_keywords(build_snippet(loaded, prepared, s, PROMPT))
+    assert set(args) == {"input_ids", "attention_mask", "pad_token_id", "streamer", *call.options}
+    assert {key: ast.literal_eval(args[key]) for key in call.options} == dict(call.options)
+    assert ast.unparse(args["pad_token_id"]) == "tokenizer.pad_token_id"
+
+
+def test_snippet_writes_the_pad_fallback_as_a_number(load_tiny):
+    loaded = load_tiny("tiny-gpt2")
+    tokenizer = copy.deepcopy(loaded.tokenizer)
+    tokenizer.pad_token = None  # a tokenizer without pad (nor end) token: the model's end-of-sequence id pads
+    tokenizer.eos_token = None
+    no_pad = dataclasses.replace(loaded, tokenizer=tokenizer)
+    s = GenerationSettings(max_new_tokens=4)
+    prepared = prepared_for(loaded, PROMPT, s)
+    pad = ast.literal_eval(generate_keywords(build_snippet(no_pad, prepared, s, PROMPT))["pad_token_id"])
+    assert pad == generate_call(no_pad, prepared, s).pad_token_id == loaded.model.generation_config.eos_token_id
+
+
+def generate_keywords(code: str) -> dict[str, ast.expr]:
+    """The keyword arguments of the script's ``model.generate(...)`` call."""
+    call = next(node for node in ast.walk(ast.parse(code))
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "generate")
+    return {keyword.arg: keyword.value for keyword in call.keywords}

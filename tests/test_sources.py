@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import threading
+import time
 
 import pytest
+from huggingface_hub import errors
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models import PRESETS, Kind, ModelIdError, ModelRegistry, hub_reachable, scan_model_dir, smollm2_gguf, validate_hub_id
+from models import (PRESETS, Kind, ModelIdError, ModelRegistry, ModelSource, hub_reachable, scan_model_dir, set_offline,
+                    smollm2_gguf, validate_hub_id)
+from models import sources
+
+from .modelhelpers import hub_error
 
 
 @pytest.mark.parametrize("model_id", [
     "/etc/passwd", "../x", "~/x", "C:\\x", "http://x/y", "a" * 200, "", "   ",
     "./model", "x/../y", "owner/name/extra", "owner//name", "-bad", "bad-", "bad.", "a--b",
     "owner/na me", "owner\\name", "https://huggingface.co/gpt2", "c:/x", "na\nme", "\x00",
+    "owner/name.git", "owner/café", "名前/model", "owner/%2e%2e",
 ])
 def test_validate_hub_id_refuses_paths_urls_and_junk(model_id):
     with pytest.raises(ModelIdError) as info:
@@ -98,9 +107,84 @@ def test_registry_choices_and_availability_offline(registry):
     assert reason and "cannot be reached" in reason
 
 
-def test_hub_reachable_honours_offline_flag():
+def test_hub_reachable_honours_offline_flag(monkeypatch):
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+    monkeypatch.setattr(sources.socket, "create_connection", lambda *a, **k: contextlib.nullcontext())  # would answer
     assert hub_reachable(timeout=0.1) is False
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """Offline mode off for one test (restored afterwards); the connection is what the test patches in."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return monkeypatch
+
+
+def test_hub_reachable_answers_from_the_connection(online):
+    online.setattr(sources.socket, "create_connection", lambda *a, **k: contextlib.nullcontext())
+    assert hub_reachable(timeout=0.5) is True
+
+    def refused(*args, **kwargs):
+        raise OSError("name or service not known")
+
+    online.setattr(sources.socket, "create_connection", refused)
+    assert hub_reachable(timeout=0.5) is False
+
+
+def test_hub_reachable_does_not_hang_on_a_stuck_lookup(online):
+    release = threading.Event()
+
+    def stuck(*args, **kwargs):  # as getaddrinfo, which ignores the connect timeout
+        release.wait(30)
+        raise OSError("gave up")
+
+    online.setattr(sources.socket, "create_connection", stuck)
+    started = time.perf_counter()
+    try:
+        assert hub_reachable(timeout=0.2) is False
+        assert time.perf_counter() - started < 2
+    finally:
+        release.set()
+
+
+def test_set_offline_switches_the_hub_client_off(online):
+    from huggingface_hub import constants, is_offline_mode
+
+    online.setattr(sources.socket, "create_connection", lambda *a, **k: contextlib.nullcontext())
+    assert hub_reachable(timeout=0.5) is True
+    set_offline()
+    assert is_offline_mode() and constants.HF_HUB_OFFLINE and os.environ["HF_HUB_OFFLINE"] == "1"
+    assert hub_reachable(timeout=0.5) is False
+
+
+def test_untrained_demo_models_are_told_apart(tiny_dir, tmp_path):
+    assert ModelSource("tiny-gpt2", str(tiny_dir / "tiny-gpt2"), "test", local=True).untrained
+    (tmp_path / "config.json").write_text("{}")
+    assert not ModelSource("trained", str(tmp_path), "test", local=True).untrained
+    assert not ModelSource("google/flan-t5-small", "google/flan-t5-small", "Hugging Face hub").untrained
+    assert all(source.untrained for source in scan_model_dir(tiny_dir))
+
+
+def test_size_lookup_failures_are_told_by_class(monkeypatch):
+    class RepositoryNotFoundError(Exception):  # the same name is not the hub's error
+        pass
+
+    answers = {"gone/model": hub_error(errors.RepositoryNotFoundError), "gated/model": hub_error(errors.GatedRepoError),
+               "namesake/model": RepositoryNotFoundError("404"), "flaky/model": TimeoutError("read timeout")}
+
+    def lookup(repo_id: str, timeout: float = 10.0) -> int:
+        raise answers[repo_id]
+
+    monkeypatch.setattr(sources, "hub_weights_bytes", lookup)
+    for model_id in ("gone/model", "gated/model"):
+        with pytest.raises(ModelIdError, match=f"^model: '{model_id}' was not found on the Hugging Face hub"):
+            sources.check_custom_size(model_id, 10)
+    for model_id, name in (("namesake/model", "RepositoryNotFoundError"), ("flaky/model", "TimeoutError")):
+        with pytest.raises(ModelIdError, match=rf"^model: could not look up the size of '{model_id}' .*\({name}\)"):
+            sources.check_custom_size(model_id, 10)
 
 
 def test_scan_model_dir_finds_folders_and_gguf_files(tmp_path):
@@ -169,7 +253,7 @@ def test_packaged_gguf_is_registered_and_detected():
     Loading and generating with it (a one-off GGUF conversion of tens of seconds) is covered once,
     by tests/test_offline.py; this test reads only the config (fast once that conversion is cached).
     """
-    from models import describe_config
+    from models import architecture_of
 
     registry = ModelRegistry(online=False)
     source = registry.register_packaged()
@@ -179,4 +263,5 @@ def test_packaged_gguf_is_registered_and_detected():
     assert registry.resolve(source.name) == source
     assert (source.name, f"{source.name} · local", None) in registry.choices(Kind.CAUSAL)
     assert registry.availability(source.name) is None
-    assert describe_config(source).resolution == "AutoModelForCausalLM -> LlamaForCausalLM"
+    arch = architecture_of(source)
+    assert (arch.auto_class, arch.resolved_class) == ("AutoModelForCausalLM", "LlamaForCausalLM")

@@ -5,24 +5,23 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from types import SimpleNamespace
 from typing import Callable, Iterator
 
 import pytest
 import torch
 
-from models import FinishReason, GenerationSettings, Kind, SettingsError, generate_text, prepare, stream
+from models import (FinishReason, GenerationSettings, Kind, PreparedPrompt, SettingsError, generate_call, generation_threads,
+                    prepare, stream)
 from models.loader import LoadedModel
+from models.stream import GenerationTimeout, TimedStreamer
 from models.tiny import corpus
 
 from .conftest import CAUSAL_TINY, SEQ2SEQ_TINY
+from .modelhelpers import generate_text, prepared_for
 
 ALL_TINY = (*SEQ2SEQ_TINY, *CAUSAL_TINY)
 PROMPT = "The quick dog reads a story"
-
-
-def generation_threads() -> list[threading.Thread]:
-    """Live worker threads started by :func:`models.stream` (named ``generate[<model>]``)."""
-    return [t for t in threading.enumerate() if t.name.startswith("generate[") and t.is_alive()]
 
 
 def wait_for_generation_threads(timeout: float = 30.0) -> None:
@@ -149,6 +148,34 @@ def test_prepare_truncates_long_seq2seq_input_keeping_end_token(load_tiny, name,
     assert any("input cut from" in n for n in prepared.notices)
 
 
+# ---- the generate call -----------------------------------------------------------------------------
+
+def test_generate_call_holds_the_prepared_input_and_capped_options(load_tiny):
+    loaded = load_tiny("tiny-gpt2")  # 256-token context: 300 new tokens are capped to 128
+    settings = GenerationSettings(max_new_tokens=300, temperature=0.7, top_k=40.0, seed=3)
+    prepared = prepared_for(loaded, PROMPT, settings)
+    call = generate_call(loaded, prepared, settings)
+    assert call.input_ids.tolist() == [prepared.input_ids] and call.input_ids.dtype == torch.long
+    assert call.input_ids.device == loaded.model.device
+    assert call.attention_mask.tolist() == [[1] * len(prepared.input_ids)]
+    assert call.pad_token_id == loaded.tokenizer.pad_token_id
+    assert dict(call.options) == {**settings.generate_kwargs(), "max_new_tokens": 128}
+    assert list(call.options) == list(settings.generate_kwargs()), "the order of generate_kwargs() is kept"
+    with pytest.raises(TypeError):
+        call.options["max_new_tokens"] = 5  # type: ignore[index]
+    marker = object()
+    kwargs = call.kwargs(streamer=marker)
+    assert kwargs["streamer"] is marker and kwargs["input_ids"] is call.input_ids and kwargs["max_new_tokens"] == 128
+
+
+@pytest.mark.parametrize("eos, tokenizer_eos, expected", [([7, 3], None, 7), (5, None, 5), (None, 9, 9), (None, None, 0)])
+def test_generate_call_pads_with_the_eos_token_when_the_tokenizer_has_no_pad(eos, tokenizer_eos, expected):
+    loaded = SimpleNamespace(model=SimpleNamespace(device=torch.device("cpu"), generation_config=SimpleNamespace(eos_token_id=eos)),
+                             tokenizer=SimpleNamespace(pad_token_id=None, eos_token_id=tokenizer_eos))
+    call = generate_call(loaded, PreparedPrompt("x", [4, 5], 6), GenerationSettings())  # type: ignore[arg-type]
+    assert call.pad_token_id == expected and call.options["max_new_tokens"] == 6
+
+
 def test_stream_reports_truncation_notices(load_tiny):
     loaded = load_tiny("tiny-gpt2")
     text, stats = generate_text(loaded, " ".join(corpus(200)), GenerationSettings(max_new_tokens=8))
@@ -162,7 +189,8 @@ def test_stream_reports_truncation_notices(load_tiny):
 def test_stream_equals_plain_greedy_decode(load_tiny, name):
     loaded = load_tiny(name)
     settings = GenerationSettings(max_new_tokens=24)
-    updates = list(stream(loaded, PROMPT, settings))
+    prepared = prepared_for(loaded, PROMPT, settings)
+    updates = list(stream(loaded, prepared, settings))
     deltas = [u.delta for u in updates[:-1]]
     final = updates[-1]
     assert final.done and not any(u.done for u in updates[:-1])
@@ -171,11 +199,11 @@ def test_stream_equals_plain_greedy_decode(load_tiny, name):
     assert "".join(deltas) == final.text
     assert all(u.text == "".join(deltas[: i + 1]) for i, u in enumerate(updates[:-1]))
 
-    expected_text, generated = reference_greedy(loaded, final.prepared.input_ids, settings.max_new_tokens)
+    expected_text, generated = reference_greedy(loaded, prepared.input_ids, settings.max_new_tokens)
     assert final.text == expected_text  # spacing included
     stats = final.stats
     assert stats.output_tokens == len(generated) == 24
-    assert stats.input_tokens == len(final.prepared.input_ids)
+    assert stats.input_tokens == len(prepared.input_ids)
     assert stats.finish_reason is FinishReason.LENGTH and stats.error is None
     assert stats.time_to_first_token is not None and stats.time_to_first_token >= 0
     assert stats.tokens_per_second is not None and stats.tokens_per_second > 0
@@ -230,19 +258,18 @@ def test_sampling_is_reproducible_with_a_seed(load_tiny):
     assert first == second and stats.output_tokens == 16 and stats.finish_reason is FinishReason.LENGTH
 
 
-def test_stats_line_and_dict(load_tiny):
+def test_stats_dict(load_tiny):
     _, stats = generate_text(load_tiny("tiny-t5"), PROMPT, GenerationSettings(max_new_tokens=5))
-    line = stats.line()
-    assert line.startswith("first token ") and "5 out" in line and line.endswith("length")
     data = stats.to_dict()
     assert data["output_tokens"] == 5 and data["finish_reason"] == "length" and data["error"] is None
 
 
 @pytest.mark.parametrize("prompt", ["", "   ", "\x00", "x" * 20_001])
 def test_bad_prompt_raises_before_any_thread_starts(load_tiny, prompt):
+    """A run validates the prompt before it prepares and streams (here: the helper that does what a run does)."""
     before = set(threading.enumerate())
     with pytest.raises(SettingsError) as info:
-        next(stream(load_tiny("tiny-gpt2"), prompt, GenerationSettings()))
+        generate_text(load_tiny("tiny-gpt2"), prompt, GenerationSettings())
     assert info.value.field == "prompt"
     assert not set(threading.enumerate()) - before
 
@@ -254,7 +281,8 @@ def test_closing_the_stream_ends_the_worker_thread(load_tiny, name):
     loaded = load_tiny(name)
     before, baseline = set(threading.enumerate()), threading.active_count()
     with patched_forward(loaded, sleeping(0.005, lambda n: True)):  # slow enough that 3 updates are mid-stream
-        updates = stream(loaded, PROMPT, GenerationSettings(max_new_tokens=200))
+        settings = GenerationSettings(max_new_tokens=200)
+        updates = stream(loaded, prepared_for(loaded, PROMPT, settings), settings)
         seen = [next(updates) for _ in range(3)]
         assert not any(u.done for u in seen)
         assert len(generation_threads()) == 1
@@ -271,7 +299,8 @@ def test_stop_event_while_consuming_reports_stopped(load_tiny, name):
     stop = threading.Event()
     with patched_forward(loaded, sleeping(0.005, lambda n: True)):
         updates = []
-        for update in stream(loaded, PROMPT, GenerationSettings(max_new_tokens=200), stop_event=stop):
+        settings = GenerationSettings(max_new_tokens=200)
+        for update in stream(loaded, prepared_for(loaded, PROMPT, settings), settings, stop_event=stop):
             updates.append(update)
             if len(updates) == 3:
                 stop.set()
@@ -306,7 +335,9 @@ def test_exception_during_generation_is_reported_with_partial_text(load_tiny, na
     settings = GenerationSettings(max_new_tokens=20)
     full_text = generate_text(loaded, PROMPT, settings)[0]
     with patched_forward(loaded, raising_on(5, "injected failure at call 5")) as calls:
-        updates = list(stream(loaded, PROMPT, settings))
+        started = time.perf_counter()
+        updates = list(stream(loaded, prepared_for(loaded, PROMPT, settings), settings))
+        assert time.perf_counter() - started < 10, "the failed worker woke the consumer (no wait for a timeout)"
     assert len(calls) == 5
     final = updates[-1]
     stats = final.stats
@@ -339,3 +370,48 @@ def test_stalled_generation_times_out(load_tiny):
         assert stats.finish_reason is FinishReason.ERROR
         assert "no new token" in stats.error
         assert stats.output_tokens == 3 and stats.time_to_first_token is not None
+
+
+def _streamer_fed(loaded: LoadedModel, token_ids: list[int], every: float, *, end: bool) -> tuple[TimedStreamer, threading.Thread]:
+    """A streamer fed by a thread as ``generate`` would: the prompt, then one token every ``every`` s, then maybe the end."""
+    streamer = TimedStreamer(loaded.tokenizer, first_token_timeout=0.5, token_timeout=0.5, started=time.perf_counter())
+
+    def feed() -> None:
+        streamer.put(torch.tensor([[1, 2]]))  # the prompt: skipped
+        for token in token_ids:
+            time.sleep(every)
+            streamer.put(torch.tensor([token]))
+        if end:
+            streamer.end()
+
+    feeder = threading.Thread(target=feed, name="test-feeder", daemon=True)
+    feeder.start()
+    return streamer, feeder
+
+
+def test_tokens_without_text_are_not_a_stall(load_tiny):
+    """Text is released a word at a time: tokens inside one long word keep the stream alive."""
+    loaded = load_tiny("tiny-gpt2")
+    pieces = [i for t, i in loaded.tokenizer.get_vocab().items() if t.isalpha() and t.isascii()][:8]  # no leading space
+    assert len(pieces) == 8
+    streamer, feeder = _streamer_fed(loaded, pieces, 0.2, end=True)  # 1.6 s of tokens, each within the 0.5 s limit
+    texts = []
+    with pytest.raises(StopIteration):
+        while True:
+            texts.append(streamer.next_text())
+    feeder.join()
+    assert "".join(texts) == loaded.tokenizer.decode(pieces) and streamer.tokens == 8
+
+
+def test_a_stall_after_tokens_is_a_timeout_naming_the_gap(load_tiny):
+    loaded = load_tiny("tiny-gpt2")
+    streamer, feeder = _streamer_fed(loaded, [loaded.tokenizer.convert_tokens_to_ids("Ġthe")] * 2, 0.05, end=False)
+    started = time.perf_counter()
+    with pytest.raises(GenerationTimeout, match=r"^no new token within 0.5 s"):
+        while True:
+            streamer.next_text()
+    assert 0.5 <= time.perf_counter() - started < 3
+    feeder.join()
+    silent = TimedStreamer(loaded.tokenizer, first_token_timeout=0.2, token_timeout=5.0, started=time.perf_counter())
+    with pytest.raises(GenerationTimeout, match=r"^no first token within 0.2 s"):
+        silent.next_text()
