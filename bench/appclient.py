@@ -11,34 +11,57 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import httpx
+from gradio_client import Client
+from gradio_client.client import Job
 
-from app import AppConfig, Playground, serving
-from models import ModelCache, ModelRegistry
+from models.run import Runner
+from web.api import generate_payload
+from web.config import AppConfig
+from web.serving import serving
+
+if TYPE_CHECKING:
+    from .context import Context
 
 
 @dataclass
-class LaunchedApp:
+class App:
+    """The app served in-process, as the sections that need it see it.
+
+    Args:
+        url: its loopback address.
+        runner: its run layer (``stop_events(session)`` lets a section time the stop handler).
+        client: a ``gradio_client`` connected to it.
+    """
+
     url: str
-    playground: Playground
+    runner: Runner
+    client: Client
 
 
 @contextlib.contextmanager
-def launched_app(registry: ModelRegistry, cache: ModelCache, **config: Any) -> Iterator[LaunchedApp]:
-    """``app.serving`` with the benchmark's registry and cache."""
-    cfg = AppConfig(online=registry.online, preload=False, **config)
-    with serving(cfg, registry=registry, cache=cache) as (demo, url):
-        yield LaunchedApp(url, demo.playground)
+def served_app(ctx: Context) -> Iterator[App]:
+    """``web.serving.serving`` with the benchmark's registry and cache, both models loaded first."""
+    for kind in ctx.subjects:  # in the shared cache before the first request
+        ctx.model(kind)
+    ctx.log("launching the app in-process")
+    config = AppConfig(online=ctx.registry.online, preload=False)
+    with serving(config, registry=ctx.registry, cache=ctx.cache) as served:
+        client = Client(served.url, verbose=False, analytics_enabled=False)
+        try:
+            yield App(served.url, served.runner, client)
+        finally:
+            client.close()
 
 
-def api_args(model: str, prompt: str, max_new_tokens: int) -> list[Any]:
-    """Positional inputs of ``/generate``: greedy, no penalty, full precision."""
-    return [model, prompt, max_new_tokens, 0.0, 1.0, 0, 1.0, 0, False]
+def submit_generate(client: Client, model: str, prompt: str, max_new_tokens: int) -> Job:
+    """``/generate`` with its default settings (greedy, no penalty, full precision) through ``gradio_client``:
+    a ``concurrent.futures.Future`` of ``(text, stats)``; iterate it for the updates."""
+    return client.submit(*generate_payload(model, prompt, max_new_tokens=max_new_tokens), api_name="/generate")
 
 
 @dataclass
@@ -50,18 +73,24 @@ class ClientRun:
     stats: dict[str, Any] = field(default_factory=dict)
     text: str = ""
 
+    def update(self, text: str, stats: dict[str, Any], elapsed: float, on_text: Callable[[], None] | None = None) -> None:
+        """Record one streamed update, ``elapsed`` seconds after the request; ``on_text`` at the first text."""
+        if text and self.first_text is None:
+            self.first_text = elapsed
+            if on_text:
+                on_text()
+        self.text = text
+        if stats:
+            self.stats = stats
 
-def generate_via_client(client: Any, model: str, prompt: str, max_new_tokens: int) -> ClientRun:
-    """``client.submit(..., api_name="/generate")``, iterated to the end."""
+
+def generate_via_client(client: Client, model: str, prompt: str, max_new_tokens: int) -> ClientRun:
+    """:func:`submit_generate`, iterated to the end."""
     run = ClientRun()
     started = time.perf_counter()
-    job = client.submit(*api_args(model, prompt, max_new_tokens), api_name="/generate")
+    job = submit_generate(client, model, prompt, max_new_tokens)
     for text, stats in job:
-        if text and run.first_text is None:
-            run.first_text = time.perf_counter() - started
-        run.text = text
-        if stats:
-            run.stats = stats
+        run.update(text, stats, time.perf_counter() - started)
     result = job.result()
     run.done = time.perf_counter() - started
     if not run.stats and isinstance(result, (list, tuple)) and len(result) == 2:
@@ -78,7 +107,7 @@ def generate_via_sse(base_url: str, model: str, prompt: str, max_new_tokens: int
     """
     run = ClientRun()
     api = base_url.rstrip("/") + "/gradio_api/call/generate"
-    body: dict[str, Any] = {"data": api_args(model, prompt, max_new_tokens)}
+    body: dict[str, Any] = {"data": generate_payload(model, prompt, max_new_tokens=max_new_tokens)}
     if session_hash:
         body["session_hash"] = session_hash
     with httpx.Client(timeout=timeout) as http:
@@ -103,13 +132,7 @@ def generate_via_sse(base_url: str, model: str, prompt: str, max_new_tokens: int
                     if len(data) == 1:  # gr.api's (text, stats) tuple is one output holding both
                         data = data[0]
                     text, stats = data
-                    if text and run.first_text is None:
-                        run.first_text = time.perf_counter() - started
-                        if on_text:
-                            on_text()
-                    run.text = text
-                    if stats:
-                        run.stats = stats
+                    run.update(text, stats, time.perf_counter() - started, on_text)
                     if event == "complete":
                         break
         run.done = time.perf_counter() - started
@@ -122,43 +145,3 @@ def stop_via_http(base_url: str, session_hash: str, timeout: float = 30.0) -> No
     answer = httpx.post(base_url.rstrip("/") + "/gradio_api/run/stop", json={"data": [], "session_hash": session_hash},
                         timeout=timeout)
     answer.raise_for_status()
-
-
-def generation_threads() -> list[threading.Thread]:
-    """Live worker threads started by models.stream (named ``generate[<model name>]``)."""
-    return [t for t in threading.enumerate() if t.name.startswith("generate[") and t.is_alive()]
-
-
-class ThreadWatch:
-    """Records when each ``generate[...]`` thread is first seen and when it ends (polled every ``interval`` s)."""
-
-    def __init__(self, interval: float = 0.002) -> None:
-        self.interval = interval
-        self.started: dict[threading.Thread, float] = {}
-        self.ended: dict[threading.Thread, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-thread-watch", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = time.perf_counter()
-            live = set(generation_threads())
-            for t in live:
-                self.started.setdefault(t, now)
-            for t in list(self.started):
-                if t not in live and t not in self.ended:
-                    self.ended[t] = now
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "ThreadWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def end_of(self, model_name: str) -> float | None:
-        """When the (last seen) thread of ``model_name`` ended."""
-        ends = [end for t, end in self.ended.items() if t.name == f"generate[{model_name}]"]
-        return max(ends) if ends else None

@@ -8,22 +8,24 @@ import shutil
 import sys
 import tempfile
 import time
-import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:  # imported when the run starts: huggingface_hub must see HF_HUB_OFFLINE first
+    from models import Kind, ModelRegistry
+
+    from .context import Context
+    from .sections import Section
+    from .subjects import Subject
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "Write a long story about a dragon who learns to cook."
-ALL_SECTIONS = (1, 2, 3, 4, 5, 6, 7)
-SECTION_KEYS = {1: "streaming_overhead", 2: "time_to_first_token", 3: "side_by_side", 4: "stop_latency",
-                5: "eight_bit", 6: "loading", 7: "startup"}
-SECTION_TITLES = {1: "1. Streaming overhead", 2: "2. End-to-end time to first token", 3: "3. Side by side",
-                  4: "4. Stop latency", 5: "5. 8-bit", 6: "6. Loading", 7: "7. Start-up"}
+SECTIONS_HELP = "--sections: section numbers from the report's table, comma-separated"
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark the playground: streaming overhead, time to first token, side by side, stop latency, "
@@ -43,22 +45,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--causal", metavar="NAME", help="with --real: the causal model")
     parser.add_argument("--model-dir", action="append", default=[], metavar="DIR",
                         help="with --real: register the models in DIR (as app.py --model-dir)")
-    parser.add_argument("--sections", default=",".join(map(str, ALL_SECTIONS)),
-                        help="comma-separated section numbers to run (default: all)")
+    parser.add_argument("--sections", help="comma-separated section numbers to run (default: all)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; ``sections`` becomes a sorted list of numbers (``None``: all), checked
+    against the registry only once it is imported (:func:`chosen_sections`): importing it imports
+    huggingface_hub, which must come after ``HF_HUB_OFFLINE`` is set."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error("--reps must be at least 1")
-    try:
-        args.sections = sorted({int(s) for s in args.sections.split(",") if s.strip()})
-    except ValueError:
-        parser.error("--sections: numbers between 1 and 7, comma-separated")
-    if not args.sections or not set(args.sections) <= set(ALL_SECTIONS):
-        parser.error("--sections: numbers between 1 and 7, comma-separated")
+    if args.sections is not None:
+        try:
+            args.sections = sorted({int(s) for s in args.sections.split(",") if s.strip()}) or None
+        except ValueError:
+            parser.error(SECTIONS_HELP)
+        if args.sections is None:
+            parser.error(SECTIONS_HELP)
     if (args.seq2seq or args.causal or args.model_dir) and not args.real:
         parser.error("--seq2seq, --causal and --model-dir need --real")
     args.name = args.name or ("real" if args.real else "latest")
     args.gguf_reps = args.gguf_reps or min(args.reps, 3)
     return args
+
+
+def chosen_sections(numbers: Sequence[int] | None) -> list[Section]:
+    """The registered sections numbered ``numbers`` (all when ``None``); ``ValueError`` for an unknown number."""
+    from .sections import REGISTRY
+
+    if numbers is None:
+        return list(REGISTRY)
+    known = {s.number: s for s in REGISTRY}
+    unknown = sorted(set(numbers) - set(known))
+    if unknown:
+        raise ValueError(f"{SECTIONS_HELP}; no section {', '.join(map(str, unknown))} (there are "
+                         f"{', '.join(map(str, known))})")
+    return [known[n] for n in sorted(numbers)]
 
 
 def _quiet() -> None:
@@ -77,6 +101,7 @@ def _quiet() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; exit code 1 when a section failed."""
     args = parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -99,90 +124,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(args: argparse.Namespace, work: Path, log: Callable[[str], None], begun: float,
-         argv: Sequence[str] | None) -> int:
-    log("importing torch, transformers, gradio")
-    _quiet()
-    from models import Kind, ModelCache, ModelRegistry, hub_reachable, set_offline
+def _subjects(args: argparse.Namespace, models_root: Path,
+              log: Callable[[str], None]) -> tuple[ModelRegistry, dict[Kind, Subject]]:
+    """The registry and the model of each side: real ones (``--real``) or tiny ones built here."""
+    from models import Kind, ModelRegistry, hub_reachable, set_offline
 
-    from . import measure
-    from .machine import load_average, machine_info
-    from .report import write
     from .subjects import real_subject, tiny_subject
 
-    machine = machine_info()
-    models_root = work / "models"
     wide = not args.quick
-    if args.real:
-        online = hub_reachable()
-        if not online:
-            set_offline()
-        log(f"real models; the hub is {'reachable' if online else 'not reachable: offline'}")
-        registry = ModelRegistry(online=online)
-        registry.register_packaged()
-        for folder in args.model_dir:
-            registry.register_dir(folder)
-        subjects = {kind: real_subject(kind, registry, models_root, wanted, wide=wide)
-                    for kind, wanted in ((Kind.SEQ2SEQ, args.seq2seq), (Kind.CAUSAL, args.causal))}
-    else:
+    if not args.real:
         log("building the tiny models" + (" (widened)" if wide else ""))
         registry = ModelRegistry(online=False)
-        subjects = {kind: tiny_subject(kind, models_root, registry, wide=wide) for kind in (Kind.SEQ2SEQ, Kind.CAUSAL)}
+        return registry, {kind: tiny_subject(kind, models_root, registry, wide=wide) for kind in (Kind.SEQ2SEQ, Kind.CAUSAL)}
+    online = hub_reachable()
+    if not online:
+        set_offline()
+    log(f"real models; the hub is {'reachable' if online else 'not reachable: offline'}")
+    registry = ModelRegistry(online=online)
+    registry.register_packaged()
+    for folder in args.model_dir:
+        registry.register_dir(folder)
+    return registry, {kind: real_subject(kind, registry, models_root, wanted, wide=wide)
+                      for kind, wanted in ((Kind.SEQ2SEQ, args.seq2seq), (Kind.CAUSAL, args.causal))}
+
+
+def _context(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> Context:
+    """Everything the sections share, with the generation lengths for this kind of run."""
+    from models import ModelCache
+
+    from .context import Context
+
+    models_root = work / "models"
+    registry, subjects = _subjects(args, models_root, log)
     models_root.mkdir(parents=True, exist_ok=True)
     any_real = any(s.real for s in subjects.values())
-    default_tokens = 16 if args.quick else (32 if any_real else 64)
-    max_new = args.max_new_tokens or default_tokens
-    ctx = measure.Context(
-        subjects=subjects, registry=registry, cache=ModelCache(8), reps=args.reps, prompt=PROMPT,
-        max_new_tokens=max_new, ttft_tokens=min(max_new, 8 if args.quick else 16),
-        stop_tokens=256 if any_real else 512, gguf_reps=args.gguf_reps, model_dir=models_root, work=work, log=log)
+    max_new = args.max_new_tokens or (16 if args.quick else (32 if any_real else 64))
+    return Context(subjects=subjects, registry=registry, cache=ModelCache(8), reps=args.reps, prompt=PROMPT,
+                   max_new_tokens=max_new, ttft_tokens=min(max_new, 8 if args.quick else 16),
+                   stop_tokens=256 if any_real else 512, gguf_reps=args.gguf_reps, model_dir=models_root, work=work,
+                   log=log)
 
-    sections: dict[int, dict[str, Any]] = {}
-    failed = False
 
-    def attempt(number: int, fn: Callable[[], dict[str, Any]]) -> None:
-        nonlocal failed
-        if number not in args.sections:
-            return
-        log(f"section {SECTION_TITLES[number]}")
-        try:
-            sections[number] = fn()
-        except Exception as exc:  # noqa: BLE001 - one failed section must not hide the others
-            failed = True
-            traceback.print_exc()
-            sections[number] = {"title": SECTION_TITLES[number], "error": f"{type(exc).__name__}: {exc}"[:500],
-                                "met": False, "rows": [], "notes": []}
-
-    attempt(6, lambda: measure.loading(ctx))  # first: its loads are the ones the other sections use
-    attempt(1, lambda: measure.streaming_overhead(ctx))
-    if {2, 3, 4} & set(args.sections):
-        from gradio_client import Client
-
-        from .appclient import launched_app
-
-        for kind in (Kind.SEQ2SEQ, Kind.CAUSAL):
-            ctx.model(kind)
-        log("launching the app in-process")
-        with launched_app(registry, ctx.cache) as app:
-            client = Client(app.url, verbose=False, analytics_enabled=False)
-            try:
-                attempt(2, lambda: measure.ttft(ctx, app, client))
-                attempt(3, lambda: measure.side_by_side(ctx, app, client))
-                attempt(4, lambda: measure.stop_latency(ctx, app, client))
-            finally:
-                client.close()
-    attempt(5, lambda: measure.eight_bit(ctx))
-    attempt(7, lambda: measure.startup(ctx))
-
-    machine["load_average_end"] = load_average()
+def _models(ctx: Context) -> dict[str, Any]:
+    """Each side's subject, with its size, dtype and class once loaded."""
     models: dict[str, Any] = {}
-    for kind, subject in subjects.items():
+    for kind, subject in ctx.subjects.items():
         info = subject.to_dict()
         loaded = ctx.cache.peek(subject.source.name)
         if loaded is not None:
             d = loaded.description
             info.update(params=f"{d.params_text} params, {d.dtype}, {d.device}", resolved_class=d.resolved_class)
         models[kind.value] = info
+    return models
+
+
+def _run(args: argparse.Namespace, work: Path, log: Callable[[str], None], begun: float,
+         argv: Sequence[str] | None) -> int:
+    log("importing torch, transformers, gradio")
+    _quiet()
+    from .machine import load_average, machine_info
+    from .report import write
+    from .runner import run_sections
+
+    try:
+        chosen = chosen_sections(args.sections)
+    except ValueError as exc:
+        _parser().error(str(exc))
+    machine = machine_info()
+    ctx = _context(args, work, log)
+    entries, ok = run_sections(ctx, chosen)
+    machine["load_average_end"] = load_average()
     result = {
         "schema": 1,
         "mode": "real" if args.real else "tiny",
@@ -190,13 +201,13 @@ def _run(args: argparse.Namespace, work: Path, log: Callable[[str], None], begun
         "reps": args.reps,
         "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine,
-        "models": models,
+        "models": _models(ctx),
         "settings": {"prompt": ctx.prompt, "greedy": True, "max_new_tokens": ctx.max_new_tokens,
                      "ttft_tokens": ctx.ttft_tokens, "stop_tokens": ctx.stop_tokens, "gguf_reps": ctx.gguf_reps},
-        "sections": {SECTION_KEYS[n]: sections[n] for n in sorted(sections)},
+        "sections": entries,
         "duration_seconds": round(time.perf_counter() - begun, 1),
     }
     json_path, md_path, md = write(result, args.out, args.name)
     print(md)
     log(f"wrote {json_path} and {md_path}")
-    return 1 if failed else 0
+    return 0 if ok else 1

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .sections import by_key
+
 MET = {True: "✅ yes", False: "❌ no", None: "—"}
 
 
@@ -14,8 +16,8 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """The whole report: header (machine, models, settings), one table, then notes per section."""
+def header(result: dict[str, Any]) -> list[str]:
+    """The lines above the table: machine, versions, date and load, models, settings."""
     m = result["machine"]
     v = m["versions"]
     lines = [f"# Benchmark: {result['mode']} models" + (" (quick)" if result.get("quick") else ""), ""]
@@ -38,24 +40,40 @@ def markdown(result: dict[str, Any]) -> str:
         note = result["models"][side].get("note")
         if note:
             lines.append(f"- **Note:** {note}")
-    lines += ["", "| # | Measure | Seq2seq | Causal | Target | Met |", "|---|---|---|---|---|---|"]
-    for key, sec in result["sections"].items():
-        number = sec["title"].split(".")[0]
-        if "error" in sec:
-            lines.append(f"| {number} | {_cell(sec['title'])}: failed | {_cell(sec['error'])} | | {_cell(sec.get('target', ''))} | ❌ no |")
+    return lines
+
+
+def table(sections: dict[str, dict[str, Any]]) -> list[str]:
+    """The table: a line per row of each section (a failed section: one line with its error)."""
+    lines = ["| # | Measure | Seq2seq | Causal | Target | Met |", "|---|---|---|---|---|---|"]
+    for key, entry in sections.items():
+        section = by_key(key)
+        if "error" in entry:
+            lines.append(f"| {section.number} | {_cell(section.heading)}: failed | {_cell(entry['error'])} | | "
+                         f"{_cell(entry.get('target', section.target))} | ❌ no |")
             continue
-        for r in sec["rows"]:
-            lines.append(f"| {number} | {_cell(r['measure'])} | {_cell(r['seq2seq'])} | {_cell(r['causal'])} | "
+        for r in entry["rows"]:
+            lines.append(f"| {section.number} | {_cell(r['measure'])} | {_cell(r['seq2seq'])} | {_cell(r['causal'])} | "
                          f"{_cell(r['target'])} | {MET[r['met']]} |")
-    lines += ["", "## Notes", ""]
-    for key, sec in result["sections"].items():
-        verdict = MET[sec.get("met")] if "error" not in sec else "❌ failed"
-        lines.append(f"**{sec['title']}** — target: {sec.get('target', '')} — met: {verdict}")
-        lines.append("")
-        for note in sec.get("notes", []):
-            lines.append(f"- {note}")
-        if sec.get("notes"):
+    return lines
+
+
+def notes(sections: dict[str, dict[str, Any]]) -> list[str]:
+    """Per section: its heading, target and verdict, then its notes."""
+    lines = []
+    for key, entry in sections.items():
+        section = by_key(key)
+        verdict = MET[entry.get("met")] if "error" not in entry else "❌ failed"
+        lines += [f"**{section.heading}** — target: {entry.get('target', section.target)} — met: {verdict}", ""]
+        lines += [f"- {note}" for note in entry.get("notes", [])]
+        if entry.get("notes"):
             lines.append("")
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The whole report: header (machine, models, settings), one table, then notes per section."""
+    lines = header(result) + [""] + table(result["sections"]) + ["", "## Notes", ""] + notes(result["sections"])
     return "\n".join(lines).rstrip() + "\n"
 
 

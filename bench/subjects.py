@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, PRESETS, Kind, ModelRegistry, ModelSource, describe_config
+from models import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, PRESETS, Kind, ModelRegistry, ModelSource, architecture_of
 from models.tiny import build_tiny
 
 #: architecture built for each side
@@ -88,15 +88,11 @@ def tiny_subject(kind: Kind, root: Path, registry: ModelRegistry, *, wide: bool,
     raise RuntimeError(f"the tiny model {name} was built in {folder} but not found there")
 
 
-def _is_untrained(source: ModelSource) -> bool:
-    return source.local and (Path(source.path) / "PLAYGROUND_NOTE.json").is_file()
-
-
 def _kind_of(source: ModelSource) -> Kind | None:
     if source.kind is not None:
         return source.kind
     try:
-        return describe_config(source).kind
+        return architecture_of(source).kind
     except Exception:  # noqa: BLE001 - an unloadable model is simply not a candidate
         return None
 
@@ -107,12 +103,12 @@ def real_subject(kind: Kind, registry: ModelRegistry, root: Path, wanted: str | 
     ``--model-dir`` model), else the tiny model, labelled as such with a note saying why."""
     if wanted:
         source = registry.resolve(wanted)
-        return Subject(kind, source, source.name, real=not _is_untrained(source))
+        return Subject(kind, source, source.name, real=not source.untrained)
     if registry.online:
         default = DEFAULT_SEQ2SEQ if kind is Kind.SEQ2SEQ else DEFAULT_CAUSAL
         return Subject(kind, registry.resolve(default), default, real=True)
     for source in registry.local.values():  # packaged GGUF and --model-dir models
-        if not _is_untrained(source) and _kind_of(source) is kind:
+        if not source.untrained and _kind_of(source) is kind:
             return Subject(kind, source, f"{source.name} ({source.origin})", real=True)
     for preset in PRESETS:
         if preset.kind is kind and registry.availability(preset.id) is None:
