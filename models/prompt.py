@@ -74,9 +74,11 @@ def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 
 def prepare(kind: Kind, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig,
-            prompt: str, settings: GenerationSettings) -> PreparedPrompt:
-    """Build the model input for ``prompt`` and cap lengths to the model's context."""
+            prompt: str, settings: GenerationSettings, *, max_input_tokens: int | None = None) -> PreparedPrompt:
+    """Build the model input for ``prompt`` and cap lengths to the model's context, and the input
+    to ``max_input_tokens`` when given (a public server's budget, ``PublicLimits.max_input_tokens``)."""
     limit = context_limit(config, tokenizer)
+    budget = max_input_tokens or limit
     notices: list[str] = []
     max_new = settings.max_new_tokens
     used_template = False
@@ -94,18 +96,22 @@ def prepare(kind: Kind, tokenizer: PreTrainedTokenizerBase, config: PretrainedCo
             max_new = max(1, limit // 2)
             notices.append(f"max_new_tokens lowered to {max_new}: the model's context is {limit} tokens")
         room = limit - max_new
-        if len(ids) > room:
+        kept = min(room, budget)
+        if len(ids) > kept:
             notices.append(f"prompt cut from {len(ids)} to its last {room} tokens: with {max_new} new tokens "
-                           f"it must fit the model's {limit}-token context")
-            ids = ids[-room:]
+                           f"it must fit the model's {limit}-token context" if kept == room else
+                           f"prompt cut from {len(ids)} to its last {kept} tokens: this server reads at most {kept}")
+            ids = ids[-kept:]
             text = tokenizer.decode(ids)
     else:
         text = settings.task_prefix + prompt
         ids = tokenizer(text)["input_ids"]
         full_length = len(ids)
-        if len(ids) > limit:
-            notices.append(f"input cut from {len(ids)} to its first {limit} tokens: the encoder reads at most {limit}")
-            ids = ids[: limit - 1] + ids[-1:]  # keep the closing </s>
+        kept = min(limit, budget)
+        if len(ids) > kept:
+            reader = "the encoder" if kept == limit else "this server"
+            notices.append(f"input cut from {len(ids)} to its first {kept} tokens: {reader} reads at most {kept}")
+            ids = ids[: kept - 1] + ids[-1:]  # keep the closing </s>
             text = tokenizer.decode(ids, skip_special_tokens=True)
         decoder_limit = getattr(config, "max_position_embeddings", None)
         if isinstance(decoder_limit, int) and max_new > decoder_limit:

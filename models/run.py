@@ -181,7 +181,8 @@ class SideRun:
             if self.stop_event.is_set():
                 yield self._failed("stopped before generating", loaded)
                 return
-            prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, self.prompt, self.settings)
+            prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, self.prompt, self.settings,
+                               max_input_tokens=self.runner.max_input_tokens)
             view, view_error, code = explain(loaded, prepared, self.settings, self.prompt)
             yield Ready(loaded, prepared, view, view_error, code)
             text, stats = "", None
@@ -245,11 +246,13 @@ class Runner:
         registry: resolves picked or typed names to sources.
         cache: the process-wide model cache (a model is loaded once for all visitors).
         first_token_timeout: seconds before a silent model counts as failed.
+        max_input_tokens: most tokens a model reads (longer inputs are cut, with a notice); ``None``: its context.
     """
 
     def __init__(self, registry: ModelRegistry, cache: ModelCache, *,
-                 first_token_timeout: float = FIRST_TOKEN_TIMEOUT) -> None:
+                 first_token_timeout: float = FIRST_TOKEN_TIMEOUT, max_input_tokens: int | None = None) -> None:
         self.registry, self.cache, self.first_token_timeout = registry, cache, first_token_timeout
+        self.max_input_tokens = max_input_tokens
         self._runs: dict[str, set[SideRun]] = {}
         self._lock = threading.Lock()
 

@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from annotated_types import Ge, Gt, Le
@@ -29,6 +29,7 @@ MAX_NEW_TOKENS_LIMIT = 2048  # hard ceiling for a public demo; a model's own con
 MAX_PROMPT_CHARS = 20_000  # longer prompts are refused before tokenizing (a 1 MB prompt costs seconds)
 MAX_SEED = 2**32 - 1
 MAX_TASK_PREFIX_CHARS = 200
+MAX_INPUT_TOKENS_LIMIT = 131_072  # the largest input budget a public server may set
 
 
 class SettingsError(ValueError):
@@ -172,6 +173,7 @@ class SettingRange:
     default: float
     note: str
     info: str
+    limit_note: str = ""  # why ``high`` is lower here than the schema's own bound (a public server), or ""
 
     @property
     def lowest_allowed(self) -> float:
@@ -184,6 +186,8 @@ class SettingRange:
         text = f"between {low} and {high}" if self.low_inclusive else f"greater than {low} and at most {high}"
         if self.integer and self.name != "seed":
             text = "a whole number " + text
+        if self.limit_note:
+            text += " on this public server"
         return f"{text} ({self.note})" if self.note else text
 
 
@@ -191,8 +195,11 @@ def _plain(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def setting_ranges() -> dict[str, SettingRange]:
-    """Every numeric setting's declared range, in declaration order (read by sliders and tests)."""
+def setting_ranges(limits: "PublicLimits | None" = None) -> dict[str, SettingRange]:
+    """Every numeric setting's declared range, in declaration order (read by sliders and tests).
+
+    With ``limits`` (a public server), ``max_new_tokens`` stops at the public limit and says why.
+    """
     out: dict[str, SettingRange] = {}
     for name, info in GenerationSettings.model_fields.items():
         bounds = {type(m): m for m in info.metadata}
@@ -203,7 +210,48 @@ def setting_ranges() -> dict[str, SettingRange]:
         low = bounds[Ge].ge if low_inclusive else bounds[Gt].gt
         out[name] = SettingRange(name, low, bounds[Le].le, low_inclusive, info.annotation is int, extra["step"],
                                  info.default, extra["note"], extra["info"])
+    if limits is not None:
+        tokens = out["max_new_tokens"]
+        out["max_new_tokens"] = replace(tokens, high=min(tokens.high, limits.max_new_tokens),
+                                        default=min(tokens.default, limits.max_new_tokens), limit_note=limits.note())
     return out
+
+
+class PublicLimits(BaseModel):
+    """What one request may cost on a public server (on a Space, or with ``--public``).
+
+    Declared here, next to the settings they narrow: the validator (:meth:`check`), the sliders
+    (through :func:`setting_ranges`) and the tests read these fields. The input budget is applied
+    when the model input is built (``models.prompt.prepare``): longer inputs are cut, with a notice.
+
+    Args:
+        max_new_tokens (int, default 512): most tokens one answer may have.
+        max_input_tokens (int, default 1024): most tokens the model reads (prompt with its chat
+            template or task prefix); a causal model keeps the last ones, a seq2seq model the first.
+
+    Example:
+        >>> PublicLimits().check(GenerationSettings(max_new_tokens=2048))
+        Traceback (most recent call last):
+        ...
+        models.settings.SettingsError: max_new_tokens: must be a whole number between 1 and 512 on this public server, got 2048
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_new_tokens: int = Field(512, ge=1, le=MAX_NEW_TOKENS_LIMIT)
+    max_input_tokens: int = Field(1024, ge=16, le=MAX_INPUT_TOKENS_LIMIT)
+
+    def check(self, settings: GenerationSettings) -> GenerationSettings:
+        """``settings`` if they are within these limits, else a :class:`SettingsError` naming the field."""
+        if settings.max_new_tokens > self.max_new_tokens:
+            allowed = setting_ranges(self)["max_new_tokens"]
+            raise SettingsError("max_new_tokens", f"must be {allowed.describe()}, got {settings.max_new_tokens}")
+        return settings
+
+    def note(self) -> str:
+        """The line the page shows next to the sliders."""
+        return (f"Public server: at most {self.max_new_tokens} new tokens per answer; "
+                f"the model reads at most {self.max_input_tokens} input tokens (longer prompts are cut, with a notice).")
 
 
 def _number(name: str, value: Any, *, integer: bool = False) -> float | int:
