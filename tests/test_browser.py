@@ -3,8 +3,8 @@
 The app runs in-process (``tests.apphelpers.running_app``) with the tiny random
 models from ``conftest.py`` and one deliberately broken model folder. Where a
 test must watch a generation in progress (streaming steps, Stop, closing the
-tab), the models are slowed down by wrapping ``model.forward`` with a short
-sleep; the wrapper is always removed afterwards.
+tab), the models are slowed down with ``tests.apphelpers.slowed`` (a short sleep
+before every forward pass, always removed afterwards).
 
 Needs Debian's Chromium at ``/usr/bin/chromium`` (CI installs it); skipped
 without it. Playwright's own browser downloads are never used.
@@ -12,10 +12,9 @@ without it. Playwright's own browser downloads are never used.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
 import shutil
+import struct
 import time
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -23,7 +22,7 @@ from typing import Callable, Iterator, TypeVar
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.apphelpers import RunningApp, generation_threads, running_app
+from tests.apphelpers import Served, generation_threads, running_app, slowed
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -57,28 +56,6 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str | Callable[[]
         time.sleep(interval)
 
 
-@contextlib.contextmanager
-def slowed(models: list, seconds: float) -> Iterator[None]:
-    """Make every forward pass of the given loaded models sleep ``seconds`` first (restored afterwards).
-
-    ``functools.wraps`` keeps the original signature visible to ``generate``'s kwarg checks.
-    """
-    for loaded in models:
-        original = loaded.model.forward
-
-        @functools.wraps(original)
-        def slow_forward(*args, _original=original, **kwargs):
-            time.sleep(seconds)
-            return _original(*args, **kwargs)
-
-        loaded.model.forward = slow_forward  # instance attribute shadows the class method
-    try:
-        yield
-    finally:
-        for loaded in models:
-            del loaded.model.forward
-
-
 def output(page: Page, side: str) -> str:
     return page.locator(f"#{side}-output textarea").input_value()
 
@@ -110,18 +87,18 @@ def open_settings(page: Page, side: str = "seq2seq") -> None:
 
 def set_number(page: Page, selector: str, value: str) -> None:
     """Type a value into a number box (a slider's box or a gr.Number) and leave it, as a person would."""
-    box = page.locator(selector)
-    box.fill(value)
-    box.press("Tab")
+    number_input = page.locator(selector)
+    number_input.fill(value)
+    number_input.press("Tab")
 
 
 RECORDER_JS = """() => {
   window.__seen = {seq2seq: [], causal: []};
   window.__recorder = setInterval(() => {
     for (const side of ['seq2seq', 'causal']) {
-      const box = document.querySelector(`#${side}-output textarea`);
+      const output = document.querySelector(`#${side}-output textarea`);
       const seen = window.__seen[side];
-      if (box && (seen.length === 0 || seen[seen.length - 1][1] !== box.value)) seen.push([performance.now(), box.value]);
+      if (output && (seen.length === 0 || seen[seen.length - 1][1] !== output.value)) seen.push([performance.now(), output.value]);
     }
   }, 15);
 }"""
@@ -158,15 +135,15 @@ def broken_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app(tiny_dir: Path, broken_root: Path, cache) -> Iterator[RunningApp]:
+def app(tiny_dir: Path, broken_root: Path, cache) -> Iterator[Served]:
     """The app with the tiny models and the broken one (own registry: the shared one stays untouched)."""
     from models import ModelRegistry
 
     registry = ModelRegistry(online=False)
     registry.register_dir(tiny_dir)
     registry.register_dir(broken_root)
-    with running_app(registry, cache, seq2seq=SEQ2SEQ, causal=CAUSAL) as running:
-        yield running
+    with running_app(registry, cache, seq2seq=SEQ2SEQ, causal=CAUSAL) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +161,7 @@ def no_leftover_generation() -> Iterator[None]:
 
 
 @pytest.fixture
-def page(browser: Browser, app: RunningApp) -> Iterator[Page]:
+def page(browser: Browser, app: Served) -> Iterator[Page]:
     """A fresh tab (its own Gradio session) on the app, loaded and ready."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(20_000)
@@ -229,7 +206,7 @@ def test_both_outputs_stream_in_visible_steps(page: Page, models: list) -> None:
         assert "→ 30 out" in line, f"{side}: the max_new_tokens typed in the settings was not used: {line}"
 
 
-def test_stop_ends_both_generations_and_keeps_partial_text(page: Page, app: RunningApp, models: list) -> None:
+def test_stop_ends_both_generations_and_keeps_partial_text(page: Page, app: Served, models: list) -> None:
     with slowed(models, 0.2):  # 128 tokens (the default) would take over 25 s
         type_and_run(page)
         wait_for(lambda: all(len(output(page, side).split()) >= 2 for side in SIDES), 30, "both outputs to start")
@@ -247,7 +224,7 @@ def test_stop_ends_both_generations_and_keeps_partial_text(page: Page, app: Runn
             out_tokens = int(line.split("→")[1].split("out")[0])
             assert 0 < out_tokens < 128, line
         wait_for(lambda: not generation_threads(), 5, "the worker threads to end after Stop")
-        assert app.playground.running() == 0
+        assert app.runner.running() == 0
 
 
 def test_broken_model_shows_readable_error_while_other_side_completes(page: Page) -> None:
@@ -258,9 +235,11 @@ def test_broken_model_shows_readable_error_while_other_side_completes(page: Page
     type_and_run(page)
     wait_for(lambda: finished(page, "causal") and "⚠️" in stats(page, "seq2seq"), 60,
              lambda: f"the broken side's error and the other side's answer (last seen: {last_seen(page)})")
-    error = stats(page, "seq2seq")
+    # the reason is shown once, under the model; the stats line points to it
+    error = page.locator("#seq2seq-card").inner_text()
     assert BROKEN in error and "missing or corrupt" in error, error
-    assert "Traceback" not in error
+    assert "not run" in stats(page, "seq2seq"), stats(page, "seq2seq")
+    assert "Traceback" not in error + stats(page, "seq2seq")
     assert output(page, "seq2seq") == ""
     assert output(page, "causal").strip()
     assert "finish: length" in stats(page, "causal")
@@ -277,7 +256,7 @@ def test_invalid_seed_in_the_ui_names_the_field(page: Page) -> None:
         assert output(page, side) == ""
 
 
-def test_invalid_settings_through_the_api_name_the_field(app: RunningApp) -> None:
+def test_invalid_settings_through_the_api_name_the_field(app: Served) -> None:
     from gradio_client import Client
 
     client = Client(app.url, verbose=False, analytics_enabled=False, download_files=False)
@@ -318,7 +297,7 @@ def test_examples_fill_the_prompt_and_run(page: Page) -> None:
                  lambda: f"example {example.title!r} to run and answer on both sides (last seen: {last_seen(page)})")
 
 
-def test_closing_the_tab_ends_the_worker_threads(page: Page, app: RunningApp, models: list) -> None:
+def test_closing_the_tab_ends_the_worker_threads(page: Page, app: Served, models: list) -> None:
     with slowed(models, 0.2):  # a full run would take over 25 s; ending within 10 s means it was cancelled
         type_and_run(page)
         wait_for(lambda: all(output(page, side).strip() for side in SIDES), 30, "both outputs to start")
@@ -328,24 +307,42 @@ def test_closing_the_tab_ends_the_worker_threads(page: Page, app: RunningApp, mo
         wait_for(lambda: not generation_threads(), 10,
                  "the worker threads to end after the tab closed (Gradio did not cancel the run on disconnect)")
         ended_after = time.monotonic() - closed_at
-        wait_for(lambda: app.playground.running() == 0, 5, "the playground to forget the closed tab's generations")
+        wait_for(lambda: app.runner.running() == 0, 5, "the runner to forget the closed tab's generations")
     print(f"worker threads ended {ended_after:.2f} s after the tab closed")
 
 
+def png_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from a PNG file's header."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
 def test_screenshot_after_a_comparison(page: Page) -> None:
+    """The README's screenshot: a finished comparison on both sides, with no error anywhere on the page."""
     open_settings(page)  # what a visitor does about random models' loops: forbid repeated 3-grams
     set_number(page, "#seq2seq-no-repeat-ngram input[type=number]", "3")
     page.locator("#seq2seq-settings button.label-wrap").click()  # fold the settings again
     type_and_run(page, PROMPT)
     wait_both_finished(page)
+    # what the screenshot shows: both answers, both stats lines, both cards, the prompt, no error
+    assert page.locator("#prompt textarea").input_value() == PROMPT
+    for side, auto_class in (("seq2seq", "AutoModelForSeq2SeqLM"), ("causal", "AutoModelForCausalLM")):
+        assert output(page, side).strip(), f"{side}: no answer"
+        line = stats(page, side)
+        assert "first token" in line and "tokens/s" in line and "finish: length" in line and " out" in line, line
+        card = page.locator(f"#{side}-card").inner_text()
+        assert auto_class in card, card
+    assert "⚠️" not in page.locator("body").inner_text(), "the page shows an error"
     page.mouse.move(0, 0)
     page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
     artifacts = ROOT / "artifacts"
     artifacts.mkdir(exist_ok=True)
-    shot = artifacts / "screenshot.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 20_000
+    screenshot = artifacts / "screenshot.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    width, height = png_size(screenshot)
+    assert width == page.viewport_size["width"] and height >= page.viewport_size["height"] // 2, (width, height)
     if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":  # refresh the README's copy on purpose, not on every run
         docs = ROOT / "docs"
         docs.mkdir(exist_ok=True)
-        shutil.copyfile(shot, docs / "screenshot.png")
+        shutil.copyfile(screenshot, docs / "screenshot.png")

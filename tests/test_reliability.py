@@ -5,14 +5,20 @@ with private registries and caches: the models slowed down or broken here are pr
 loaded from the session's tiny model folders, so the shared session cache is never touched.
 Every loop and wait is bounded; no assertion depends on a tight timing (the machine is shared).
 
-The figures (requests sent / completed / cancelled / busy / lost, faults injected / survived)
-are written to ``artifacts/reliability.json`` (git-ignored) for the README.
+Figures for the README (``artifacts/reliability.json``, git-ignored): the load test's measured
+numbers (requests sent / completed / cancelled / busy / lost, threads, memory) in the "load"
+section; each injected fault is one case of the "faults" section (:func:`tests.apphelpers.case`:
+``tried`` when it runs, ``behaved`` only when its checks, the next request included, pass).
+
+Models are slowed down with :func:`tests.apphelpers.slowed`; forward passes are counted, and a
+fault is raised at a chosen one, with a torch forward pre-hook (:func:`forward_calls`).
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
-import functools
+import contextlib
 import gc
 import os
 import shutil
@@ -26,15 +32,14 @@ import pytest
 import torch
 from gradio_client import Client
 
-from models import GenerationSettings, Kind, ModelCache, ModelRegistry
+from models import GenerationSettings, Kind, LoadedModel, ModelCache, ModelRegistry
 from models import loader as loader_module
-from tests.apphelpers import RunningApp, count_figures, generation_threads, running_app, set_figures
+from models.stream import FinishReason
+from tests.apphelpers import Served, case, generation_threads, running_app, set_figures, slowed
+from web.api import generate_payload
+from web.handlers import render_event
 
 PROMPT = "The cat walks to the river"
-
-# ---------------------------------------------------------------------------------------------
-# figures for the README: this module fills the "load" and "faults" sections (tests.apphelpers writes them)
-# ---------------------------------------------------------------------------------------------
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -93,24 +98,27 @@ def thread_census() -> tuple[int, int]:
     return len(names) - pooled, pooled
 
 
-def patch_forward(loaded, replacement_factory: Callable[[Callable], Callable]) -> Callable[[], None]:
-    """Replace ``loaded.model.forward`` by ``replacement_factory(original)``; returns the undo function.
+@contextlib.contextmanager
+def forward_calls(loaded: LoadedModel, fail_at: int | None = None) -> Iterator[dict[str, int]]:
+    """Count the forward passes of ``loaded.model`` (``calls["n"]``, one per generated token) with a torch
+    forward pre-hook, removed afterwards; with ``fail_at``, that pass raises ``RuntimeError("injected fault")``."""
+    calls = {"n": 0}
 
-    ``functools.wraps`` keeps the original signature visible to ``generate``'s keyword checks.
-    """
-    original = loaded.model.forward
-    loaded.model.forward = functools.wraps(original)(replacement_factory(original))
+    def count(_module: Any, _args: Any) -> None:
+        calls["n"] += 1  # GIL-atomic enough for a bound
+        if calls["n"] == fail_at:
+            raise RuntimeError("injected fault")
 
-    def undo() -> None:
-        if "forward" in vars(loaded.model):
-            del loaded.model.forward  # back to the class's forward
+    handle = loaded.model.register_forward_pre_hook(count)
+    try:
+        yield calls
+    finally:
+        handle.remove()
 
-    return undo
 
-
-def assert_no_generation_left(app: RunningApp, timeout: float = 15.0) -> None:
-    assert wait_until(lambda: not generation_threads() and app.playground.running() == 0, timeout), \
-        f"generation still running: threads={generation_threads()} running={app.playground.running()}"
+def assert_no_generation_left(app: Served, timeout: float = 15.0) -> None:
+    assert wait_until(lambda: not generation_threads() and app.runner.running() == 0, timeout), \
+        f"generation still running: threads={generation_threads()} running={app.runner.running()}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +172,7 @@ def _gradio_client_request(client: Client, index: int, cancel: bool) -> tuple[st
 
 def _disconnecting_request(url: str, index: int) -> tuple[str, str]:
     """Gradio's plain HTTP API: join the queue, read the event stream, drop the connection half-way."""
-    data = ["tiny-gpt2", f"{PROMPT} {index}", LONG_NEW_TOKENS, 0.0, 1.0, 0, 1.0, 0, False]
+    data = generate_payload("tiny-gpt2", f"{PROMPT} {index}", max_new_tokens=LONG_NEW_TOKENS)
     with httpx.Client(timeout=httpx.Timeout(ANSWER_BOUND)) as http:
         response = http.post(f"{url}gradio_api/call/generate", json={"data": data})
         if response.status_code == 503:
@@ -201,21 +209,12 @@ def load_models(tiny_dir: Path):
 def test_bounded_load_with_cancels_and_disconnects(load_models):
     registry, cache = load_models
     loaded = cache.get(registry.resolve("tiny-gpt2"))
-    forwards = {"n": 0}
-
-    def counting_slow(original):
-        def forward(*args, **kwargs):
-            forwards["n"] += 1  # one per generated token (GIL-atomic enough for a bound)
-            time.sleep(0.02)
-            return original(*args, **kwargs)
-        return forward
-
-    undo = patch_forward(loaded, counting_slow)
-    try:
+    with slowed(loaded, 0.02), forward_calls(loaded) as forwards:
         with running_app(registry, cache, queue_size=QUEUE_SIZE, concurrency=CONCURRENCY) as app:
-            warm = new_client(app.url)
-            assert warm.predict(model="tiny-gpt2", prompt=PROMPT, max_new_tokens=4, api_name="/generate")[1]["output_tokens"] == 4
-            close_client(warm)
+            warm_up_client = new_client(app.url)
+            answer = warm_up_client.predict(model="tiny-gpt2", prompt=PROMPT, max_new_tokens=4, api_name="/generate")
+            assert answer[1]["output_tokens"] == 4
+            close_client(warm_up_client)
             gc.collect()
             forwards["n"] = 0
             (threads_before, pooled_before), rss_before = thread_census(), rss_mb()
@@ -244,8 +243,8 @@ def test_bounded_load_with_cancels_and_disconnects(load_models):
                 except BaseException as exc:  # noqa: BLE001
                     outcomes[index] = ("error", f"{type(exc).__name__}: {exc}"[:300])
 
-            workers = [threading.Thread(target=worker, args=(i, kind), name=f"load-client-{i}", daemon=True)
-                       for i, kind in enumerate(kinds)]
+            workers = [threading.Thread(target=worker, args=(index, kind), name=f"load-client-{index}", daemon=True)
+                       for index, kind in enumerate(kinds)]
             for thread in workers:
                 thread.start()
             ready.wait(timeout=120)
@@ -253,35 +252,34 @@ def test_bounded_load_with_cancels_and_disconnects(load_models):
             for thread in workers:
                 thread.join(timeout=max(1.0, ANSWER_BOUND + 30 - (time.perf_counter() - started)))
             seconds = time.perf_counter() - started
-            for i, thread in enumerate(workers):
-                if thread.is_alive() or outcomes[i] is None:
-                    outcomes[i] = ("lost", "no answer of any kind within the bound")
+            for index, thread in enumerate(workers):
+                if thread.is_alive() or outcomes[index] is None:
+                    outcomes[index] = ("lost", "no answer of any kind within the bound")
 
             # afterwards: nothing left running, the app still answers, threads and memory back
             assert_no_generation_left(app)
-            forward_calls = forwards["n"]
-            after = new_client(app.url)
-            text, stats = after.predict(model="tiny-gpt2", prompt="still there?", max_new_tokens=6, api_name="/generate")
+            forward_passes = forwards["n"]
+            check_client = new_client(app.url)
+            text, stats = check_client.predict(model="tiny-gpt2", prompt="still there?", max_new_tokens=6,
+                                               api_name="/generate")
             assert stats["finish_reason"] == "length" and stats["output_tokens"] == 6 and text
-            close_clients([after, *clients])
+            close_clients([check_client, *clients])
             del clients[:]
             gc.collect()
             wait_until(lambda: thread_census()[0] <= threads_before + THREAD_SLACK, 20)
             threads_after, pooled_after = thread_census()
             rss_growth = rss_mb() - rss_before
-    finally:
-        undo()
 
     tally = {kind: sum(1 for outcome in outcomes if outcome[0] == kind) for kind in
              ("completed", "cancelled", "busy", "error", "lost")}
     disconnected = sum(1 for outcome in outcomes if outcome == ("cancelled", "disconnected half-way"))
-    by_client = {kind: {result: sum(1 for k, o in zip(kinds, outcomes) if k == kind and o[0] == result)
-                        for result in tally if any(k == kind and o[0] == result for k, o in zip(kinds, outcomes))}
+    by_client = {kind: dict(collections.Counter(outcome[0] for client_kind, outcome in zip(kinds, outcomes)
+                                                if client_kind == kind))
                  for kind in ("plain", "cancel", "disconnect")}
     figures = dict(requests_sent=N_REQUESTS, **tally, disconnected=disconnected, queue_size=QUEUE_SIZE,
                    concurrency=CONCURRENCY, seconds=round(seconds, 1), threads_before=threads_before,
                    threads_after=threads_after, anyio_pool_before=pooled_before, anyio_pool_after=pooled_after,
-                   rss_growth_mb=round(rss_growth, 1), forward_passes=forward_calls,
+                   rss_growth_mb=round(rss_growth, 1), forward_passes=forward_passes,
                    by_client=by_client)
     print(f"load: {N_REQUESTS} requests sent, {tally['completed']} completed, {tally['cancelled']} cancelled "
           f"({disconnected} by disconnect), {tally['busy']} busy, {tally['error']} errors, {tally['lost']} lost "
@@ -289,7 +287,7 @@ def test_bounded_load_with_cancels_and_disconnects(load_models):
           f"RSS {rss_growth:+.0f} MB")
     set_figures("load", **figures)
 
-    detail = "\n".join(f"  #{i} {kinds[i]}: {outcome}" for i, outcome in enumerate(outcomes))
+    detail = "\n".join(f"  #{index} {kinds[index]}: {outcome}" for index, outcome in enumerate(outcomes))
     assert sum(tally.values()) == N_REQUESTS, detail
     assert tally["lost"] == 0, detail
     assert tally["error"] == 0, "only busy refusals and cancellations are expected under load:\n" + detail
@@ -297,7 +295,7 @@ def test_bounded_load_with_cancels_and_disconnects(load_models):
     # a cancelled or dropped request must stop its worker: left running, each would make ~LONG_NEW_TOKENS passes
     budget = sum({"completed": MAX_NEW_TOKENS + 1 if kind == "plain" else LONG_NEW_TOKENS + 1,
                   "cancelled": LONG_NEW_TOKENS // 2}.get(outcome[0], 0) for kind, outcome in zip(kinds, outcomes))
-    assert forward_calls <= budget, f"{forward_calls} forward passes: cancelled generations kept running\n{detail}"
+    assert forward_passes <= budget, f"{forward_passes} forward passes: cancelled generations kept running\n{detail}"
     assert threads_after <= threads_before + THREAD_SLACK, (threads_before, threads_after,
                                                             sorted(t.name for t in threading.enumerate()))
     assert pooled_after <= ANYIO_POOL_MAX, f"{pooled_after} AnyIO workers: more than its limiter allows"
@@ -331,17 +329,17 @@ def fault_models(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def fault_app(fault_models) -> Iterator[RunningApp]:
+def fault_app(fault_models) -> Iterator[Served]:
     registry, cache = fault_models
-    with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2") as running:
-        yield running
+    with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2") as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
-def client(fault_app: RunningApp) -> Iterator[Client]:
-    c = new_client(fault_app.url)
-    yield c
-    close_client(c)
+def client(fault_app: Served) -> Iterator[Client]:
+    api_client = new_client(fault_app.url)
+    yield api_client
+    close_client(api_client)
 
 
 def _next_request_works(client: Client, model: str = "tiny-t5", tokens: int = 5) -> None:
@@ -352,88 +350,76 @@ def _next_request_works(client: Client, model: str = "tiny-t5", tokens: int = 5)
 FAULT_AT_CALL = 8  # the forward pass that raises: 7 tokens are generated (and streamed) before it
 
 
-def test_exception_at_a_chosen_token_keeps_partial_text_and_next_request_works(fault_app, fault_models, client):
+def test_exception_at_a_chosen_token_through_the_api(fault_app, fault_models, client):
     registry, cache = fault_models
     loaded = cache.get(registry.resolve("tiny-gpt2"))  # a private copy: the session cache is not involved
-    assert loaded is not None
-    calls = {"n": 0}
-
-    def factory(original):
-        def faulty(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == FAULT_AT_CALL:
-                raise RuntimeError("injected fault")
-            time.sleep(0.02)  # slow enough that the steps before the fault stream separately
-            return original(*args, **kwargs)
-        return faulty
-
-    undo = patch_forward(loaded, factory)
-    try:
-        job = client.submit(model="tiny-gpt2", prompt=PROMPT, max_new_tokens=40, api_name="/generate")
-        with pytest.raises(Exception) as info:
-            job.result(timeout=60)
+    with case("faults"):
+        # slowed, so that the steps before the fault stream separately
+        with slowed(loaded, 0.02), forward_calls(loaded, fail_at=FAULT_AT_CALL):
+            job = client.submit(model="tiny-gpt2", prompt=PROMPT, max_new_tokens=40, api_name="/generate")
+            with pytest.raises(Exception) as info:
+                job.result(timeout=60)
         streamed = [text for text, _stats in job.outputs()]
-        # the same fault through the page's path (Playground.generate): the record keeps the partial text
-        calls["n"] = 0
-        source = registry.resolve("tiny-gpt2")
-        final = list(fault_app.playground.generate(source, PROMPT, GenerationSettings(max_new_tokens=40), False, "fault-test"))[-1]
-    finally:
-        undo()
-    message = str(info.value)
-    assert "injected fault" in message and "RuntimeError" in message, message
-    assert "Traceback" not in message and 'File "' not in message, message
-    assert streamed and all(streamed) and len(set(streamed)) >= 2, f"text must stream before the fault: {streamed}"
-    assert all(b.startswith(a) for a, b in zip(streamed, streamed[1:]))
-    assert repr(streamed[-1][-200:]) in message, "the error quotes the partial text streamed before it"
-    text, record = final.text, final.record
-    assert record["stats"]["finish_reason"] == "error" and "injected fault" in record["stats"]["error"]
-    assert text and record["text"] == text, "the page keeps the partial text next to the error"
-    assert_no_generation_left(fault_app)
-    _next_request_works(client, "tiny-gpt2", 8)
-    count_figures("faults", injected=2, survived=2)
+        message = str(info.value)
+        assert "injected fault" in message and "RuntimeError" in message, message
+        assert "Traceback" not in message and 'File "' not in message, message
+        assert streamed and all(streamed) and len(set(streamed)) >= 2, f"text must stream before the fault: {streamed}"
+        assert all(later.startswith(earlier) for earlier, later in zip(streamed, streamed[1:]))
+        assert repr(streamed[-1][-200:]) in message, "the error quotes the partial text streamed before it"
+        assert_no_generation_left(fault_app)
+        _next_request_works(client, "tiny-gpt2", 8)
+
+
+def test_exception_at_a_chosen_token_on_the_page(fault_app, fault_models, client):
+    registry, cache = fault_models
+    loaded = cache.get(registry.resolve("tiny-gpt2"))
+    panel = fault_app.page.panels[Kind.CAUSAL]
+    with case("faults"):
+        with slowed(loaded, 0.02), forward_calls(loaded, fail_at=FAULT_AT_CALL):
+            run = fault_app.runner.start(registry.resolve("tiny-gpt2"), PROMPT, GenerationSettings(max_new_tokens=40),
+                                         False, "fault-test")
+            *_, finished = run.events()
+        result = finished.result
+        assert result.stats.finish_reason is FinishReason.ERROR and "injected fault" in result.stats.error, result
+        assert result.text, "the partial text generated before the fault is kept"
+        shown = render_event(finished, panel, None)  # what the page's panel shows
+        assert shown[panel.output] == result.text, "the page keeps the partial text next to the error"
+        assert "injected fault" in shown[panel.stats] and "finish: **error**" in shown[panel.stats], shown[panel.stats]
+        assert_no_generation_left(fault_app)
+        _next_request_works(client, "tiny-gpt2", 8)
 
 
 def test_model_that_never_produces_a_first_token(load_models):
     registry, _shared = load_models
     cache = ModelCache(2)
     loaded = cache.get(registry.resolve("tiny-llama"))  # private copy in a private cache
-
-    def factory(original):
-        def silent(*args, **kwargs):
-            time.sleep(2.5)  # longer than the app's first-token timeout; bounded, so the worker ends by itself
-            return original(*args, **kwargs)
-        return silent
-
     with running_app(registry, cache, first_token_timeout=1.0) as app:
-        c = new_client(app.url)
+        api_client = new_client(app.url)
         try:
-            undo = patch_forward(loaded, factory)
-            try:
-                with pytest.raises(Exception) as info:
-                    c.predict(model="tiny-llama", prompt=PROMPT, max_new_tokens=50, api_name="/generate")
-            finally:
-                undo()
-            message = str(info.value)
-            assert "no first token within 1 s" in message, message
-            assert "Traceback" not in message
-            assert_no_generation_left(app, timeout=20)  # the abandoned worker ends at its next token
-            text, stats = c.predict(model="tiny-llama", prompt=PROMPT, max_new_tokens=5, api_name="/generate")
-            assert stats["finish_reason"] == "length" and stats["output_tokens"] == 5 and text
+            with case("faults"):
+                # each pass takes longer than the app's first-token timeout; bounded, so the worker ends by itself
+                with slowed(loaded, 2.5):
+                    with pytest.raises(Exception) as info:
+                        api_client.predict(model="tiny-llama", prompt=PROMPT, max_new_tokens=50, api_name="/generate")
+                message = str(info.value)
+                assert "no first token within 1 s" in message, message
+                assert "Traceback" not in message
+                assert_no_generation_left(app, timeout=20)  # the abandoned worker ends at its next token
+                _next_request_works(api_client, "tiny-llama", 5)
         finally:
-            close_client(c)
-    count_figures("faults", injected=1, survived=1)
+            close_client(api_client)
 
 
 @pytest.mark.parametrize("name", CORRUPT)
 def test_corrupt_model_folder_gives_a_clear_error_and_next_request_works(fault_app, client, name):
-    with pytest.raises(Exception) as info:
-        client.predict(model=name, prompt=PROMPT, max_new_tokens=4, api_name="/generate")
-    message = str(info.value)
-    assert message.startswith(f"{name}: the model files are missing or corrupt"), message
-    assert "Traceback" not in message
-    assert fault_app.playground.cache.peek(name) is None, "a failed load is not cached"
-    _next_request_works(client)
-    count_figures("faults", injected=1, survived=1)
+    with case("faults"):
+        with pytest.raises(Exception) as info:
+            client.predict(model=name, prompt=PROMPT, max_new_tokens=4, api_name="/generate")
+        message = str(info.value)
+        assert message.startswith(f"{name}: the model files are missing or corrupt"), message
+        assert "Traceback" not in message
+        assert fault_app.runner.cache.peek(name) is None, "a failed load is not cached"
+        _next_request_works(client)
 
 
 @pytest.mark.parametrize("error", [
@@ -442,19 +428,19 @@ def test_corrupt_model_folder_gives_a_clear_error_and_next_request_works(fault_a
 ], ids=["torch-oom", "memory-error"])
 def test_out_of_memory_while_loading(fault_app, client, monkeypatch, error):
     name = "tiny-bart"  # never loaded by this module's app before: every attempt really loads
-    fault_app.playground.cache.clear()
+    fault_app.runner.cache.clear()
 
     class NoRoom:
         @staticmethod
         def from_pretrained(*args, **kwargs):
             raise error
 
-    with monkeypatch.context() as patch:
-        patch.setitem(loader_module.AUTO_CLASSES, Kind.SEQ2SEQ, NoRoom)
-        with pytest.raises(Exception) as info:
-            client.predict(model=name, prompt=PROMPT, max_new_tokens=4, api_name="/generate")
-    message = str(info.value)
-    assert message.startswith(f"not enough memory to load {name}"), message
-    assert "Traceback" not in message
-    _next_request_works(client, name)  # the same model loads once memory is there
-    count_figures("faults", injected=1, survived=1)
+    with case("faults"):
+        with monkeypatch.context() as patch:
+            patch.setitem(loader_module.AUTO_CLASSES, Kind.SEQ2SEQ, NoRoom)
+            with pytest.raises(Exception) as info:
+                client.predict(model=name, prompt=PROMPT, max_new_tokens=4, api_name="/generate")
+        message = str(info.value)
+        assert message.startswith(f"not enough memory to load {name}"), message
+        assert "Traceback" not in message
+        _next_request_works(client, name)  # the same model loads once memory is there

@@ -9,8 +9,9 @@ refuses them), so the property test posts raw JSON to Gradio's plain HTTP API
 the same queue and handler as gradio_client. Python's JSON encoder writes ``NaN`` / ``Infinity``
 and the server's decoder reads them, so a non-finite value arrives at the handler as a float.
 
-The figures (bad inputs tried / refused, hypothesis examples, path-traversal requests) go to the
-"bad_inputs" and "file_routes" sections of ``artifacts/reliability.json``.
+Figures for the README (``artifacts/reliability.json``): each refusal checked here is one case of
+the "bad_inputs" section, each request for a file outside the app one case of "file_routes"
+(:func:`tests.apphelpers.case`: ``tried`` when it runs, ``behaved`` only when its checks pass).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 import pickle
 import re
 import shutil
@@ -29,31 +29,33 @@ from typing import Any, Iterator
 from urllib.parse import urlparse
 
 import gradio as gr
+import gradio_client
 import httpx
 import pytest
 from gradio_client import Client
+from huggingface_hub.errors import RepositoryNotFoundError
 from hypothesis import example, given, settings as hypothesis_settings
 from hypothesis import strategies as st
 
-import app as app_module
-from app import AppConfig, Playground, build_app, launch_kwargs, parse_args
+from components.panel import Panel
 from components.render import card_markdown, error_markdown, stats_markdown
-from models import GenerationSettings, ModelCache, ModelIdError, ModelLoadError, ModelRegistry, load_model
+from models import GenerationSettings, Kind, ModelCache, ModelIdError, ModelLoadError, ModelRegistry, load_model
+from models import run as run_module
 from models import sources as sources_module
+from models.run import Runner, SideRun
+from models.settings import setting_ranges
 from models.stream import FinishReason, Stats, StreamUpdate
-from tests.apphelpers import RunningApp, count_figures, describe, generation_threads, running_app
+from tests.apphelpers import Served, case, generation_threads, running_app
+from web.api import GENERATE_PARAMETERS, generate_endpoint, generate_payload
+from web.config import AppConfig, parse_args
+from web.handlers import render_event, selection_handler
+from web.page import build_page
+from web.serving import build_runner
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "The cat walks to the river"
 XSS = '<script>alert(1)</script><img src=x onerror="alert(2)"><a href="javascript:alert(3)">x</a>'
-
-# ---------------------------------------------------------------------------------------------
-# figures for the README: this module fills the "bad_inputs" and "file_routes" sections
-# ---------------------------------------------------------------------------------------------
-
-def count_refusals(kind: str, tried: int, refused: int, hypothesis_examples: int = 0) -> None:
-    count_figures("bad_inputs", tried=tried, refused=refused, hypothesis_examples=hypothesis_examples,
-                  **{f"{kind}_tried": tried, f"{kind}_refused": refused})
+REQUEST = {"model": "tiny-gpt2", "prompt": PROMPT, "max_new_tokens": 4}  # a small valid /generate call
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ class Evil:
 
 
 @pytest.fixture(scope="module")
-def sec_root(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def hostile_models(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Model folders that must be refused: custom code, pickle-only weights, a malicious pickle."""
     from safetensors.torch import load_file
     import torch
@@ -96,73 +98,66 @@ def sec_root(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sec_registry(tiny_dir: Path, sec_root: Path) -> ModelRegistry:
+def security_registry(tiny_dir: Path, hostile_models: Path) -> ModelRegistry:
     registry = ModelRegistry(online=False)
     registry.register_dir(tiny_dir)
-    registry.register_dir(sec_root)
+    registry.register_dir(hostile_models)
     return registry
 
 
 @pytest.fixture(scope="module")
-def loads() -> list[str]:
+def load_requests() -> list[str]:
     """Names the app's cache was asked to load, in order."""
     return []
 
 
 @pytest.fixture(scope="module")
-def sec_app(sec_registry: ModelRegistry, loads: list[str]) -> Iterator[RunningApp]:
+def served(security_registry: ModelRegistry, load_requests: list[str]) -> Iterator[Served]:
     def counting_loader(source, **kwargs):
-        loads.append(source.name)
+        load_requests.append(source.name)
         return load_model(source, **kwargs)
 
     cache = ModelCache(8, loader=counting_loader)
-    with running_app(sec_registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2") as running:
-        yield running
+    with running_app(security_registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2") as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
-def client(sec_app: RunningApp) -> Iterator[Client]:
-    c = Client(sec_app.url, verbose=False, analytics_enabled=False, download_files=False)
-    yield c
-    c.close()
+def client(served: Served) -> Iterator[Client]:
+    api_client = Client(served.url, verbose=False, analytics_enabled=False, download_files=False)
+    yield api_client
+    api_client.close()
 
 
 @pytest.fixture
-def generate_calls(sec_app: RunningApp) -> Iterator[list[str]]:
-    """Every generation the app starts while the test runs (wraps ``Playground.generate``)."""
-    pg = sec_app.playground
-    calls: list[str] = []
-    original = pg.generate
+def started_runs(served: Served, monkeypatch: pytest.MonkeyPatch) -> list[SideRun]:
+    """Every run the app starts while the test runs (``Runner.start`` of the served app, wrapped)."""
+    runs: list[SideRun] = []
+    start = served.runner.start
 
-    def counting(source, *args, **kwargs):
-        calls.append(source.name)
-        return original(source, *args, **kwargs)
+    def counting_start(*args: Any, **kwargs: Any) -> SideRun:
+        run = start(*args, **kwargs)
+        runs.append(run)
+        return run
 
-    pg.generate = counting
-    try:
-        yield calls
-    finally:
-        del pg.generate
+    monkeypatch.setattr(served.runner, "start", counting_start)
+    return runs
 
 
-def api_error(client: Client, **kwargs: Any) -> str:
+def api_error(client: Client, **values: Any) -> str:
     """The error message /generate answers with (fails the test if it answers normally)."""
-    kwargs = {"model": "tiny-gpt2", "prompt": PROMPT, "max_new_tokens": 4, **kwargs}
     with pytest.raises(Exception) as info:
-        client.predict(api_name="/generate", **kwargs)
+        client.predict(api_name="/generate", **dict(REQUEST, **values))
     return str(info.value)
 
 
-DEFAULTS = {"model": "tiny-gpt2", "prompt": PROMPT, "max_new_tokens": 4, "temperature": 0.0, "top_p": 1.0, "top_k": 0,
-            "repetition_penalty": 1.0, "seed": 0, "load_in_8bit": False}
-
-
-def raw_call(base_url: str, values: dict[str, Any], timeout: float = 60.0) -> tuple[str, Any]:
+def raw_call(base_url: str, timeout: float = 60.0, **values: Any) -> tuple[str, Any]:
     """Call /generate through Gradio's plain HTTP API with raw JSON (NaN and infinity allowed).
 
-    Returns ``(event, data)`` of the last event: ``("complete", outputs)`` or ``("error", {...})``.
+    ``values`` override :data:`REQUEST`. Returns ``(event, data)`` of the last event:
+    ``("complete", outputs)`` or ``("error", {...})``.
     """
-    body = json.dumps({"data": [values[k] for k in DEFAULTS]}, allow_nan=True)
+    body = json.dumps({"data": generate_payload(**dict(REQUEST, **values))}, allow_nan=True)
     with httpx.Client(timeout=timeout) as http:
         response = http.post(f"{base_url}gradio_api/call/generate", content=body,
                              headers={"content-type": "application/json"})
@@ -179,19 +174,18 @@ def raw_call(base_url: str, values: dict[str, Any], timeout: float = 60.0) -> tu
     return event or "no answer", data
 
 
+def card_shown(runner: Runner, panel: Panel, model: str | None, custom: str | None) -> str:
+    """The card line the page shows for a panel's selection (through the page's selection handler)."""
+    shown = selection_handler(runner, panel)({panel.model: model, panel.custom: custom, panel.eight_bit: False})
+    return shown[panel.card]
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. bad input through the API
 # ---------------------------------------------------------------------------------------------
 
-#: field -> (whole number?, low, high, low allowed?, high allowed?)
-RANGES = {
-    "max_new_tokens": (True, 1, 2048, True, True),
-    "temperature": (False, 0.0, 2.0, True, True),
-    "top_p": (False, 0.0, 1.0, False, True),
-    "top_k": (True, 0, 1000, True, True),
-    "repetition_penalty": (False, 0.0, 10.0, False, True),
-    "seed": (True, 0, 2**32 - 1, True, True),
-}
+#: /generate's numeric settings with their declared ranges (the one declaration in models.settings)
+RANGES = {name: limits for name, limits in setting_ranges().items() if name in GENERATE_PARAMETERS}
 NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
 WRONG_TYPE = st.one_of(st.text(max_size=8), st.lists(st.integers(), max_size=3), st.booleans(),
                        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
@@ -200,15 +194,16 @@ HUGE = st.integers(min_value=10**310, max_value=10**400)  # JSON integers too la
 
 
 def out_of_range(field: str) -> st.SearchStrategy:
-    integer, low, high, low_ok, high_ok = RANGES[field]
-    if integer:
-        below = st.integers(min_value=-(10**30), max_value=low - 1)
-        above = st.integers(min_value=high + 1, max_value=10**30)
+    limits = RANGES[field]
+    low, high = limits.low, limits.high
+    if limits.integer:
+        below = st.integers(min_value=-(10**30), max_value=int(low) - 1)
+        above = st.integers(min_value=int(high) + 1, max_value=10**30)
         fraction = st.floats(min_value=low, max_value=high).filter(lambda x: not x.is_integer())
         return st.one_of(below, above, fraction, HUGE)
     # (an allowed bound is stepped over by 1e-6, not excluded: hypothesis may offer -0.0 just below 0.0)
-    below = st.floats(max_value=low - 1e-6 if low_ok else low, allow_nan=False, allow_infinity=False)
-    above = st.floats(min_value=high + 1e-6 if high_ok else high, allow_nan=False, allow_infinity=False)
+    below = st.floats(max_value=low - 1e-6 if limits.low_inclusive else low, allow_nan=False, allow_infinity=False)
+    above = st.floats(min_value=high + 1e-6, allow_nan=False, allow_infinity=False)
     return st.one_of(below, above, HUGE, HUGE.map(lambda n: -n))
 
 
@@ -225,11 +220,14 @@ BAD_SETTING = st.sampled_from([*RANGES, "load_in_8bit", "prompt"]).flatmap(
     lambda field: st.tuples(st.just(field), bad_value(field)))
 
 
-def test_bad_settings_are_refused_naming_the_field_before_anything_runs(sec_app, generate_calls, loads):
+def test_the_api_settings_are_the_declared_ones():
+    assert set(RANGES) == {"max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed"}
+
+
+def test_bad_settings_are_refused_naming_the_field_before_anything_runs(served, started_runs, load_requests):
     """Property: any out-of-range, non-finite, wrong-typed or empty value of any field is refused
     with an error naming that field, and no generation starts (not even a model load)."""
-    seen = {"n": 0, "refused": 0}
-    loads_before = len(loads)
+    loads_before = len(load_requests)
 
     @hypothesis_settings(max_examples=25, deadline=None)
     @given(BAD_SETTING)
@@ -242,49 +240,49 @@ def test_bad_settings_are_refused_naming_the_field_before_anything_runs(sec_app,
     @example(("top_k", None))
     @example(("load_in_8bit", "yes"))
     @example(("prompt", ""))
-    def check(case: tuple[str, Any]) -> None:
-        field, value = case
-        seen["n"] += 1
-        event, data = raw_call(sec_app.url, dict(DEFAULTS, **{field: value}))
-        assert event == "error", f"{field}={value!r:.60} was accepted: {event} {data!r:.200}"
-        message = (data or {}).get("error") or ""
-        assert message.startswith(f"{field}:"), f"{field}={value!r:.60}: {message!r}"
-        assert "Traceback" not in message
-        assert not generate_calls and not generation_threads()
-        seen["refused"] += 1
+    def check(bad_setting: tuple[str, Any]) -> None:
+        field, value = bad_setting
+        with case("bad_inputs"):
+            event, data = raw_call(served.url, **{field: value})
+            assert event == "error", f"{field}={value!r:.60} was accepted: {event} {data!r:.200}"
+            message = (data or {}).get("error") or ""
+            assert message.startswith(f"{field}:"), f"{field}={value!r:.60}: {message!r}"
+            assert "Traceback" not in message
+            assert not started_runs and not generation_threads()
+            assert len(load_requests) == loads_before, "a refused request must not load a model"
 
     check()
-    assert len(loads) == loads_before, "a refused request must not load a model"
-    count_refusals("settings", tried=seen["n"], refused=seen["refused"], hypothesis_examples=seen["n"])
 
 
-def test_megabyte_prompt_is_refused_quickly_naming_the_prompt(client, generate_calls):
+def test_megabyte_prompt_is_refused_quickly_naming_the_prompt(client, started_runs):
     prompt = "word " * 200_000  # 1,000,000 characters
-    started = time.perf_counter()
-    message = api_error(client, prompt=prompt)
-    seconds = time.perf_counter() - started
-    assert message.startswith("prompt: is 1,000,000 characters long"), message[:200]
-    assert len(message) < 300, "the refusal does not echo the prompt back"
-    assert seconds < 30, f"refusing a long prompt took {seconds:.1f} s"  # generous: the machine is shared
-    assert not generate_calls
-    count_refusals("prompt", tried=1, refused=1)
+    with case("bad_inputs"):
+        started = time.perf_counter()
+        message = api_error(client, prompt=prompt)
+        seconds = time.perf_counter() - started
+        assert message.startswith("prompt: is 1,000,000 characters long"), message[:200]
+        assert len(message) < 300, "the refusal does not echo the prompt back"
+        assert seconds < 30, f"refusing a long prompt took {seconds:.1f} s"  # generous: the machine is shared
+        assert not started_runs
 
 
 @pytest.mark.parametrize("prompt", ["", "   \n\t ", "\x00\x01\x07\x1b\x7f\x85"], ids=["empty", "blank", "controls-only"])
-def test_empty_prompts_are_refused(client, generate_calls, prompt):
-    assert api_error(client, prompt=prompt).startswith("prompt: is empty")
-    assert not generate_calls
-    count_refusals("prompt", tried=1, refused=1)
+def test_empty_prompts_are_refused(client, started_runs, prompt):
+    with case("bad_inputs"):
+        assert api_error(client, prompt=prompt).startswith("prompt: is empty")
+        assert not started_runs
 
 
-def test_control_characters_in_the_prompt_are_removed(sec_app, client):
+def test_control_characters_in_the_prompt_are_removed(served, client, started_runs):
     prompt = "The cat\x00 walks\x1b[31m to\x07 the\x7f river\r\n\tand\x85 back\x9b"
     text, stats = client.predict(model="tiny-gpt2", prompt=prompt, max_new_tokens=4, api_name="/generate")
     assert stats["finish_reason"] == "length" and text
-    source = sec_app.playground.registry.resolve("tiny-gpt2")
-    *_, last = sec_app.playground.generate(source, prompt, GenerationSettings(max_new_tokens=4), False, "control-test")
-    record = last.record
-    seen = record["prompt_as_seen"]
+    [api_run] = started_runs
+    assert api_run.prompt == "The cat walks[31m to the river\n\tand back", repr(api_run.prompt)
+    # what the model saw: the same run again, read to its result
+    runner = served.runner
+    *_, finished = runner.start(api_run.source, api_run.prompt, api_run.settings, False, "control-test").events()
+    seen = finished.result.prepared.text
     assert "cat walks[31m to the river" in seen and "\n\tand back" in seen, repr(seen)
     assert not any(ord(ch) < 32 and ch not in "\t\n" or 0x7F <= ord(ch) < 0xA0 for ch in seen), repr(seen)
 
@@ -301,22 +299,37 @@ def assert_inert(html: str) -> None:
         assert not re.search(r"\son\w+\s*=", bare, re.I) and "javascript:" not in bare.lower(), tag
 
 
-def test_html_in_prompts_and_model_output_is_rendered_inert(sec_app, client, monkeypatch):
-    pg = sec_app.playground
+def rendered_run(runner: Runner, panel: Panel, prompt: str) -> list[dict[Any, Any]]:
+    """The panel updates the page sends for a run of tiny-gpt2 on ``prompt`` (with an HTML note on the card)."""
+    run = runner.start(runner.resolve("tiny-gpt2"), prompt, GenerationSettings(max_new_tokens=4), False, "xss")
+    return [render_event(event, panel, XSS) for event in run.events()]
+
+
+def assert_page_updates_inert(updates: dict[Any, Any], panel: Panel) -> None:
+    """Every Markdown or HTML value of a panel update is inert (the answer box is a plain text box)."""
+    for component in (panel.stats, panel.card, panel.tokens):
+        if component in updates:
+            assert_inert(updates[component])
+
+
+def test_html_in_prompts_and_model_output_is_rendered_inert(served, client, monkeypatch):
+    panel = served.page.panels[Kind.CAUSAL]
     # the answer boxes are plain text boxes: their value is never parsed as HTML
-    outputs = {b.elem_id: b for b in sec_app.demo.blocks.values() if getattr(b, "elem_id", None) in {"seq2seq-output", "causal-output"}}
-    assert set(outputs) == {"seq2seq-output", "causal-output"} and all(isinstance(b, gr.Textbox) for b in outputs.values())
-    assert all(b.sanitize_html for b in sec_app.demo.blocks.values() if isinstance(b, gr.Markdown))
-    # an HTML prompt is just text: it runs, and the token view shows it as text
+    assert all(isinstance(side.output, gr.Textbox) for side in served.page.panels.values())
+    assert all(block.sanitize_html for block in served.demo.blocks.values() if isinstance(block, gr.Markdown))
+    # an HTML prompt is just text: it runs, and the token view and the script show it as text
     text, stats = client.predict(model="tiny-gpt2", prompt=XSS, max_new_tokens=4, api_name="/generate")
     assert stats["finish_reason"] == "length"
-    loaded = pg.cache.peek("tiny-gpt2")
-    view, tokens_html, code = pg.explain_run(loaded, XSS, GenerationSettings(max_new_tokens=4))
-    assert view is not None and "&lt;" in tokens_html
-    assert_inert(tokens_html)
-    strings = [n.value for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    updates = rendered_run(served.runner, panel, XSS)
+    [ready] = [update for update in updates if panel.tokens in update]
+    assert "&lt;" in ready[panel.tokens]
+    strings = [node.value for node in ast.walk(ast.parse(ready[panel.code]))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str)]
     assert XSS in strings, "the reproducing script carries the prompt as a string literal only"
+    for update in updates:
+        assert_page_updates_inert(update, panel)
     # model text and errors that contain HTML: escaped in every Markdown line, kept as text in the box
+    loaded = served.runner.cache.peek("tiny-gpt2")
     description = dict(loaded.description.to_dict(), origin=XSS, params_text=XSS, architecture=XSS)
     for rendered in (card_markdown(description, note=XSS), card_markdown(error=XSS), error_markdown(XSS),
                      card_markdown(architecture={"auto_class": XSS, "resolved_class": XSS, "architecture": XSS, "model_type": XSS}),
@@ -326,20 +339,17 @@ def test_html_in_prompts_and_model_output_is_rendered_inert(sec_app, client, mon
         assert "&lt;script&gt;" in rendered
         assert_inert(rendered)
 
-    def fake_stream(loaded, prompt, settings, **kwargs):  # a model whose output is HTML
-        from models.prompt import prepare
+    def html_stream(loaded, prepared, settings, **kwargs):  # a model whose output is HTML
+        yield StreamUpdate(XSS, XSS)
+        yield StreamUpdate(XSS, "", Stats(input_tokens=3, output_tokens=2, finish_reason=FinishReason.ERROR,
+                                          error=XSS, notices=[XSS]))
 
-        prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, prompt, settings)
-        yield StreamUpdate(XSS, XSS, prepared)
-        yield StreamUpdate(XSS, "", prepared, Stats(input_tokens=3, output_tokens=2, finish_reason=FinishReason.ERROR,
-                                                    error=XSS, notices=[XSS]))
-
-    monkeypatch.setattr(app_module, "stream", fake_stream)
-    updates = list(pg.generate(pg.registry.resolve("tiny-gpt2"), PROMPT, GenerationSettings(max_new_tokens=4), False, "xss"))
-    assert updates[-1].text == XSS, "the answer box gets the text as is (a Textbox shows it as text)"
+    monkeypatch.setattr(run_module, "stream", html_stream)
+    updates = rendered_run(served.runner, panel, PROMPT)
+    assert updates[-1][panel.output] == XSS, "the answer box gets the text as is (a Textbox shows it as text)"
     for update in updates:
-        assert_inert(update.status)
-    assert "&lt;script&gt;" in updates[-1].status
+        assert_page_updates_inert(update, panel)
+    assert "&lt;script&gt;" in updates[-1][panel.stats]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,47 +365,55 @@ BAD_IDS = [
 ]
 
 
-def test_typed_model_ids_are_validated_before_anything_loads(sec_app, client, generate_calls, loads):
-    pg = sec_app.playground
-    loads_before, refused = len(loads), 0
+def test_typed_model_ids_are_validated_before_anything_loads(served, client, started_runs, load_requests):
+    runner, panel = served.runner, served.page.panels[Kind.SEQ2SEQ]
+    loads_before = len(load_requests)
     for model_id in BAD_IDS:
-        message = api_error(client, model=model_id)  # the API: the id goes through the registry as typed
-        assert message.startswith("model:"), (model_id, message)
-        with pytest.raises(ModelIdError):  # the page: the custom box wins over the dropdown
-            pg.resolve("tiny-gpt2", model_id) if model_id.strip() else pg.resolve(None, model_id)
-        card = describe(sec_app.demo, "seq2seq", "tiny-gpt2" if model_id.strip() else None, model_id)["card"]
-        assert card.startswith("⚠️ model:") and "<script" not in card, card
-        refused += 1
+        with case("bad_inputs"):
+            message = api_error(client, model=model_id)  # the API: the id goes through the registry as typed
+            assert message.startswith("model:"), (model_id, message)
+            picked = "tiny-gpt2" if model_id.strip() else None  # the page: the custom box wins over the dropdown
+            with pytest.raises(ModelIdError):
+                runner.resolve(picked, model_id)
+            card = card_shown(runner, panel, picked, model_id)
+            assert card.startswith("⚠️ model:") and "<script" not in card, card
+            assert not started_runs and len(load_requests) == loads_before and not generation_threads()
     assert api_error(client, model="a" * 97).startswith("model: id is 97 characters")
-    assert not generate_calls and len(loads) == loads_before and not generation_threads()
-    count_refusals("model_id", tried=len(BAD_IDS), refused=refused)
 
 
-def test_model_needing_custom_code_is_refused_and_its_code_never_runs(sec_app, sec_root, client):
-    message = api_error(client, model="custom-code")
-    assert "needs custom code" in message and "trust_remote_code is off" in message, message
-    card = describe(sec_app.demo, "causal", "custom-code", None)["card"]
-    assert "custom code" in card, card
-    with pytest.raises(ModelLoadError, match="trust_remote_code is off"):
-        load_model(sec_app.playground.registry.resolve("custom-code"))
-    assert not (sec_root / "REMOTE_CODE_RAN").exists(), "the repository's Python code was executed"
-    count_refusals("remote_code", tried=3, refused=3)
+def test_model_needing_custom_code_is_refused_and_its_code_never_runs(served, hostile_models, client):
+    code_ran = hostile_models / "REMOTE_CODE_RAN"
+    with case("bad_inputs"):  # through the API
+        message = api_error(client, model="custom-code")
+        assert "needs custom code" in message and "trust_remote_code is off" in message, message
+        assert not code_ran.exists(), "the repository's Python code was executed"
+    with case("bad_inputs"):  # on the page, when picked
+        card = card_shown(served.runner, served.page.panels[Kind.CAUSAL], "custom-code", None)
+        assert "custom code" in card, card
+        assert not code_ran.exists(), "the repository's Python code was executed"
+    with case("bad_inputs"):  # the loader itself
+        with pytest.raises(ModelLoadError, match="trust_remote_code is off"):
+            load_model(served.runner.registry.resolve("custom-code"))
+        assert not code_ran.exists(), "the repository's Python code was executed"
 
 
-def test_pickle_weights_refused_unless_allowed_and_never_unpickled_unsafely(sec_app, sec_root, sec_registry, client):
+def test_pickle_weights_refused_unless_allowed_and_never_unpickled_unsafely(hostile_models, security_registry, client):
+    pickle_ran = hostile_models / "PICKLE_RAN"
     for name in ("pickle-only", "evil-pickle"):
-        message = api_error(client, model=name)
-        assert "pickle" in message and "refused" in message and "--allow-pickle" in message, message
-    assert not (sec_root / "PICKLE_RAN").exists()
-    # with --allow-pickle (an app configured so, driven through its API handler): plain
-    # tensors load, while a pickle carrying code is still refused (torch.load weights_only)
-    pg = Playground(AppConfig(allow_pickle=True, online=False, preload=False), sec_registry, ModelCache(2, allow_pickle=True))
-    text, stats = list(pg.api_generate("pickle-only", PROMPT, max_new_tokens=4))[-1]
+        with case("bad_inputs"):
+            message = api_error(client, model=name)
+            assert "pickle" in message and "refused" in message and "--allow-pickle" in message, message
+            assert not pickle_ran.exists()
+    # with --allow-pickle (the API handler of an app configured so): plain tensors load,
+    # while a pickle carrying code is still refused (torch.load weights_only)
+    generate = generate_endpoint(build_runner(AppConfig(allow_pickle=True, online=False, preload=False),
+                                              registry=security_registry))
+    text, stats = list(generate("pickle-only", PROMPT, max_new_tokens=4))[-1]
     assert stats["output_tokens"] == 4 and text
-    with pytest.raises(gr.Error, match="evil-pickle could not be loaded"):
-        list(pg.api_generate("evil-pickle", PROMPT, max_new_tokens=4))
-    assert not (sec_root / "PICKLE_RAN").exists(), "a pickle ran code while loading"
-    count_refusals("pickle", tried=3, refused=3)
+    with case("bad_inputs"):
+        with pytest.raises(gr.Error, match="evil-pickle could not be loaded"):
+            list(generate("evil-pickle", PROMPT, max_new_tokens=4))
+        assert not pickle_ran.exists(), "a pickle ran code while loading"
 
 
 GB = 10**9
@@ -418,38 +436,41 @@ def hub_sizes(monkeypatch) -> dict[str, Any]:
 
 
 def test_size_limit_refuses_big_typed_ids(hub_sizes, tiny_dir):
-    class RepositoryNotFoundError(Exception):  # matched by name, as huggingface_hub's is
-        pass
-
+    not_found = RepositoryNotFoundError("404", response=httpx.Response(
+        404, request=httpx.Request("GET", "https://huggingface.co/api/models/gone/model")))
     hub_sizes.update({"big/model": 3 * GB, "small/model": GB // 2, "exact/model": 2 * GB,
-                      "gone/model": RepositoryNotFoundError("404"), "flaky/model": TimeoutError("read timeout")})
+                      "gone/model": not_found, "flaky/model": TimeoutError("read timeout")})
     registry = ModelRegistry(online=True, max_custom_bytes=2 * GB)
     registry.register_dir(tiny_dir)
-    with pytest.raises(ModelIdError, match=r"^model: 'big/model' has 3\.0 GB of weights; custom models are limited to 2 GB"):
-        registry.resolve("big/model", custom=True)
+    refusals = [("big/model", r"^model: 'big/model' has 3\.0 GB of weights; custom models are limited to 2 GB"),
+                ("gone/model", "not found on the Hugging Face hub"),
+                ("flaky/model", "could not look up the size")]  # an unknown size is not let through
+    for model_id, reason in refusals:
+        with case("bad_inputs"):
+            with pytest.raises(ModelIdError, match=reason):
+                registry.resolve(model_id, custom=True)
     assert registry.resolve("small/model", custom=True).path == "small/model"
     assert registry.resolve("exact/model", custom=True).path == "exact/model"
-    with pytest.raises(ModelIdError, match="not found on the Hugging Face hub"):
-        registry.resolve("gone/model", custom=True)
-    with pytest.raises(ModelIdError, match="could not look up the size"):  # an unknown size is not let through
-        registry.resolve("flaky/model", custom=True)
     hub_sizes["asked"].clear()
     registry.resolve("google/flan-t5-small")  # presets and local models are never looked up
     registry.resolve("tiny-gpt2")
-    with pytest.raises(ModelIdError, match="file path"):  # ids are validated before any lookup
-        registry.resolve("../big/model", custom=True)
-    assert hub_sizes["asked"] == []
+    with case("bad_inputs"):
+        with pytest.raises(ModelIdError, match="file path"):  # ids are validated before any lookup
+            registry.resolve("../big/model", custom=True)
+        assert hub_sizes["asked"] == []
     # no limit, or offline (nothing to look up from): no lookup
     assert ModelRegistry(online=True).resolve("big/model", custom=True).path == "big/model"
     assert ModelRegistry(online=False, max_custom_bytes=2 * GB).resolve("big/model", custom=True).path == "big/model"
     assert hub_sizes["asked"] == []
     # through the app's handlers: the API and the page's custom box
-    demo = build_app(AppConfig(online=True, preload=False), registry=registry, cache=ModelCache(1))
-    pg = demo.playground
-    with pytest.raises(gr.Error, match="limited to 2 GB"):
-        next(pg.api_generate("big/model", PROMPT))
-    assert "limited to 2 GB" in describe(demo, "causal", None, "big/model")["card"]
-    count_refusals("size_limit", tried=4, refused=4)
+    config = AppConfig(online=True, preload=False)
+    runner = build_runner(config, registry=registry, cache=ModelCache(1))
+    page = build_page(runner, config)
+    with case("bad_inputs"):
+        with pytest.raises(gr.Error, match="limited to 2 GB"):
+            next(generate_endpoint(runner)("big/model", PROMPT))
+    with case("bad_inputs"):
+        assert "limited to 2 GB" in card_shown(runner, page.panels[Kind.CAUSAL], None, "big/model")
 
 
 def test_size_lookup_sums_the_safetensors_files(monkeypatch):
@@ -483,39 +504,35 @@ def test_size_limit_command_line(monkeypatch):
     assert parse_args(["--max-custom-size", "0.5"])[0].max_custom_bytes == GB // 2
     monkeypatch.setenv("SPACE_ID", "someone/playground")
     assert parse_args([])[0].max_custom_bytes == 2 * GB
-    assert parse_args(["--max-custom-size", "4"])[0].max_custom_bytes == 4 * GB
-    demo = app_module.build_app(AppConfig(online=True, preload=False, max_custom_bytes=3 * GB))
-    try:
-        assert demo.playground.registry.max_custom_bytes == 3 * GB
-    finally:
-        demo.close()
+    config, _address = parse_args(["--max-custom-size", "4", "--offline"])
+    assert config.max_custom_bytes == 4 * GB
+    assert build_runner(config).registry.max_custom_bytes == 4 * GB, "the limit reaches the registry the app uses"
 
 
 # ---------------------------------------------------------------------------------------------
 # 5. Gradio hardening
 # ---------------------------------------------------------------------------------------------
 
-MIN_GRADIO = (6, 31, 0)  # the audited release; moving below it must be a decision that updates this test
+def front_matter(text: str) -> dict[str, str]:
+    """The ``key: value`` lines of a Space's YAML header (README.md between ``---`` lines, or space.yaml)."""
+    if text.startswith("---"):
+        text = text.split("---", 2)[1]
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
-
-
-def test_gradio_is_pinned_to_a_recent_release():
+def test_installed_gradio_is_the_pinned_and_declared_release():
     pins = dict(line.split("==", 1) for line in (ROOT / "requirements.txt").read_text().splitlines()
                 if "==" in line and not line.lstrip().startswith("#"))
-    assert "gradio" in pins and "gradio_client" in pins
-    assert _version(pins["gradio"]) >= MIN_GRADIO, pins["gradio"]
     assert pins["gradio"].strip() == gr.__version__, "the installed gradio is the pinned one"
+    assert pins["gradio_client"].strip() == gradio_client.__version__, "the installed gradio_client is the pinned one"
+    for header in ("README.md", "space.yaml"):  # a Space installs the sdk_version its header names
+        assert front_matter((ROOT / header).read_text())["sdk_version"].strip() == pins["gradio"].strip(), header
 
 
-def test_launch_options_and_analytics_are_safe(sec_app):
-    kwargs = launch_kwargs()
-    assert kwargs["share"] is False and kwargs["show_error"] is False and kwargs["enable_monitoring"] is False
-    assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"
-    assert sec_app.demo.analytics_enabled is False
-    assert sec_app.demo.share is False and sec_app.demo.show_error is False
+def test_no_share_link_and_no_analytics(served):
+    assert served.demo.share_url is None, "the app opened a public share link"
+    assert not served.demo.share
+    assert served.demo.analytics_enabled is False, "gradio would send launch analytics"
 
 
 def raw_get(base_url: str, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
@@ -543,44 +560,46 @@ TRAVERSALS = [
     "....//....//....//etc/passwd", "..%5c..%5c..%5cetc%5cpasswd", "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
     "..%c0%af..%c0%af..%c0%afetc%c0%afpasswd", "/proc/self/environ", "%2fproc%2fself%2fenviron",
 ]
+FILE_PREFIXES = ("/gradio_api/file=", "/file=", "/gradio_api/file/", "/static/", "/assets/")
+SECRETS = (b"root:", b"PATH=", b"import gradio", b"gradio==")  # /etc/passwd, the environment, app.py, requirements.txt
 
 
-def test_file_routes_serve_nothing_outside_the_app(sec_app):
-    app_source = str(ROOT / "app.py")
-    targets = [*TRAVERSALS, app_source, "app.py", "../app.py", "requirements.txt"]
-    served = []
-    for prefix in ("/gradio_api/file=", "/file=", "/gradio_api/file/", "/static/", "/assets/"):
+def test_file_routes_serve_nothing_outside_the_app(served):
+    targets = [*TRAVERSALS, str(ROOT / "app.py"), "app.py", "../app.py", "requirements.txt"]
+    for prefix in FILE_PREFIXES:
         for target in targets:
-            status, body = raw_get(sec_app.url, prefix + target)
-            if status == 200 and (b"root:" in body or b"PATH=" in body or b"import gradio" in body or b"gradio==" in body):
-                served.append((prefix + target, status, body[:80]))
-    assert not served, served
-    count_figures("file_routes", tried=5 * len(targets), served=len(served))
+            with case("file_routes"):
+                status, body = raw_get(served.url, prefix + target)
+                assert not (status == 200 and any(secret in body for secret in SECRETS)), \
+                    (prefix + target, status, body[:80])
 
 
-def test_monitoring_endpoint_is_not_served(sec_app):
-    for path in ("/monitoring", "/gradio_api/monitoring", "/monitoring/", "/gradio_api/monitoring/"):
-        status, _body = raw_get(sec_app.url, path)
-        assert status != 200, path
+def test_monitoring_endpoint_is_not_served(served):
+    """Gradio's monitoring routes (the dashboard login, the event analytics summary) answer with a refusal."""
+    paths = ("/monitoring", "/monitoring/", "/monitoring/summary", "/gradio_api/monitoring", "/gradio_api/monitoring/summary")
+    with httpx.Client(timeout=10, follow_redirects=True) as http:
+        for path in paths:
+            status = http.get(served.url.rstrip("/") + path).status_code
+            assert status in {401, 403, 404}, (path, status)
 
 
-def test_internal_exception_details_never_reach_the_client(sec_app, client, monkeypatch):
+def test_internal_exception_details_never_reach_the_client(served, client, monkeypatch):
     secret = "internal detail /srv/secret/path.py line 42"
 
     def boom(*args, **kwargs):
         raise KeyError(secret)
 
-    monkeypatch.setattr(sec_app.playground.registry, "resolve", boom)
+    monkeypatch.setattr(served.runner.registry, "resolve", boom)
     message = api_error(client)
-    event, data = raw_call(sec_app.url, DEFAULTS)
+    event, data = raw_call(served.url)
     monkeypatch.undo()
     for text in (message, json.dumps(data)):
         assert "Traceback" not in text and 'File "' not in text and "secret" not in text and "KeyError" not in text, text
     assert event == "error"
     # gradio's own input checking (a call with too few values) does not leak either
     with httpx.Client(timeout=30) as http:
-        event_id = http.post(f"{sec_app.url}gradio_api/call/generate", json={"data": ["tiny-gpt2"]}).json()["event_id"]
-        answer = http.get(f"{sec_app.url}gradio_api/call/generate/{event_id}").text
+        event_id = http.post(f"{served.url}gradio_api/call/generate", json={"data": ["tiny-gpt2"]}).json()["event_id"]
+        answer = http.get(f"{served.url}gradio_api/call/generate/{event_id}").text
     assert "error" in answer and "Traceback" not in answer and "Wanted inputs" not in answer, answer
     # and the app still answers
     assert client.predict(model="tiny-gpt2", prompt=PROMPT, max_new_tokens=3, api_name="/generate")[1]["output_tokens"] == 3
