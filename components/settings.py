@@ -54,6 +54,8 @@ def build_settings(defaults: Mapping[str, Any], limits: Mapping[str, SliderRange
     with gr.Accordion(label, open=False, elem_id=f"{elem_prefix}-settings") as accordion:
         sliders = [_slider(name, limits[name], defaults, elem_prefix) for name in SHARED_FIELDS[:-1]]
         seed_range = limits["seed"]
-        seed = gr.Number(value=defaults.get("seed", seed_range.default), precision=0, label="seed", info=seed_range.info,
-                         minimum=seed_range.lowest_allowed, maximum=seed_range.high, elem_id=f"{elem_prefix}-seed")
+        # no minimum/maximum on the box: Gradio would refuse a bad seed with a toast that names no field,
+        # where the settings check names it in each panel ("seed: must be between 0 and …")
+        seed = gr.Number(value=defaults.get("seed", seed_range.default), precision=0, label="seed",
+                         info=f"{seed_range.info}; {seed_range.describe()}", elem_id=f"{elem_prefix}-seed")
     return SettingsControls(*sliders, seed, accordion)
