@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Union
+from typing import Any, Generator, Iterator, Union
 
 from .detect import UnsupportedModelError
 from .explain import ClassReport, PromptView, class_report, prompt_view
@@ -200,31 +200,12 @@ class SideRun:
     def _load(self) -> Iterator[RunEvent]:
         """Yield :class:`Loading` events until the model is ready; return it, or ``None`` after a
         :class:`Finished` event with the reason it could not be had."""
-        name = self.source.name
         try:
-            cached = self.runner.cache.peek(name, self.load_in_8bit)
-            if cached is not None:
-                return cached
-            reason = self.runner.unavailable(self.source)
-            if reason:
-                raise ModelLoadError(reason)
-            messages: queue.Queue[str] = queue.Queue()
-            future = _LOADS.submit(self.runner.cache.get, self.source, self.load_in_8bit, on_status=messages.put)
-            started, status = time.perf_counter(), f"Loading {name}"
-            while True:
-                try:
-                    return future.result(timeout=LOAD_POLL_SECONDS)
-                except concurrent.futures.TimeoutError:
-                    pass
-                while not messages.empty():
-                    status = messages.get()
-                if self.stop_event.is_set():
-                    raise ModelLoadError(f"stopped while loading {name} (it keeps loading in the background)")
-                yield Loading(f"⏳ {status}… {time.perf_counter() - started:.0f} s")
+            return (yield from self.runner.load(self.source, self.load_in_8bit, self.stop_event))
         except (ModelLoadError, UnsupportedModelError) as exc:
             yield self._failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - nothing raw reaches a visitor
-            yield self._failed(f"{name} could not be loaded ({type(exc).__name__}: {exc})")
+            yield self._failed(f"{self.source.name} could not be loaded ({type(exc).__name__}: {exc})")
         return None
 
 
@@ -300,6 +281,35 @@ class Runner:
             return Selection(error=str(exc))
         loaded = self.cache.peek(source.name, load_in_8bit)
         return Selection(report, loaded.description if loaded is not None else None, source.untrained)
+
+    def load(self, source: ModelSource, load_in_8bit: bool = False,
+             stop_event: threading.Event | None = None) -> Generator[Loading, None, LoadedModel]:
+        """Load ``source`` through the shared cache, yielding :class:`Loading` status lines meanwhile;
+        returns the model (``model = yield from runner.load(...)``).
+
+        Raises:
+            ModelLoadError: unavailable here, failed, or stopped (the load then finishes in the background).
+            UnsupportedModelError: not a seq2seq or causal language model.
+        """
+        cached = self.cache.peek(source.name, load_in_8bit)
+        if cached is not None:
+            return cached
+        reason = self.unavailable(source)
+        if reason:
+            raise ModelLoadError(reason)
+        messages: queue.Queue[str] = queue.Queue()
+        future = _LOADS.submit(self.cache.get, source, load_in_8bit, on_status=messages.put)
+        started, status = time.perf_counter(), f"Loading {source.name}"
+        while True:
+            try:
+                return future.result(timeout=LOAD_POLL_SECONDS)
+            except concurrent.futures.TimeoutError:
+                pass
+            while not messages.empty():
+                status = messages.get()
+            if stop_event is not None and stop_event.is_set():
+                raise ModelLoadError(f"stopped while loading {source.name} (it keeps loading in the background)")
+            yield Loading(f"⏳ {status}… {time.perf_counter() - started:.0f} s")
 
     # ----- runs -----
     def start(self, source: ModelSource, prompt: str, settings: GenerationSettings, load_in_8bit: bool = False,
