@@ -275,7 +275,8 @@ def plan_batches(lengths: Sequence[int], batch_size: int, *, sort_by_length: boo
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _check_batch_size(batch_size: Any) -> int:
+def check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` when it is a whole number from 0 (automatic) to :data:`MAX_BATCH_SIZE`; else ``ValueError``."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size: must be a whole number from 0 (automatic) to {MAX_BATCH_SIZE}, got {batch_size!r:.40}")
     return batch_size
@@ -301,7 +302,7 @@ def generate_rows(loaded: LoadedModel, rows: Sequence[PromptRow | str], settings
     Raises:
         ValueError: for a batch size out of range (before anything runs).
     """
-    size = _check_batch_size(batch_size) or auto_batch_size(loaded, len(rows))
+    size = check_batch_size(batch_size) or auto_batch_size(loaded, len(rows))
     stop_event = stop_event if stop_event is not None else threading.Event()
     items: list[_Item] = []
     for index, row in enumerate(rows):
