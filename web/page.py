@@ -21,10 +21,14 @@ from models.run import Runner
 
 from .api import generate_endpoint, models_endpoint
 from .config import AppConfig
+from .disk import delete_cache
 from .exports import ExportFolder
 from .handlers import selection_handler, side_handler, stop_handler
+from .set_handlers import SetHandlers
+from .set_page import build_prompt_set
 from .privacy import redactor_for
 from .share_handlers import ShareHandlers
+from .visitors import GENERATE, FairShare
 
 SIDES = (Kind.SEQ2SEQ, Kind.CAUSAL)
 TITLES = {Kind.SEQ2SEQ: "Seq2seq · encoder-decoder", Kind.CAUSAL: "Causal · decoder-only"}
@@ -61,6 +65,7 @@ class Handlers:
     selection: dict[Kind, Callable]  # a panel's card and class answer
     share: ShareHandlers  # rate, pair, download, reopen
     stop: Callable
+    prompt_set: SetHandlers | None = None  # the "Prompt set" tab
 
 
 @dataclass
@@ -72,6 +77,7 @@ class Page:
     panels: dict[Kind, Panel]
     share: ShareControls
     handlers: Handlers
+    fair_share: FairShare | None = None  # admits the generating requests, per visitor
 
     @property
     def share_handlers(self) -> ShareHandlers:
@@ -95,7 +101,7 @@ def _controls() -> Controls:
 def _panels(runner: Runner, config: AppConfig) -> dict[Kind, Panel]:
     panels: dict[Kind, Panel] = {}
     eight_bit = eight_bit_status()
-    limits = setting_ranges()
+    limits = setting_ranges(config.limits)
     with gr.Row(equal_height=False):
         for kind in SIDES:
             value = runner.default_model(kind, config.seq2seq if kind is Kind.SEQ2SEQ else config.causal)
@@ -108,13 +114,15 @@ def _panels(runner: Runner, config: AppConfig) -> dict[Kind, Panel]:
 
 
 def _handlers(runner: Runner, config: AppConfig, controls: Controls, panels: dict[Kind, Panel],
-              share: ShareControls) -> Handlers:
+              share: ShareControls, fair: FairShare) -> Handlers:
     left, right = panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL]
     redact = redactor_for(runner.registry, config.show_paths)
-    return Handlers(run={kind: side_handler(runner, panel, left, controls.prompt, controls.link, redact)
+    exports = ExportFolder(share.download_json.GRADIO_CACHE, config.keep_files_s)  # served in place, pruned by age
+    return Handlers(run={kind: side_handler(runner, panel, left, controls.prompt, controls.link, redact,
+                                            limits=config.limits, visitor=fair.visitor)
                          for kind, panel in panels.items()},
                     selection={kind: selection_handler(runner, panel, redact) for kind, panel in panels.items()},
-                    share=ShareHandlers(ExportFolder(), left, right, controls.prompt, share), stop=stop_handler(runner))
+                    share=ShareHandlers(exports, left, right, controls.prompt, share), stop=stop_handler(runner))
 
 
 def _wire_run(config: AppConfig, controls: Controls, panels: dict[Kind, Panel], handlers: Handlers) -> list[Any]:
@@ -135,7 +143,7 @@ def _wire_run(config: AppConfig, controls: Controls, panels: dict[Kind, Panel], 
                   *panel.settings.components(), *left.settings.components()}
         events.append(start.then(handlers.run[kind], inputs=inputs,
                                  outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code},
-                                 concurrency_id="generate", concurrency_limit=config.concurrency, show_progress="hidden",
+                                 concurrency_id=GENERATE, concurrency_limit=config.concurrency, show_progress="hidden",
                                  api_visibility="private"))
     return events
 
@@ -173,18 +181,29 @@ def _wire_controls(controls: Controls, panels: dict[Kind, Panel], handlers: Hand
 
 
 def build_page(runner: Runner, config: AppConfig) -> Page:
-    """Compose the page over ``runner``: components, handlers, events, the API and the queue."""
-    with gr.Blocks(title="Seq2seq vs causal playground", analytics_enabled=False) as demo:
+    """Compose the page over ``runner``: components, handlers, events, the API and the queue (with a
+    fair share per visitor; the REST routes that would skip the queue closed)."""
+    fair = FairShare(config.per_visitor, proxy_hops=config.proxy_hops, unread_grace=config.unread_grace,
+                     on_abandoned=runner.stop)
+    with gr.Blocks(title="Seq2seq vs causal playground", analytics_enabled=False,
+                   delete_cache=delete_cache(config.keep_files_s)) as demo:
         gr.Markdown(HEADER + ("" if runner.registry.online else OFFLINE))
-        controls = _controls()
-        panels = _panels(runner, config)
-        share = build_share()
-        handlers = _handlers(runner, config, controls, panels, share)
+        with gr.Tab("Single prompt", elem_id="tab-single"):
+            controls = _controls()
+            panels = _panels(runner, config)
+            share = build_share()
+        handlers = _handlers(runner, config, controls, panels, share, fair)
         _wire_panels(demo, controls, panels, handlers)
         _wire_share(handlers.share, _wire_run(config, controls, panels, handlers))
         _wire_controls(controls, panels, handlers)
-        gr.api(generate_endpoint(runner, redactor_for(runner.registry, config.show_paths)), api_name="generate",
-               concurrency_id="generate", concurrency_limit=config.concurrency)
+        with gr.Tab("Prompt set", elem_id="tab-set"):
+            handlers.prompt_set = build_prompt_set(runner, config, exports=handlers.share.exports,
+                                                   redact=redactor_for(runner.registry, config.show_paths),
+                                                   stop=handlers.stop, concurrency_id=GENERATE)
+        gr.api(generate_endpoint(runner, redactor_for(runner.registry, config.show_paths), limits=config.limits,
+                                 visitor=fair.visitor),
+               api_name="generate", concurrency_id=GENERATE, concurrency_limit=config.concurrency)
         gr.api(models_endpoint(runner), api_name="models", queue=False)
-    demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
-    return Page(demo, controls, panels, share, handlers)
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency, api_open=False)
+    fair.install(demo)
+    return Page(demo, controls, panels, share, handlers, fair)

@@ -1,0 +1,151 @@
+"""The "Prompt set" tab: many prompts, both models, a table filling row by row, scores, charts, ratings, exports.
+
+Gradio only; the set's rows, runs and scores come from the handlers as plain values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import gradio as gr
+
+from .panel import dropdown_choices
+from .render import esc
+from .settings import SettingsControls, SliderRange, build_settings
+
+TABLE_HEADERS = ["#", "prompt", "reference", "left output", "right output", "left s", "right s", "left tokens",
+                 "right tokens", "left score", "right score", "rating"]
+UPLOAD_TYPES = [".jsonl", ".csv", ".txt"]
+
+
+@dataclass
+class SideSelector:
+    """One side's model choice in the set tab (the same choices as the single-prompt panels)."""
+
+    side: str
+    model: gr.Dropdown
+    custom: gr.Textbox
+    eight_bit: gr.Checkbox
+    class_info: gr.Markdown  # which class runs it: the same answer as the single page
+
+
+@dataclass
+class SetTab:
+    """The components of the prompt-set tab, by name."""
+
+    builtin: gr.Dropdown  # a built-in set, or none when a file is uploaded
+    upload: gr.File
+    about: gr.Markdown  # the set's size and which kind of model it should favour
+    left: SideSelector
+    right: SideSelector
+    settings: SettingsControls
+    task_prefix: gr.Textbox  # seq2seq side: applied where a row has none
+    batch_size: gr.Number
+    run: gr.Button
+    stop: gr.Button
+    progress: gr.Markdown
+    summary: gr.Markdown
+    table: gr.Dataframe
+    score_plot: gr.BarPlot
+    latency_plot: gr.BarPlot
+    length_plot: gr.ScatterPlot
+    rating_row: gr.Number  # the table row being rated (1-based); set by clicking a row
+    rating: gr.Radio
+    download_csv: gr.DownloadButton
+    download_json: gr.DownloadButton
+    download_md: gr.DownloadButton
+    result: gr.State  # the finished (or stopped) set as a JSON-ready dict
+
+
+def _side(side: str, title: str, choices: Sequence[tuple[str, str, str | None]], value: str | None,
+          allow_custom: bool, eight_bit: tuple[bool, str]) -> SideSelector:
+    with gr.Column():
+        gr.Markdown(f"**{esc(title)}**")
+        model = gr.Dropdown(dropdown_choices(choices), value=value, label="Model", elem_id=f"set-{side}-model",
+                            filterable=True)
+        custom = gr.Textbox(label="…or a Hugging Face hub id", visible=allow_custom, max_lines=1, max_length=96,
+                            elem_id=f"set-{side}-custom")
+        available, reason = eight_bit
+        eight_bit_box = gr.Checkbox(False, label="Load in 8-bit (bitsandbytes)", info=reason, interactive=available,
+                                    elem_id=f"set-{side}-8bit")
+        with gr.Accordion("What is this architecture?", open=False):
+            class_info = gr.Markdown("", elem_id=f"set-{side}-class")
+    return SideSelector(side, model, custom, eight_bit_box, class_info)
+
+
+def _outputs() -> tuple[gr.Markdown, gr.Markdown, gr.Dataframe, gr.BarPlot, gr.BarPlot, gr.ScatterPlot]:
+    progress = gr.Markdown("", elem_id="set-progress")
+    summary = gr.Markdown("", elem_id="set-summary")
+    with gr.Row():
+        score_plot = gr.BarPlot(x="side", y="score", color="metric", title="Score per side", elem_id="set-score-plot",
+                                y_lim=[0, 100])
+        latency_plot = gr.BarPlot(x="side", y="seconds per row", title="Time per row", elem_id="set-latency-plot")
+        length_plot = gr.ScatterPlot(x="row", y="output tokens", color="side", title="Output length per row",
+                                     elem_id="set-length-plot")
+    table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="set-table", max_height=600)
+    return progress, summary, table, score_plot, latency_plot, length_plot
+
+
+def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequence[tuple[str, str, str | None]]],
+                  values: Mapping[str, str | None], allow_custom: bool, eight_bit: tuple[bool, str],
+                  limits: Mapping[str, SliderRange], max_upload_mb: float) -> SetTab:
+    """Build the tab's components (inside a ``gr.Tab``).
+
+    Args:
+        sets: ``(label, name)`` of the built-in sets.
+        choices: per side (``"left"``, ``"right"``), the registry's ``(name, label, unavailable_reason)`` rows.
+        values: the model each side starts with.
+        allow_custom: show the hub-id boxes.
+        eight_bit: ``(available, reason)`` for the 8-bit checkboxes.
+        limits: the settings schema's slider ranges.
+        max_upload_mb: the largest file accepted.
+    """
+    gr.Markdown("Run many prompts through both models at once. Pick a built-in set or upload a file "
+                f"(`.jsonl` with `prompt` and optional `reference`, `task_prefix`; `.csv` with a `prompt` column; "
+                f"`.txt`, one prompt a line; at most 200 rows and {max_upload_mb:g} MB).")
+    with gr.Row():
+        builtin = gr.Dropdown(sets, value=sets[0][1] if sets else None, label="Built-in set", elem_id="set-builtin")
+        upload = gr.File(label="…or upload a set", file_types=UPLOAD_TYPES, type="filepath", elem_id="set-upload")
+    about = gr.Markdown("", elem_id="set-about")
+    with gr.Row():
+        left = _side("left", "Left model", choices["left"], values["left"], allow_custom, eight_bit)
+        right = _side("right", "Right model", choices["right"], values["right"], allow_custom, eight_bit)
+    settings = build_settings({}, limits, label="Generation settings (both sides)", elem_prefix="set")
+    with gr.Row():
+        task_prefix = gr.Textbox("", label="Task prefix for the seq2seq side (rows may set their own)", max_lines=1,
+                                 max_length=200, elem_id="set-prefix")
+        batch_size = gr.Number(0, precision=0, minimum=0, maximum=64, label="Batch size (0 = chosen for the model)",
+                               elem_id="set-batch-size")
+    with gr.Row():
+        run = gr.Button("Run set", variant="primary", elem_id="set-run")
+        stop = gr.Button("Stop", variant="stop", elem_id="set-stop")
+    progress, summary, table, score_plot, latency_plot, length_plot = _outputs()
+    with gr.Row():
+        rating_row = gr.Number(None, precision=0, label="Row to rate (click a row)", elem_id="set-rating-row")
+        rating = gr.Radio([("Left better", "left"), ("Right better", "right"), ("Tie", "tie")], label="Rating",
+                          elem_id="set-rating")
+    with gr.Row():
+        download_csv = gr.DownloadButton("Download CSV", interactive=False, size="sm", elem_id="set-export-csv")
+        download_json = gr.DownloadButton("Download JSON", interactive=False, size="sm", elem_id="set-export-json")
+        download_md = gr.DownloadButton("Download Markdown", interactive=False, size="sm", elem_id="set-export-md")
+    return SetTab(builtin, upload, about, left, right, settings, task_prefix, batch_size, run, stop, progress, summary,
+                  table, score_plot, latency_plot, length_plot, rating_row, rating, download_csv, download_json,
+                  download_md, gr.State(None))
+
+
+def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """The table's rows from the set's row dicts (``None`` where a side has not finished that row yet)."""
+    def side(row: Mapping[str, Any], name: str) -> tuple[str, Any, Any, Any]:
+        result = row.get(name) or {}
+        stats = result.get("stats") or {}
+        text = result.get("text", "") if not stats.get("error") else f"⚠️ {stats['error']}"
+        score = next(iter((row.get("scores") or {}).get(name, {}).values()), None)
+        return text, stats.get("seconds"), stats.get("output_tokens"), None if score is None else round(score, 1)
+
+    out = []
+    for number, row in enumerate(rows, 1):
+        left, right = side(row, "left"), side(row, "right")
+        out.append([number, row.get("prompt", ""), row.get("reference") or "", left[0], right[0], left[1], right[1],
+                    left[2], right[2], left[3], right[3], row.get("rating") or ""])
+    return out

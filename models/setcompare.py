@@ -1,0 +1,192 @@
+"""Compare two models over a prompt set: both sides at once, each in batches, rows in input order, scores.
+
+:func:`compare_set` runs :func:`models.batch.generate_rows` for the left and the right model in two
+threads and merges what they produce into one stream of events: :class:`SetProgress` after every
+finished row, then one :class:`SetResult` with every row (in input order), its scores and a
+summary per side. One stop event ends both sides within one token; finished rows are kept.
+
+Example:
+    >>> for event in compare_set(left, right, rows, GenerationSettings(max_new_tokens=32)):  # doctest: +SKIP
+    ...     if isinstance(event, SetProgress):
+    ...         print(event.done_left, event.done_right, event.total)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence, Union
+
+from .batch import RowResult, generate_rows
+from .loader import LoadedModel
+from .promptset import PromptRow, Task
+from .scores import score_row, summarize_scores
+from .settings import GenerationSettings
+
+SIDES = ("left", "right")
+RATINGS = ("left", "right", "tie")
+POLL_SECONDS = 0.1  # how often a waiting consumer wakes (progress time, and a closed consumer)
+
+
+@dataclass(frozen=True)
+class SetProgress:
+    """Rows done per side so far, with the time spent and an estimate of the time left.
+
+    :meth:`snapshot` gives the rows done so far (scored), for a table that fills row by row.
+    """
+
+    done_left: int
+    done_right: int
+    total: int
+    elapsed: float
+    remaining: float | None  # None until each side has finished a row
+    snapshot_args: tuple = field(default=(), repr=False, compare=False)
+
+    def snapshot(self) -> "SetResult":
+        """Every row as far as it is done (a side that has not reached a row has ``None`` there)."""
+        rows, results, task, ratings = self.snapshot_args
+        return build_result(rows, {side: dict(done) for side, done in results.items()}, task, ratings)
+
+    def to_dict(self) -> dict[str, int]:
+        """The API's progress object."""
+        return {"done_left": self.done_left, "done_right": self.done_right, "total": self.total}
+
+
+@dataclass
+class SetResult:
+    """Every row with both sides' outputs and scores, and a summary per side."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    stopped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "summary": self.summary, "stopped": self.stopped}
+
+
+SetEvent = Union[SetProgress, SetResult]
+
+
+@dataclass
+class _Sides:
+    """Row results per side as they arrive."""
+
+    total: int
+    results: dict[str, dict[int, RowResult]] = field(default_factory=lambda: {side: {} for side in SIDES})
+    first_at: dict[str, float] = field(default_factory=dict)
+
+    def progress(self, started: float, snapshot_args: tuple) -> SetProgress:
+        now = time.perf_counter()
+        done = {side: len(self.results[side]) for side in SIDES}
+        rates = [(now - started) / done[side] for side in SIDES if done[side]]
+        remaining = None
+        if len(rates) == len(SIDES):
+            remaining = max(rate * (self.total - done[side]) for rate, side in zip(rates, SIDES))
+        return SetProgress(done["left"], done["right"], self.total, now - started, remaining, snapshot_args)
+
+
+def _side_worker(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings, batch_size: int,
+                 stop_event: threading.Event, side: str, out: queue.Queue) -> None:
+    for result in generate_rows(loaded, rows, settings, batch_size=batch_size, stop_event=stop_event):
+        out.put((side, result))
+
+
+def compare_set(left: LoadedModel, right: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings, *,
+                right_settings: GenerationSettings | None = None, task: Task | str = Task.OTHER, batch_size: int = 0,
+                stop_event: threading.Event | None = None,
+                ratings: dict[int, str] | None = None) -> Iterator[SetEvent]:
+    """Run ``rows`` on both models at once; yield progress after each row, then the whole result.
+
+    Args:
+        left / right: the two models (any kinds; the same model may sit on both sides).
+        rows: the validated rows (see :func:`models.promptset.parse_prompt_file` / ``validate_rows``).
+        settings: generation settings of the left side (and of the right one unless ``right_settings``).
+        right_settings: the right side's own settings.
+        task: decides the scores (see :mod:`models.scores`).
+        batch_size: rows per ``generate`` call; 0 chooses per model.
+        stop_event: set it to stop both sides within one token; closing this generator sets it too.
+        ratings: ratings already given, by row index.
+    """
+    stop_event = stop_event if stop_event is not None else threading.Event()
+    sides = _Sides(len(rows))
+    arrivals: queue.Queue = queue.Queue()
+    started = time.perf_counter()
+    jobs = {"left": (left, settings), "right": (right, right_settings or settings)}
+    with concurrent.futures.ThreadPoolExecutor(len(SIDES), thread_name_prefix="set") as pool:
+        futures = [pool.submit(_side_worker, model, rows, side_settings, batch_size, stop_event, side, arrivals)
+                   for side, (model, side_settings) in jobs.items()]
+        try:
+            while not (all(f.done() for f in futures) and arrivals.empty()):
+                try:
+                    side, result = arrivals.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                sides.results[side][result.index] = result
+                yield sides.progress(started, (rows, sides.results, task, ratings or {}))
+            for future in futures:
+                future.result()  # a worker's own failure (not a row's) is not swallowed
+        finally:
+            if not all(f.done() for f in futures):  # the consumer went away: the workers must end too
+                stop_event.set()
+    yield build_result(rows, sides.results, task, ratings or {}, stopped=stop_event.is_set())
+
+
+def _side_dict(result: RowResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {"text": result.text, "stats": result.stats_dict()}
+
+
+def build_result(rows: Sequence[PromptRow], results: dict[str, dict[int, RowResult]], task: Task | str,
+                 ratings: dict[int, str], *, stopped: bool = False) -> SetResult:
+    """The rows in input order with both outputs, their scores and ratings, and the per-side summary."""
+    out_rows = []
+    for index, row in enumerate(rows):
+        entry: dict[str, Any] = {"prompt": row.prompt, "reference": row.reference, "scores": {}}
+        for side in SIDES:
+            result = results[side].get(index)
+            entry[side] = _side_dict(result)
+            usable = result is not None and result.error is None
+            entry["scores"][side] = score_row(task, result.text if usable else None, row.reference)
+        entry["rating"] = ratings.get(index)
+        out_rows.append(entry)
+    return SetResult(out_rows, summarize(rows, results, task, ratings), stopped)
+
+
+def summarize(rows: Sequence[PromptRow], results: dict[str, dict[int, RowResult]], task: Task | str,
+              ratings: dict[int, str]) -> dict[str, Any]:
+    """Per side: rows done, mean time per row, tokens/s, mean output length, scores; and the rating tally."""
+    summary: dict[str, Any] = {"task": Task(task).value, "rows": len(rows)}
+    references = [row.reference for row in rows]
+    for side in SIDES:
+        done = [results[side][i] for i in sorted(results[side])]
+        good = [r for r in done if r.error is None]
+        seconds = sum(r.seconds for r in done)
+        tokens = sum(r.output_tokens for r in good)
+        predictions = [results[side][i].text if i in results[side] and results[side][i].error is None else None
+                       for i in range(len(rows))]
+        summary[side] = {
+            "rows_done": len(done), "errors": len(done) - len(good),
+            "mean_seconds_per_row": round(seconds / len(done), 4) if done else None,
+            "tokens_per_second": round(tokens / seconds, 2) if seconds > 0 else None,
+            "mean_output_tokens": round(statistics.fmean(r.output_tokens for r in good), 2) if good else None,
+            **summarize_scores(task, predictions, references).to_dict(),
+        }
+    summary["ratings"] = {rating: sum(1 for r in ratings.values() if r == rating) for rating in RATINGS}
+    return summary
+
+
+def rate(result: SetResult | dict[str, Any], index: int, rating: str | None) -> dict[str, Any]:
+    """A copy of a set result (its JSON form) with row ``index`` rated and the tally updated."""
+    data = result.to_dict() if isinstance(result, SetResult) else result
+    rows = [dict(row) for row in data["rows"]]
+    if not 0 <= index < len(rows):
+        raise IndexError(f"row {index + 1}: the set has {len(rows)} rows")
+    rows[index]["rating"] = rating if rating in RATINGS else None
+    summary = dict(data["summary"])
+    summary["ratings"] = {r: sum(1 for row in rows if row.get("rating") == r) for r in RATINGS}
+    return dict(data, rows=rows, summary=summary)

@@ -1,0 +1,312 @@
+"""The prompt-set tab's handlers and the ``/run_set`` API: read the rows, load both models, run the set,
+render progress, the table, the summary and the charts; rate rows; write the downloads.
+
+Everything about running lives in :mod:`models.setcompare` (no Gradio); this module translates.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+import pandas as pd
+
+from components.promptset_tab import SetTab, SideSelector, table_rows
+from components.render import class_markdown, esc
+from components.set_export import write_set_exports
+from components.settings import SHARED_FIELDS
+from models import GenerationSettings, ModelIdError, ModelLoadError, SettingsError, UnsupportedModelError
+from models.loader import LoadedModel
+from models.promptset import MAX_FILE_BYTES, PromptRow, PromptSetError, Task, builtin_set, parse_prompt_file, validate_rows
+from models.run import Loading, Runner
+from models.setcompare import SIDES, SetProgress, SetResult, compare_set, rate
+
+from .exports import ExportFolder
+from .privacy import NO_REDACTION, PathRedactor
+
+Updates = dict[Any, Any]
+REFRESH_SECONDS = 0.5  # the table and charts are redrawn at most this often while a set runs
+
+
+class SetInputError(ValueError):
+    """Something about the set, a model or a setting was refused before anything ran."""
+
+
+@dataclass(eq=False)  # tracked in a set: identity, not value
+class SetJob:
+    """One visitor's set run, tracked by the runner so that the session's Stop stops it."""
+
+    session: str
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+@dataclass(frozen=True)
+class SetRequest:
+    """A validated request: the rows, the task that decides the scores, both models and settings."""
+
+    name: str
+    rows: tuple[PromptRow, ...]
+    task: Task
+    sources: dict[str, Any]
+    load_in_8bit: dict[str, bool]
+    settings: dict[str, GenerationSettings]
+    batch_size: int
+
+
+def read_rows(builtin: str | None, upload: str | None) -> tuple[str, tuple[PromptRow, ...], Task]:
+    """The rows of an uploaded file (it wins) or of a built-in set, with the set's name and task."""
+    if upload:
+        name = os.path.basename(upload)
+        if os.path.getsize(upload) > MAX_FILE_BYTES:
+            raise SetInputError(f"{name}: the file is over {MAX_FILE_BYTES // 1_000_000} MB")
+        with open(upload, "rb") as handle:
+            return name, tuple(parse_prompt_file(name, handle.read())), Task.OTHER
+    if not builtin:
+        raise SetInputError("set: pick a built-in set or upload a file")
+    chosen = builtin_set(builtin)
+    return chosen.name, chosen.rows, chosen.task
+
+
+def build_request(runner: Runner, name: str, rows: tuple[PromptRow, ...], task: Task, models: dict[str, tuple],
+                  settings: GenerationSettings, batch_size: Any) -> SetRequest:
+    """Validate everything before anything runs; every refusal names what was wrong."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, float)) or not 0 <= batch_size <= 64 \
+            or int(batch_size) != batch_size:
+        raise SetInputError(f"batch_size: must be a whole number from 0 (automatic) to 64, got {batch_size!r:.40}")
+    sources, eight_bit = {}, {}
+    for side, (model, custom, load_in_8bit) in models.items():
+        if not isinstance(load_in_8bit, bool):
+            raise SetInputError(f"load_in_8bit_{side}: must be true or false, got {load_in_8bit!r:.40}")
+        try:
+            sources[side] = runner.resolve(model, custom)
+        except ModelIdError as exc:
+            raise SetInputError(f"{side}: {exc}") from None
+        eight_bit[side] = load_in_8bit
+    right_settings = settings.model_copy(update={"task_prefix": ""})  # the prefix is for a seq2seq input
+    return SetRequest(name, rows, task, sources, eight_bit, {"left": settings, "right": right_settings}, int(batch_size))
+
+
+def load_both(runner: Runner, request: SetRequest, stop_event: threading.Event) -> Iterator[str | dict[str, LoadedModel]]:
+    """Status lines while the two models load, then ``{side: model}``; load failures raise SetInputError."""
+    loaded: dict[str, LoadedModel] = {}
+    for side in SIDES:
+        try:
+            loading = runner.load(request.sources[side], request.load_in_8bit[side], stop_event)
+            while True:
+                try:
+                    event: Loading = next(loading)
+                except StopIteration as done:
+                    loaded[side] = done.value
+                    break
+                yield f"{side}: {event.status}"
+        except (ModelLoadError, UnsupportedModelError) as exc:
+            raise SetInputError(f"{side}: {exc}") from None
+    yield loaded
+
+
+def progress_line(progress: SetProgress) -> str:
+    """``left ▰▰▰▱▱ 6/10 · right ▰▰▱▱▱ 4/10 · 12 s · about 8 s left``."""
+    def bar(done: int) -> str:
+        filled = round(10 * done / progress.total) if progress.total else 10
+        return "▰" * filled + "▱" * (10 - filled)
+    left = f"left {bar(progress.done_left)} {progress.done_left}/{progress.total}"
+    right = f"right {bar(progress.done_right)} {progress.done_right}/{progress.total}"
+    rest = "" if progress.remaining is None else f" · about {progress.remaining:.0f} s left"
+    return f"{left} · {right} · {progress.elapsed:.0f} s{rest}"
+
+
+def summary_markdown(result: dict[str, Any]) -> str:
+    """The summary above the table: per side rows, time per row, tokens/s, output length, scores, ratings."""
+    summary, models = result["summary"], result.get("models", {})
+    def cell(side: str, key: str, fmt: str = "{}") -> str:
+        value = summary[side].get(key)
+        return "–" if value is None else esc(fmt.format(value))
+    lines = ["| | left | right |", "|---|---|---|",
+             f"| model | {esc(models.get('left', {}).get('name', ''))} | {esc(models.get('right', {}).get('name', ''))} |",
+             f"| rows done | {cell('left', 'rows_done')} | {cell('right', 'rows_done')} |",
+             f"| mean time per row | {cell('left', 'mean_seconds_per_row', '{:.2f} s')} | {cell('right', 'mean_seconds_per_row', '{:.2f} s')} |",
+             f"| tokens/s | {cell('left', 'tokens_per_second', '{:.1f}')} | {cell('right', 'tokens_per_second', '{:.1f}')} |",
+             f"| mean output length | {cell('left', 'mean_output_tokens', '{:.1f} tokens')} | {cell('right', 'mean_output_tokens', '{:.1f} tokens')} |"]
+    for name in sorted(set(summary["left"].get("scores", {})) | set(summary["right"].get("scores", {}))):
+        scores = [summary[side].get("scores", {}).get(name) for side in SIDES]
+        lines.append(f"| {esc(name)} | " + " | ".join("–" if s is None else f"{s:.3g}" for s in scores) + " |")
+    tally = summary.get("ratings", {})
+    lines.append(f"| your ratings | left better: {tally.get('left', 0)} | right better: {tally.get('right', 0)} · "
+                 f"tie: {tally.get('tie', 0)} |")
+    return "\n".join(lines)
+
+
+def chart_frames(result: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Data for the three charts: score per side and metric (0–100), time per row per side, output length per row."""
+    summary = result["summary"]
+    scores = [{"side": side, "metric": name, "score": value if name == "chrf" else 100 * value}
+              for side in SIDES for name, value in summary[side].get("scores", {}).items()]
+    latency = [{"side": side, "seconds per row": summary[side]["mean_seconds_per_row"]}
+               for side in SIDES if summary[side].get("mean_seconds_per_row") is not None]
+    lengths = [{"row": number, "output tokens": row[side]["stats"]["output_tokens"], "side": side}
+               for number, row in enumerate(result["rows"], 1) for side in SIDES if row.get(side)]
+    return (pd.DataFrame(scores, columns=["side", "metric", "score"]),
+            pd.DataFrame(latency, columns=["side", "seconds per row"]),
+            pd.DataFrame(lengths, columns=["row", "output tokens", "side"]))
+
+
+class SetHandlers:
+    """Handlers of the prompt-set tab.
+
+    Args:
+        runner: loads models (the shared cache) and tracks runs per session for Stop.
+        tab: the tab's components.
+        exports: where downloads are written.
+        redact: hides server paths.
+    """
+
+    def __init__(self, runner: Runner, tab: SetTab, exports: ExportFolder, redact: PathRedactor = NO_REDACTION) -> None:
+        self.runner, self.tab, self.exports, self.redact = runner, tab, exports, redact
+
+    def _request(self, data: dict[Any, Any]) -> SetRequest:
+        tab = self.tab
+        values = {name: data[control] for name, control in zip(SHARED_FIELDS, tab.settings.components())}
+        settings = GenerationSettings.from_mapping({**values, "task_prefix": data[tab.task_prefix] or ""})
+        name, rows, task = read_rows(data[tab.builtin], data[tab.upload])
+        models = {side.side: (data[side.model], data[side.custom], bool(data[side.eight_bit])) for side in (tab.left, tab.right)}
+        return build_request(self.runner, name, rows, task, models, settings, data[tab.batch_size])
+
+    def render(self, result: dict[str, Any]) -> Updates:
+        """Table, summary and charts for a (partial or final) result."""
+        scores, latency, lengths = chart_frames(result)
+        return {self.tab.table: table_rows(result["rows"]), self.tab.summary: summary_markdown(result),
+                self.tab.score_plot: scores, self.tab.latency_plot: latency, self.tab.length_plot: lengths}
+
+    def _finished(self, result: dict[str, Any]) -> Updates:
+        csv_path, json_path, md_path = write_set_exports(result, self.exports.path)
+        return {**self.render(result), self.tab.result: result,
+                self.tab.download_csv: gr.DownloadButton(value=str(csv_path), interactive=True),
+                self.tab.download_json: gr.DownloadButton(value=str(json_path), interactive=True),
+                self.tab.download_md: gr.DownloadButton(value=str(md_path), interactive=True)}
+
+    def run(self, data: dict[Any, Any], request: gr.Request) -> Iterator[Updates]:
+        """Run the set on both models; the table fills row by row; the result and downloads at the end."""
+        try:
+            set_request = self._request(data)
+        except (SetInputError, PromptSetError, SettingsError, OSError) as exc:
+            yield {self.tab.progress: f"⚠️ {esc(self.redact(str(exc)))}"}
+            return
+        last_drawn = 0.0
+        for update in run_request(self.runner, set_request, request.session_hash or "anonymous", self.redact):
+            if isinstance(update, str):
+                yield {self.tab.progress: esc(update)}
+            elif isinstance(update, SetProgress):
+                line = {self.tab.progress: esc(progress_line(update))}
+                if time.perf_counter() - last_drawn < REFRESH_SECONDS:
+                    yield line  # the table and charts are redrawn at most every REFRESH_SECONDS
+                    continue
+                last_drawn = time.perf_counter()
+                yield {**line, **self.render(update.snapshot().to_dict())}
+            else:
+                yield {self.tab.progress: "✅ done" if not update["stopped"] else "⏹ stopped: the rows done are kept",
+                       **self._finished(update)}
+
+    def select_row(self, event: gr.SelectData) -> int:
+        """Clicking a table row picks it for rating (1-based)."""
+        return int(event.index[0]) + 1
+
+    def rate(self, data: dict[Any, Any]) -> Updates:
+        """Store the rating of the picked row and refresh the table, summary and downloads."""
+        result, number, rating = data[self.tab.result], data[self.tab.rating_row], data[self.tab.rating]
+        if not result or not number or not 1 <= int(number) <= len(result["rows"]):
+            return gr.skip()
+        return self._finished(rate(result, int(number) - 1, rating))
+
+
+def run_request(runner: Runner, request: SetRequest, session: str,
+                redact: PathRedactor) -> Iterator[str | SetProgress | dict[str, Any]]:
+    """Load both models and run the set, yielding status lines, progress, then the final result dict.
+    Tracked per session, so that session's Stop stops it; errors end as a status line."""
+    job = SetJob(session)
+    runner.track(job, True)  # type: ignore[arg-type]
+    try:
+        loaded: dict[str, LoadedModel] = {}
+        for item in load_both(runner, request, job.stop_event):
+            if isinstance(item, str):
+                yield redact(item)
+            else:
+                loaded = item
+        final: SetResult | None = None
+        for event in compare_set(loaded["left"], loaded["right"], request.rows, request.settings["left"],
+                                 right_settings=request.settings["right"], task=request.task,
+                                 batch_size=request.batch_size, stop_event=job.stop_event):
+            if isinstance(event, SetResult):
+                final = event
+            else:
+                yield event
+        assert final is not None
+        yield redact({"set": request.name, "task": request.task.value, "batch_size": request.batch_size,
+                      "settings": {side: s.to_dict() for side, s in request.settings.items()},
+                      "models": {side: loaded[side].description.to_dict() for side in SIDES}, **final.to_dict()})
+    except SetInputError as exc:
+        yield f"⚠️ {redact(str(exc))}"
+    finally:
+        job.stop()
+        runner.track(job, False)  # type: ignore[arg-type]
+
+
+def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION) -> Callable[..., Iterator[dict]]:
+    """The ``/run_set`` function: many prompts on two models, progress while it runs, every row at the end."""
+    def run_set(left: str, right: str, rows: list, max_new_tokens: int = 128, temperature: float = 0.0,
+                top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, seed: int = 0,
+                load_in_8bit_left: bool = False, load_in_8bit_right: bool = False, batch_size: int = 0,
+                request: gr.Request | None = None) -> Iterator[dict]:
+        """Run a prompt set on two models at once.
+
+        ``rows``: a list of objects with ``prompt`` and optional ``reference`` and ``task_prefix`` (at most 200).
+        Streams ``{"done_left", "done_right", "total"}`` progress objects, then ends with
+        ``{"rows": [{"prompt", "reference", "left": {"text", "stats"}, "right": {...}, "scores": {...}}], "summary": {...}}``
+        with the rows in input order. Bad rows, models or settings are refused before anything runs, naming what was wrong.
+        """
+        try:
+            settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                          top_k=top_k, repetition_penalty=repetition_penalty, seed=seed)
+            checked = tuple(validate_rows(rows))
+            set_request = build_request(runner, "api", checked, Task.OTHER,
+                                        {"left": (left, None, load_in_8bit_left), "right": (right, None, load_in_8bit_right)},
+                                        settings, batch_size)
+        except (SetInputError, PromptSetError, SettingsError) as exc:
+            raise gr.Error(str(exc)) from None
+        session = (request.session_hash if request is not None else None) or "api"
+        for update in run_request(runner, set_request, session, redact):
+            if isinstance(update, SetProgress):
+                yield update.to_dict()
+            elif isinstance(update, dict):
+                yield {"rows": update["rows"], "summary": update["summary"], "models": update["models"],
+                       "stopped": update["stopped"]}
+            elif update.startswith("⚠️"):
+                raise gr.Error(update.removeprefix("⚠️ "))
+    return run_set
+
+
+def about_set(builtin: str | None, upload: str | None) -> str:
+    """What the chosen set is: its size, its task, and which kind of model it should favour; or why it is refused."""
+    try:
+        name, rows, task = read_rows(builtin, upload)
+    except (SetInputError, PromptSetError, OSError) as exc:
+        return f"⚠️ {esc(str(exc))}"
+    favours = "" if upload else f" · {esc(builtin_set(name).favours)}"
+    scored = sum(1 for row in rows if row.reference is not None)
+    return f"**{esc(name)}**: {len(rows)} rows · task {task.value} · {scored} with a reference{favours}"
+
+
+def side_class_handler(runner: Runner, side: SideSelector, redact: PathRedactor = NO_REDACTION):
+    """The class answer for a set side's model (the same answer as the single-prompt page)."""
+    def show_class(data: dict[Any, Any]) -> Updates:
+        selection = runner.inspect(data[side.model], data[side.custom], bool(data[side.eight_bit]))
+        if selection.error is not None:
+            return {side.class_info: class_markdown(error=redact(selection.error))}
+        return {side.class_info: class_markdown(selection.report.to_dict())}
+    return show_class

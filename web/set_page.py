@@ -1,0 +1,59 @@
+"""The "Prompt set" tab composed: components (``components/promptset_tab.py``), handlers
+(``web/set_handlers.py``) and the ``/run_set`` API, sharing the single page's queue policy."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import gradio as gr
+
+from components.promptset_tab import SetTab, build_set_tab
+from models import Kind, eight_bit_status
+from models.promptset import BUILTIN_SETS, MAX_FILE_BYTES, builtin_set
+from models.run import Runner
+from models.settings import setting_ranges
+
+from .config import AppConfig
+from .exports import ExportFolder
+from .privacy import PathRedactor
+from .set_handlers import SetHandlers, about_set, run_set_endpoint, side_class_handler
+
+PRIVATE = {"show_progress": "hidden", "api_visibility": "private"}
+
+
+def build_prompt_set(runner: Runner, config: AppConfig, *, exports: ExportFolder, redact: PathRedactor,
+                     stop: Callable, concurrency_id: str) -> SetHandlers:
+    """Build the tab's components and wire its events (call inside a ``gr.Tab``); registers ``/run_set``."""
+    registry = runner.registry
+    tab = build_set_tab(
+        sets=[(builtin_set(name).title, name) for name in BUILTIN_SETS],
+        choices={"left": registry.choices(Kind.SEQ2SEQ), "right": registry.choices(Kind.CAUSAL)},
+        values={"left": runner.default_model(Kind.SEQ2SEQ, config.seq2seq),
+                "right": runner.default_model(Kind.CAUSAL, config.causal)},
+        allow_custom=registry.allow_custom, eight_bit=eight_bit_status(), limits=setting_ranges(),
+        max_upload_mb=MAX_FILE_BYTES / 1e6)
+    handlers = SetHandlers(runner, tab, exports, redact)
+    _wire(tab, handlers, runner, redact, stop, config.concurrency, concurrency_id)
+    gr.api(run_set_endpoint(runner, redact), api_name="run_set", concurrency_id=concurrency_id,
+           concurrency_limit=config.concurrency)
+    return handlers
+
+
+def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, redact: PathRedactor, stop: Callable,
+          concurrency: int, concurrency_id: str) -> None:
+    gr.on([tab.builtin.change, tab.upload.change], about_set, [tab.builtin, tab.upload], tab.about, queue=False, **PRIVATE)
+    for side in (tab.left, tab.right):
+        gr.on([side.model.change, side.custom.submit, side.eight_bit.change], side_class_handler(runner, side, redact),
+              inputs={side.model, side.custom, side.eight_bit}, outputs={side.class_info}, concurrency_limit=4,
+              concurrency_id="card", **PRIVATE)
+    inputs = {tab.builtin, tab.upload, tab.task_prefix, tab.batch_size, *tab.settings.components(),
+              *[c for side in (tab.left, tab.right) for c in (side.model, side.custom, side.eight_bit)]}
+    outputs = {tab.progress, tab.summary, tab.table, tab.score_plot, tab.latency_plot, tab.length_plot, tab.result,
+               tab.download_csv, tab.download_json, tab.download_md}
+    tab.run.click(handlers.run, inputs=inputs, outputs=outputs, concurrency_id=concurrency_id,
+                  concurrency_limit=concurrency, **PRIVATE)
+    tab.stop.click(stop, None, None, queue=False, api_visibility="private")
+    tab.table.select(handlers.select_row, None, tab.rating_row, queue=False, **PRIVATE)
+    tab.rating.input(handlers.rate, inputs={tab.result, tab.rating_row, tab.rating},
+                     outputs={tab.table, tab.summary, tab.score_plot, tab.latency_plot, tab.length_plot, tab.result,
+                              tab.download_csv, tab.download_json, tab.download_md}, queue=False, **PRIVATE)
