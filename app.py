@@ -14,6 +14,7 @@ from typing import Sequence
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no analytics calls from a public demo
 
 from models import Kind  # noqa: E402
+from models.remote import EndpointError  # noqa: E402
 from web.config import parse_args  # noqa: E402
 from web.page import build_page  # noqa: E402
 from web.serving import build_runner, launch_kwargs, open_host_warning  # noqa: E402
@@ -22,7 +23,10 @@ from web.serving import build_runner, launch_kwargs, open_host_warning  # noqa: 
 def main(argv: Sequence[str] | None = None) -> None:
     """Start the playground."""
     config, address = parse_args(argv)
-    runner = build_runner(config)
+    try:
+        runner = build_runner(config)
+    except EndpointError as exc:  # an --endpoint that cannot be used: refuse to start, saying why
+        raise SystemExit(f"error: {exc}") from None
     page = build_page(runner, config)
     if config.preload:
         runner.preload([name for name in (runner.default_model(Kind.SEQ2SEQ, config.seq2seq),

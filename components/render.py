@@ -30,13 +30,17 @@ def card_markdown(description: Mapping[str, Any] | None = None, *, architecture:
                   error: str | None = None, note: str | None = None) -> str:
     """The model card line: Auto class -> concrete class, architecture, size, dtype, device.
 
-    Shows the full description of a loaded model (``ModelDescription.to_dict()``), or what the
-    config says before loading (``ClassReport.to_dict()``), or an error.
+    Shows the full description of a loaded model (``ModelDescription.to_dict()``), who serves an
+    endpoint model (``EndpointDescription.to_dict()``: "served by NAME (engine, model id)"), or what
+    the config says before loading (``ClassReport.to_dict()``), or an error.
     """
     if error:
         return f"⚠️ {esc(error)}"
     parts: list[str] = []
-    if description:
+    if description and description.get("served_by"):
+        parts.append(f"{esc(description['served_by'])} · {esc(description['architecture'])} · "
+                     "runs on the engine's machine, not here")
+    elif description:
         quant = " · 8-bit" if description.get("quantization", "none") != "none" else ""
         parts.append(f"`{esc(description['auto_class'])} -> {esc(description['resolved_class'])}` · "
                      f"{esc(description['architecture'])} · {esc(description['params_text'])} params · "
@@ -58,9 +62,12 @@ def stats_line(stats: Mapping[str, Any], *, markdown: bool = True) -> str:
     """
     bold = (lambda text: f"**{text}**") if markdown else (lambda text: text)
     ttft, tps, total = stats.get("time_to_first_token"), stats.get("tokens_per_second"), stats.get("total_seconds")
+    unit = "chunks" if stats.get("count_unit") == "chunks" else "tokens"  # an endpoint that reports no token counts
+    inputs = stats.get("input_tokens")
     parts = [f"first token {bold(f'{ttft:.2f} s')}" if isinstance(ttft, (int, float)) else "no token",
-             f"{bold(f'{tps:.1f}')} tokens/s" if isinstance(tps, (int, float)) else "– tokens/s",
-             f"{stats.get('input_tokens', '?')} in → {stats.get('output_tokens', '?')} out"]
+             f"{bold(f'{tps:.1f}')} {unit}/s" if isinstance(tps, (int, float)) else f"– {unit}/s",
+             f"{'?' if inputs is None else inputs} in → {stats.get('output_tokens', '?')} out"
+             + (" (stream chunks, not tokens)" if unit == "chunks" else "")]
     if isinstance(total, (int, float)):
         parts.append(f"{total:.2f} s")
     parts.append(f"finish: {bold(esc(stats.get('finish_reason', '?')))}")
@@ -183,16 +190,31 @@ CLASS_EXPLAINER = (
 )
 
 
-def class_markdown(report: Mapping[str, Any] | None = None, *, error: str | None = None) -> str:
+def class_markdown(report: Mapping[str, Any] | None = None, *, error: str | None = None,
+                   served_by: str | None = None) -> str:
     """Answer "which class runs this model, and what if I use the other Auto class?" for a
-    ``models.explain.ClassReport`` dict, in plain words."""
+    ``models.explain.ClassReport`` dict, in plain words.
+
+    ``served_by`` marks a model an inference engine serves: without a report its architecture cannot
+    be seen from here; with one (its model id is a hub id whose config could be read) the answer says
+    where it comes from.
+    """
     if error:
         return f"**Which class runs it?** ⚠️ {esc(error)}"
+    if served_by and not report:
+        return "\n".join([
+            "**Which class runs this model?**",
+            f"- It is {esc(served_by)}. The engine loads and runs it on its own machine, so its architecture "
+            "cannot be seen from here: this playground never reads its `config.json`.",
+            "- The answer would show here if its model id were a Hugging Face hub id whose config this machine can read.",
+            "", CLASS_EXPLAINER])
     if not report:
         return ""
     declared = ", ".join(report.get("declared") or ()) or "none listed"
     lines = [
         "**Which class runs this model?**",
+        *([f"- It is {esc(served_by)}; the engine runs it with its own code. Its config, read from the Hugging Face "
+           "hub under the same id, says what transformers would use:"] if served_by else []),
         f"- Loaded with `{esc(report['auto_class'])}`, which resolves to `{esc(report['resolved_class'])}` "
         f"(config: model_type `{esc(report['model_type'])}`, architectures: {esc(declared)}).",
     ]

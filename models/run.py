@@ -28,6 +28,7 @@ from .explain import ClassReport, PromptView, class_report, prompt_view
 from .loader import LoadedModel, ModelCache, ModelDescription, ModelLoadError
 from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, Kind
 from .prompt import PreparedPrompt, prepare
+from .remote import Endpoint, EndpointDescription, endpoint_snippet
 from .settings import GenerationSettings
 from .snippet import build_snippet
 from .sources import ModelIdError, ModelRegistry, ModelSource
@@ -48,7 +49,7 @@ class RunResult:
         text: the answer (partial when stopped or failed while generating).
         stats: the figures of a generation that started (``None`` when it never did).
         error: why there is no answer (load failure, stopped before generating), else ``None``.
-        description: the loaded model's description.
+        description: the loaded model's description (an endpoint's: its name, engine and model id).
         prepared: the model input (``prepared.text`` is what the model saw).
         code: a script reproducing the run.
         token_view: the tokens the model received, tagged by origin.
@@ -61,7 +62,7 @@ class RunResult:
     text: str = ""
     stats: Stats | None = None
     error: str | None = None
-    description: ModelDescription | None = None
+    description: ModelDescription | EndpointDescription | None = None
     prepared: PreparedPrompt | None = None
     code: str | None = None
     token_view: PromptView | None = None
@@ -100,12 +101,13 @@ class Loading:
 
 @dataclass(frozen=True)
 class Ready:
-    """The model is loaded and its input built; generation starts next.
+    """The model is loaded (or its endpoint known) and its input built; generation starts next.
 
     ``token_view_error`` says why the token view could not be made (it never stops a run).
+    ``loaded.description`` is what the card shows.
     """
 
-    loaded: LoadedModel
+    loaded: LoadedModel | Endpoint
     prepared: PreparedPrompt
     token_view: PromptView | None
     token_view_error: str | None
@@ -175,6 +177,9 @@ class SideRun:
         """Load, prepare, stream; the last event is :class:`Finished`. Closing the iterator stops the run."""
         self.runner.track(self, True)
         try:
+            if self.source.endpoint is not None:
+                yield from self._served(self.source.endpoint)
+                return
             loaded = yield from self._load()
             if loaded is None:
                 return
@@ -197,6 +202,20 @@ class SideRun:
             self.stop_event.set()  # the consumer went away or the run ended: the worker must end too
             self.runner.track(self, False)
 
+    def _served(self, endpoint: Endpoint) -> Iterator[RunEvent]:
+        """A run on an inference engine: nothing loads here; the request is built once, then streamed."""
+        request = endpoint.request(self.prompt, self.settings, self.load_in_8bit)
+        prepared, code = request.prepared, endpoint_snippet(endpoint, request)
+        yield Ready(endpoint, prepared, None, f"the tokens are made by {endpoint.description.served_by}, "
+                    "not on this machine", code)
+        text, stats = "", None
+        for update in endpoint.stream(request, stop_event=self.stop_event, first_token_timeout=self.runner.first_token_timeout):
+            text, stats = update.text, update.stats
+            if stats is None:
+                yield Chunk(text)
+        yield Finished(RunResult(self.source.name, self.prompt, self.settings, text, stats,
+                                 description=endpoint.description, prepared=prepared, code=code))
+
     def _load(self) -> Iterator[RunEvent]:
         """Yield :class:`Loading` events until the model is ready; return it, or ``None`` after a
         :class:`Finished` event with the reason it could not be had."""
@@ -212,12 +231,17 @@ class SideRun:
 @dataclass(frozen=True)
 class Selection:
     """A panel's selected model before any run: its class report, its description when already
-    loaded, whether it is an untrained demo model, or why it cannot be used."""
+    loaded, whether it is an untrained demo model, or why it cannot be used.
+
+    An endpoint model has its description at once, ``served_by`` set, and a class report only when
+    its model id is a hub id whose config can be read here.
+    """
 
     report: ClassReport | None = None
-    description: ModelDescription | None = None
+    description: ModelDescription | EndpointDescription | None = None
     untrained: bool = False
     error: str | None = None
+    served_by: str | None = None
 
 
 class Runner:
@@ -236,6 +260,7 @@ class Runner:
         self.max_input_tokens = max_input_tokens
         self._runs: dict[str, set[SideRun]] = {}
         self._lock = threading.Lock()
+        self._endpoint_reports: dict[str, ClassReport | None] = {}  # endpoint name -> its hub config's class report
 
     # ----- which model -----
     def resolve(self, name: str | None, custom: str | None = None) -> ModelSource:
@@ -273,6 +298,8 @@ class Runner:
         """What the page shows for a panel's selection, from one config read (cached per model)."""
         try:
             source = self.resolve(name, custom)
+            if source.endpoint is not None:
+                return self._inspect_endpoint(source.endpoint)
             reason = self.unavailable(source)
             if reason:
                 raise ModelLoadError(reason)
@@ -310,6 +337,20 @@ class Runner:
             if stop_event is not None and stop_event.is_set():
                 raise ModelLoadError(f"stopped while loading {source.name} (it keeps loading in the background)")
             yield Loading(f"⏳ {status}… {time.perf_counter() - started:.0f} s")
+
+    def _inspect_endpoint(self, endpoint: Endpoint) -> "Selection":
+        """An endpoint's selection: its description, and the class report of its model id's hub config
+        when that can be read here (tried once per endpoint)."""
+        if endpoint.name not in self._endpoint_reports:
+            report, hub = None, endpoint.hub_source()
+            if hub is not None:
+                try:
+                    report = class_report(hub)
+                except Exception:  # noqa: BLE001 - not on the hub, gated, offline and not cached: nothing to show
+                    report = None
+            self._endpoint_reports[endpoint.name] = report
+        return Selection(self._endpoint_reports[endpoint.name], endpoint.description,
+                         served_by=endpoint.description.served_by)
 
     # ----- runs -----
     def start(self, source: ModelSource, prompt: str, settings: GenerationSettings, load_in_8bit: bool = False,

@@ -17,12 +17,16 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from huggingface_hub import is_offline_mode
 from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
 from .presets import PRESETS, Kind, get_preset
+
+if TYPE_CHECKING:
+    from .remote import Endpoint
 
 MAX_REPO_ID_LENGTH = 96
 MAX_CUSTOM_BYTES_ON_SPACE = 2 * 10**9  # typed hub ids with more weights than this are refused on a Space
@@ -44,6 +48,7 @@ class ModelSource:
         gguf_file: file name inside ``path`` when the weights are a GGUF file.
         local: True when ``path`` is a folder on this machine.
         kind: the kind, when known without reading the config.
+        endpoint: set when an inference engine serves the model (``--endpoint``): nothing is loaded here.
     """
 
     name: str
@@ -52,6 +57,7 @@ class ModelSource:
     gguf_file: str | None = None
     local: bool = False
     kind: Kind | None = None
+    endpoint: Endpoint | None = field(default=None, compare=False)
 
     @property
     def untrained(self) -> bool:
@@ -198,6 +204,7 @@ class ModelRegistry:
 
     Args:
         local: models registered from ``--model-dir`` folders and local packages, by name.
+        endpoints: models served by an inference engine (``--endpoint``), by name.
         allow_custom: whether typed hub ids are accepted (off on a public Space by default).
         online: whether the hub is reachable; offline, hub models must be in the local cache.
         max_custom_bytes: typed hub ids with more weights than this are refused (looked up on the
@@ -205,6 +212,7 @@ class ModelRegistry:
     """
 
     local: dict[str, ModelSource] = field(default_factory=dict)
+    endpoints: dict[str, ModelSource] = field(default_factory=dict)
     allow_custom: bool = True
     online: bool = True
     max_custom_bytes: int | None = None
@@ -212,6 +220,10 @@ class ModelRegistry:
     def register(self, source: ModelSource) -> None:
         """Add a local model under its name (a later one with the same name wins)."""
         self.local[source.name] = source
+
+    def register_endpoint(self, source: ModelSource) -> None:
+        """Add a model served by an inference engine (its name wins over local models and presets)."""
+        self.endpoints[source.name] = source
 
     def register_dir(self, directory: str | os.PathLike) -> list[ModelSource]:
         """Register every model found in ``directory``; return what was found."""
@@ -240,6 +252,8 @@ class ModelRegistry:
         if not isinstance(name, str):
             raise ModelIdError(f"model: expected a model name, got {type(name).__name__}")
         name = name.strip()
+        if name in self.endpoints:
+            return self.endpoints[name]
         if name in self.local:
             return self.local[name]
         preset = get_preset(name)
@@ -254,13 +268,16 @@ class ModelRegistry:
 
     def availability(self, name: str) -> str | None:
         """``None`` if ``name`` can be loaded now, else the reason it cannot (e.g. offline, not cached)."""
-        if name in self.local or self.online:
+        if name in self.endpoints or name in self.local or self.online:
             return None
         return None if in_hf_cache(name) else "needs the Hugging Face hub, which cannot be reached (not in the local cache)"
 
     def choices(self, kind: Kind) -> list[tuple[str, str, str | None]]:
-        """``(name, label, unavailable_reason)`` for every model of ``kind``: local ones first, then presets."""
+        """``(name, label, unavailable_reason)`` for every model of ``kind``: endpoints, local ones, then presets."""
         out: list[tuple[str, str, str | None]] = []
+        for source in self.endpoints.values():
+            if source.kind is kind and source.endpoint is not None:
+                out.append((source.name, f"{source.name} · served by {source.endpoint.engine.name}", None))
         for source in self.local.values():
             if source.kind in (kind, None):
                 out.append((source.name, f"{source.name} · local", None))

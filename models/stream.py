@@ -56,8 +56,10 @@ class Stats:
     """Figures for one generation.
 
     Args:
-        input_tokens: tokens fed to the model (after template / prefix / truncation).
-        output_tokens: tokens generated, counted from the generated ids.
+        input_tokens: tokens fed to the model (after template / prefix / truncation); ``None`` when
+            unknown (an endpoint that reports no counts, with no tokenizer here).
+        output_tokens: tokens generated, counted from the generated ids (an endpoint's: from its usage
+            report, else its tokenizer here, else stream chunks; see ``count_unit``).
         time_to_first_token: seconds from start to the first generated token.
         tokens_per_second: output tokens after the first, per second after the first
             (so the prompt's processing time does not dilute the decoding speed).
@@ -65,9 +67,11 @@ class Stats:
         finish_reason: why it ended.
         error: the error message when ``finish_reason`` is ``error``.
         notices: truncation and capping notes.
+        count_unit: ``"tokens"``, or ``"chunks"`` when only stream chunks could be counted (then
+            ``tokens_per_second`` is chunks per second).
     """
 
-    input_tokens: int
+    input_tokens: int | None
     output_tokens: int = 0
     time_to_first_token: float | None = None
     tokens_per_second: float | None = None
@@ -75,6 +79,7 @@ class Stats:
     finish_reason: FinishReason = FinishReason.EOS
     error: str | None = None
     notices: list[str] = field(default_factory=list)
+    count_unit: str = "tokens"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -83,7 +88,7 @@ class Stats:
             "time_to_first_token": None if self.time_to_first_token is None else round(self.time_to_first_token, 4),
             "tokens_per_second": None if self.tokens_per_second is None else round(self.tokens_per_second, 2),
             "total_seconds": round(self.total_seconds, 4), "finish_reason": self.finish_reason.value,
-            "error": self.error, "notices": list(self.notices),
+            "error": self.error, "notices": list(self.notices), "count_unit": self.count_unit,
         }
 
 
