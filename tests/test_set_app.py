@@ -1,0 +1,149 @@
+"""Prompt sets in the app: the /run_set API, the tab's handler, Stop, ratings and the exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import types
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from components.set_export import to_set_csv, to_set_json, to_set_markdown, write_set_exports
+from models import GenerationSettings, Kind
+from models.batch import generate_rows
+from models.promptset import MAX_ROWS, PromptRow, builtin_set
+from models.setcompare import rate
+from tests.apphelpers import built_page, generation_threads, running_app, slowed
+
+ROWS = [{"prompt": "What is the capital of France?", "reference": "Paris"},
+        {"prompt": "Name a red fruit.", "reference": "apple"},
+        {"prompt": "Once upon a time"}]
+
+
+@pytest.fixture(scope="module")
+def app(registry, cache):
+    with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2") as served:
+        yield served
+
+
+def test_run_set_streams_progress_then_rows_in_input_order_equal_to_one_at_a_time(app, load_tiny):
+    client = Client(app.url, verbose=False)
+    job = client.submit(left="tiny-t5", right="tiny-gpt2", rows=ROWS, max_new_tokens=7, batch_size=1, api_name="/run_set")
+    updates = list(job)
+    final = job.result()
+    progress = [u for u in updates if "total" in u]
+    assert progress and all(p["total"] == 3 for p in progress)
+    assert progress[-1]["done_left"] <= 3 and progress[-1]["done_right"] <= 3
+    assert [row["prompt"] for row in final["rows"]] == [r["prompt"] for r in ROWS], "input order"
+    settings = GenerationSettings(max_new_tokens=7)
+    rows = [PromptRow(r["prompt"], r.get("reference")) for r in ROWS]
+    for side, model in (("left", "tiny-t5"), ("right", "tiny-gpt2")):
+        expected = {r.index: r.text for r in generate_rows(load_tiny(model), rows, settings, batch_size=1)}
+        assert [row[side]["text"] for row in final["rows"]] == [expected[i] for i in range(3)]
+        assert all(row[side]["stats"]["output_tokens"] == 7 for row in final["rows"])
+    assert set(final["rows"][0]["scores"]["left"]) == {"chrf"} and final["rows"][2]["scores"]["left"] == {}
+    assert final["summary"]["left"]["rows_done"] == 3 and final["summary"]["right"]["rows_scored"] == 2
+
+
+@pytest.mark.parametrize(("values", "named"), [
+    ({"rows": [{"prompt": "ok"}, {"prompt": "   "}]}, "row 2"),
+    ({"rows": [{"prompt": "x"}] * (MAX_ROWS + 1)}, "200"),
+    ({"rows": [{"prompt": "x", "answer": "y"}]}, "answer"),
+    ({"rows": "not a list"}, "rows"),
+    ({"batch_size": 65}, "batch_size"),
+    ({"top_p": 0}, "top_p"),
+    ({"left": "/etc/passwd"}, "left"),
+    ({"load_in_8bit_right": "yes"}, "load_in_8bit_right"),
+])
+def test_bad_requests_are_refused_naming_what_was_wrong(app, values, named):
+    client = Client(app.url, verbose=False)
+    arguments = {"left": "tiny-t5", "right": "tiny-gpt2", "rows": ROWS, "max_new_tokens": 4, **values}
+    with pytest.raises(Exception, match=named):
+        client.predict(**arguments, api_name="/run_set")
+    assert not generation_threads()
+
+
+def test_stop_halts_both_sides_and_keeps_the_rows_done(app, load_tiny):
+    client = Client(app.url, verbose=False)
+    many = [{"prompt": f"Row {i} says hello"} for i in range(12)]
+    with slowed([load_tiny("tiny-t5"), load_tiny("tiny-gpt2")], 0.02):
+        job = client.submit(left="tiny-t5", right="tiny-gpt2", rows=many, max_new_tokens=30, batch_size=2,
+                            api_name="/run_set")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(o.get("done_left", 0) + o.get("done_right", 0) >= 2
+                                                      for o in job.outputs()):
+            time.sleep(0.05)
+        stopped_at = time.monotonic()
+        client.predict(api_name="/stop")
+        final = job.result(timeout=60)
+        ended = time.monotonic() - stopped_at
+    assert final["stopped"] is True
+    done = [row for row in final["rows"] if row["left"] and row["left"]["stats"]["finish_reason"] == "length"]
+    assert done, "the rows finished before Stop are kept"
+    assert any(row["left"] is None or row["left"]["stats"]["finish_reason"] == "stopped" for row in final["rows"])
+    assert ended < 30, f"the set ended {ended:.1f} s after Stop"
+    assert not generation_threads() and app.runner.running() == 0
+
+
+def test_tab_handler_fills_table_summary_and_charts_then_rates(registry, cache):
+    page, _runner = built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2")
+    tab, handlers = page.handlers.prompt_set.tab, page.handlers.prompt_set
+    data = {tab.builtin: "short_answers", tab.upload: None, tab.task_prefix: "", tab.batch_size: 0,
+            **dict(zip(tab.settings.components(), (5, 0.0, 1.0, 0, 1.0, 0, 0))),
+            tab.left.model: "tiny-t5", tab.left.custom: "", tab.left.eight_bit: False,
+            tab.right.model: "tiny-gpt2", tab.right.custom: "", tab.right.eight_bit: False}
+    updates = list(handlers.run(data, types.SimpleNamespace(session_hash="set-tab")))
+    final = updates[-1]
+    rows = builtin_set("short_answers").rows
+    assert len(final[tab.table]) == len(rows) and final[tab.table][0][1] == rows[0].prompt
+    assert "exact" in final[tab.summary] and "tokens/s" in final[tab.summary]
+    assert set(final[tab.score_plot]["side"]) == {"left", "right"}
+    assert len(final[tab.length_plot]) == 2 * len(rows)
+    result = final[tab.result]
+    rated = handlers.rate({tab.result: result, tab.rating_row: 2, tab.rating: "right"})
+    assert rated[tab.result]["rows"][1]["rating"] == "right" and rated[tab.table][1][-1] == "right"
+    assert rated[tab.result]["summary"]["ratings"] == {"left": 0, "right": 1, "tie": 0}
+    value = rated[tab.download_json].value
+    saved = json.loads(Path(value["path"] if isinstance(value, dict) else value).read_text(encoding="utf-8"))
+    assert saved["rows"][1]["rating"] == "right", "the download holds the rating"
+
+
+def test_tab_refuses_a_bad_upload_with_its_line(registry, cache, tmp_path):
+    page, _runner = built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2")
+    tab, handlers = page.handlers.prompt_set.tab, page.handlers.prompt_set
+    bad = tmp_path / "set.jsonl"
+    bad.write_text('{"prompt": "fine"}\n{"prompt": \n')
+    data = {tab.builtin: None, tab.upload: str(bad), tab.task_prefix: "", tab.batch_size: 0,
+            **dict(zip(tab.settings.components(), (5, 0.0, 1.0, 0, 1.0, 0, 0))),
+            tab.left.model: "tiny-t5", tab.left.custom: "", tab.left.eight_bit: False,
+            tab.right.model: "tiny-gpt2", tab.right.custom: "", tab.right.eight_bit: False}
+    updates = list(handlers.run(data, types.SimpleNamespace(session_hash="bad-upload")))
+    assert len(updates) == 1 and "line 2" in updates[0][tab.progress]
+
+
+def test_exports_round_trip(tmp_path):
+    result = {"set": "demo<set>", "rows": [
+        {"prompt": "Hi | there", "reference": "Hello", "scores": {"left": {"chrf": 50.0}, "right": {}},
+         "left": {"text": "<b>a</b>", "stats": {"seconds": 0.1, "output_tokens": 3}},
+         "right": {"text": "b\nc", "stats": {"seconds": 0.2, "output_tokens": 4}}, "rating": None}],
+        "summary": {"left": {"scores": {"chrf": 50.0}}, "right": {"scores": {}}, "ratings": {"left": 0, "right": 0, "tie": 0}},
+        "settings": {"left": {"max_new_tokens": 4}}, "models": {"left": {"name": "a", "revision": "abc"}}}
+    result = rate(result, 0, "tie")
+    csv_path, json_path, md_path = write_set_exports(result, tmp_path)
+    assert json.loads(json_path.read_text(encoding="utf-8"))["rows"] == result["rows"]
+    assert json.loads(to_set_json(result))["models"]["left"]["revision"] == "abc"
+    table = list(csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))))
+    assert table[0]["prompt"] == "Hi | there" and table[0]["right output"] == "b\nc" and table[0]["rating"] == "tie"
+    assert to_set_csv(result) == csv_path.read_text(encoding="utf-8")
+    markdown = md_path.read_text(encoding="utf-8")
+    assert "&lt;b&gt;a&lt;/b&gt;" in markdown and "<b>" not in markdown and "Hi \\| there" in markdown
+    assert markdown == to_set_markdown(result) and "0 / 0 / 1" in markdown
+
+
+def test_a_rating_outside_the_set_is_refused():
+    with pytest.raises(IndexError, match="row 3"):
+        rate({"rows": [{}], "summary": {}}, 2, "left")
