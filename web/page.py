@@ -197,7 +197,7 @@ def build_page(runner: Runner, config: AppConfig) -> Page:
         _wire_share(handlers.share, _wire_run(config, controls, panels, handlers))
         _wire_controls(controls, panels, handlers)
         with gr.Tab("Prompt set", elem_id="tab-set"):
-            handlers.prompt_set = build_prompt_set(runner, config, exports=handlers.share.exports,
+            handlers.prompt_set = build_prompt_set(runner, config, demo=demo, exports=handlers.share.exports,
                                                    redact=redactor_for(runner.registry, config.show_paths),
                                                    stop=handlers.stop, concurrency_id=GENERATE)
         gr.api(generate_endpoint(runner, redactor_for(runner.registry, config.show_paths), limits=config.limits,

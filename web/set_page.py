@@ -21,7 +21,7 @@ from .set_handlers import SetHandlers, about_set, run_set_endpoint, side_class_h
 PRIVATE = {"show_progress": "hidden", "api_visibility": "private"}
 
 
-def build_prompt_set(runner: Runner, config: AppConfig, *, exports: ExportFolder, redact: PathRedactor,
+def build_prompt_set(runner: Runner, config: AppConfig, *, demo: gr.Blocks, exports: ExportFolder, redact: PathRedactor,
                      stop: Callable, concurrency_id: str) -> SetHandlers:
     """Build the tab's components and wire its events (call inside a ``gr.Tab``); registers ``/run_set``."""
     registry = runner.registry
@@ -33,17 +33,18 @@ def build_prompt_set(runner: Runner, config: AppConfig, *, exports: ExportFolder
         allow_custom=registry.allow_custom, eight_bit=eight_bit_status(), limits=setting_ranges(),
         max_upload_mb=MAX_FILE_BYTES / 1e6)
     handlers = SetHandlers(runner, tab, exports, redact)
-    _wire(tab, handlers, runner, redact, stop, config.concurrency, concurrency_id)
+    _wire(tab, handlers, runner, redact, stop, config.concurrency, concurrency_id, demo.load)
     gr.api(run_set_endpoint(runner, redact), api_name="run_set", concurrency_id=concurrency_id,
            concurrency_limit=config.concurrency)
     return handlers
 
 
 def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, redact: PathRedactor, stop: Callable,
-          concurrency: int, concurrency_id: str) -> None:
-    gr.on([tab.builtin.change, tab.upload.change], about_set, [tab.builtin, tab.upload], tab.about, queue=False, **PRIVATE)
+          concurrency: int, concurrency_id: str, page_load: Callable) -> None:
+    gr.on([tab.builtin.change, tab.upload.change, page_load], about_set, [tab.builtin, tab.upload], tab.about, queue=False, **PRIVATE)
     for side in (tab.left, tab.right):
-        gr.on([side.model.change, side.custom.submit, side.eight_bit.change], side_class_handler(runner, side, redact),
+        gr.on([side.model.change, side.custom.submit, side.eight_bit.change, page_load],
+              side_class_handler(runner, side, redact),
               inputs={side.model, side.custom, side.eight_bit}, outputs={side.class_info}, concurrency_limit=4,
               concurrency_id="card", **PRIVATE)
     inputs = {tab.builtin, tab.upload, tab.task_prefix, tab.batch_size, *tab.settings.components(),
