@@ -2,8 +2,9 @@
 
 A *comparison* is a JSON-ready dict: the prompt, each side's last-run record (model
 with description and revision, settings, what the model saw, output, stats, the
-reproducing code), the visitor's rating and a timestamp. It is written as JSON and
-as Markdown for download, and kept in a per-session history that can be reopened.
+reproducing code), the visitor's rating and a timestamp. It is kept in a per-session
+history that can be reopened, and written as JSON and as Markdown for download in its
+file form (:func:`export_form`), which holds the prompt once.
 
 Example:
     >>> c = build_comparison({"model": "a", "text": "x"}, {"model": "b", "text": "y"}, prompt="Hi", rating="tie")
@@ -26,7 +27,8 @@ from typing import Any, Mapping, Sequence
 from .render import esc, stats_line
 
 FORMAT = "seq2seq-causal-playground/comparison"  # identifies the JSON files
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the file form holds the prompt once (sides carry ``model_input``, no token view)
+PROMPT_MARK = "⟨prompt⟩"  # where the prompt sits in a side's model input, in the Markdown file
 SIDES = ("seq2seq", "causal")  # left, right
 SIDE_TITLES = {"seq2seq": "Left · seq2seq (encoder-decoder)", "causal": "Right · causal (decoder-only)"}
 RATINGS = {"left": "Left (seq2seq) better", "right": "Right (causal) better", "tie": "Tie"}
@@ -71,9 +73,51 @@ def with_rating(comparison: Mapping[str, Any], rating: str | None) -> dict[str, 
     return out
 
 
+def _model_input(seen: str, prompt: str) -> dict[str, str]:
+    """What a model received, without repeating the prompt: the text around it, or the whole text
+    when the prompt is not in it intact (an input cut to fit)."""
+    at = seen.find(prompt) if prompt else -1
+    if at < 0:
+        return {"text": seen}
+    return {"before": seen[:at], "after": seen[at + len(prompt):]}
+
+
+def _code_reading_prompt(code: str, prompt: str, json_name: str) -> str:
+    """The reproducing script with its prompt literal replaced by a read of this export's JSON file."""
+    literal = f"prompt = {prompt!r}"  # how models/snippet.py writes it
+    reading = (f"import json\nprompt = json.load(open({json_name!r}, encoding=\"utf-8\"))[\"prompt\"]"
+               "  # the comparison's prompt, from its JSON export")
+    return code.replace(literal, reading, 1)
+
+
+def export_form(comparison: Mapping[str, Any]) -> dict[str, Any]:
+    """The comparison as written to files: what a reader needs, with the prompt once.
+
+    The prompt stays at the top only. Each side keeps its model, settings, output, stats and code,
+    but not the prompt again: what the model received becomes ``model_input`` (the chat template or
+    task prefix around the prompt: ``before`` and ``after``, or ``text`` when the input was cut), the
+    code reads the prompt from the JSON file, and the token view (a display of the same text) is left out.
+    """
+    out = copy.deepcopy(dict(comparison))
+    prompt = str(out.get("prompt", ""))
+    json_name = f"{file_stem(comparison)}.json"
+    out["version"] = FORMAT_VERSION
+    for side, record in (out.get("sides") or {}).items():
+        if not record:
+            continue
+        if record.get("prompt") == prompt:
+            del record["prompt"]
+        record.pop("prompt_view", None)
+        if record.get("prompt_as_seen") is not None:
+            record["model_input"] = _model_input(str(record.pop("prompt_as_seen")), prompt)
+        if isinstance(record.get("code"), str):
+            record["code"] = _code_reading_prompt(record["code"], prompt, json_name)
+    return out
+
+
 def to_json(comparison: Mapping[str, Any]) -> str:
-    """The comparison as pretty JSON (UTF-8 text, non-ASCII kept)."""
-    return json.dumps(comparison, indent=2, ensure_ascii=False, default=str) + "\n"
+    """The comparison's file form (:func:`export_form`) as pretty JSON (UTF-8 text, non-ASCII kept)."""
+    return json.dumps(export_form(comparison), indent=2, ensure_ascii=False, default=str) + "\n"
 
 
 # ----- Markdown -----
@@ -99,7 +143,10 @@ def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
         return lines + [f"⚠️ {_cell(record['error'])}", ""]
     model = record.get("description") or {}
     rows: list[tuple[str, Any]] = []
-    if model:
+    if model.get("served_by"):  # a model an inference engine serves: its endpoint and model id, never its URL or token
+        rows.append(("Served by", f"endpoint {model.get('endpoint')} · {model.get('engine')} · model id {model.get('model_id')} "
+                                  f"({model.get('architecture', model.get('kind'))})"))
+    elif model:
         rows.append(("Class", f"{model.get('auto_class')} → {model.get('resolved_class')} "
                               f"({model.get('architecture', model.get('kind'))})"))
         rows.append(("Revision", model.get("revision") or "not known (local or converted weights)"))
@@ -119,8 +166,13 @@ def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
         if stats.get("error"):
             rows.append(("Error", stats["error"]))
     lines += ["| | |", "|---|---|", *[f"| {name} | {_cell(value)} |" for name, value in rows], ""]
-    if record.get("prompt_as_seen") is not None:
-        lines += ["What the model received (after chat template or task prefix):", "", _fence(str(record["prompt_as_seen"])), ""]
+    model_input = record.get("model_input")
+    if model_input is not None:
+        if "text" in model_input:
+            lines += ["What the model received (cut to fit):", "", _fence(str(model_input["text"])), ""]
+        else:
+            lines += [f"What the model received ({PROMPT_MARK} is the prompt above):", "",
+                      _fence(f"{model_input['before']}{PROMPT_MARK}{model_input['after']}"), ""]
     lines += ["Output:", "", _fence(str(record.get("text", ""))), ""]
     if record.get("code"):
         lines += ["<details><summary>Code that reproduces this side</summary>", "", _fence(str(record["code"]), "python"), "",
@@ -129,8 +181,9 @@ def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
 
 
 def to_markdown(comparison: Mapping[str, Any]) -> str:
-    """The comparison as a Markdown document. Prompt, outputs and code sit in code fences,
-    every other value is HTML-escaped, so nothing in it renders as markup."""
+    """The comparison's file form as a Markdown document, the prompt once. Prompt, outputs and code
+    sit in code fences, every other value is HTML-escaped, so nothing in it renders as markup."""
+    comparison = export_form(comparison)
     sides = comparison.get("sides") or {}
     lines = [
         "# Seq2seq vs causal: one prompt, two models",

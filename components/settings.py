@@ -19,6 +19,7 @@ class SliderRange(Protocol):
     step: float
     default: float
     info: str
+    limit_note: str  # why ``high`` is lower than usual here (a public server), or ""
 
     @property
     def lowest_allowed(self) -> float: ...
@@ -43,14 +44,15 @@ class SettingsControls:
 
 
 def _slider(name: str, limit: SliderRange, defaults: Mapping[str, Any], elem_prefix: str) -> gr.Slider:
-    return gr.Slider(limit.lowest_allowed, limit.high, value=defaults.get(name, limit.default), step=limit.step, label=name,
+    value = min(defaults.get(name, limit.default), limit.high)  # a preset's default never beyond a public limit
+    return gr.Slider(limit.lowest_allowed, limit.high, value=value, step=limit.step, label=name,
                      info=limit.info or None, elem_id=f"{elem_prefix}-{_ELEM_NAMES.get(name, name.replace('_', '-'))}")
 
 
 def build_settings(defaults: Mapping[str, Any], limits: Mapping[str, SliderRange], *, label: str,
                    elem_prefix: str) -> SettingsControls:
     """Build one collapsible settings section initialised from ``defaults``, each control spanning
-    exactly the range ``limits`` gives for its setting."""
+    exactly the range ``limits`` gives for its setting; a public server's limits are stated under the sliders."""
     with gr.Accordion(label, open=False, elem_id=f"{elem_prefix}-settings") as accordion:
         sliders = [_slider(name, limits[name], defaults, elem_prefix) for name in SHARED_FIELDS[:-1]]
         seed_range = limits["seed"]
@@ -58,4 +60,7 @@ def build_settings(defaults: Mapping[str, Any], limits: Mapping[str, SliderRange
         # where the settings check names it in each panel ("seed: must be between 0 and …")
         seed = gr.Number(value=defaults.get("seed", seed_range.default), precision=0, label="seed",
                          info=f"{seed_range.info}; {seed_range.describe()}", elem_id=f"{elem_prefix}-seed")
+        notes = [n for n in dict.fromkeys(getattr(limits[name], "limit_note", "") for name in SHARED_FIELDS) if n]
+        if notes:
+            gr.Markdown("\n\n".join(f"🔒 {n}" for n in notes), elem_id=f"{elem_prefix}-limits")
     return SettingsControls(*sliders, seed, accordion)

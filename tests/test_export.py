@@ -10,8 +10,9 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from components.export import (FORMAT, MAX_HISTORY, RATING_CHOICES, add_to_history, build_comparison, file_stem,
-                               find_comparison, history_choices, to_json, to_markdown, with_rating, write_exports)
+from components.export import (FORMAT, FORMAT_VERSION, MAX_HISTORY, RATING_CHOICES, add_to_history, build_comparison,
+                               export_form, file_stem, find_comparison, history_choices, to_json, to_markdown, with_rating,
+                               write_exports)
 from models import GenerationSettings, Kind
 from tests.apphelpers import built_page, merged, run_side
 from tests.modelhelpers import generate_text
@@ -35,11 +36,11 @@ def record(model: str, text: str, **extra) -> dict:
 
 def test_comparison_holds_both_sides_rating_and_time():
     c = build_comparison(record("tiny-t5", "Paris"), record("tiny-gpt2", "The capital"), rating="left", created=WHEN)
-    assert c["format"] == FORMAT and c["version"] == 1
+    assert c["format"] == FORMAT and c["version"] == FORMAT_VERSION
     assert c["created"] == "2026-01-02T03:04:05Z" and c["prompt"] == "Hi there", "the prompt comes from the records"
     assert c["rating"] == "left" and c["rating_label"] == "Left (seq2seq) better"
     assert c["sides"]["seq2seq"]["text"] == "Paris" and c["sides"]["causal"]["description"]["revision"] == "abc123"
-    assert json.loads(to_json(c)) == c
+    assert json.loads(to_json(c)) == export_form(c)
     assert build_comparison(None, None, prompt="p", rating="best")["rating"] is None, "unknown ratings are dropped"
     assert {value for _, value in RATING_CHOICES} == {"left", "right", "tie"}
 
@@ -89,7 +90,7 @@ def test_files_are_written_under_a_safe_name(tmp_path):
     assert file_stem(c) == "comparison-20260102-030405-etcpas"
     json_path, md_path = write_exports(c, tmp_path / "out")
     assert json_path.parent == md_path.parent == tmp_path / "out"
-    assert json.loads(json_path.read_text(encoding="utf-8")) == c
+    assert json.loads(json_path.read_text(encoding="utf-8")) == export_form(c)
     assert md_path.read_text(encoding="utf-8") == to_markdown(c)
     again, _ = write_exports(with_rating(c, "tie"), tmp_path / "out")
     assert again == json_path and json.loads(again.read_text())["rating"] == "tie", "re-rating replaces the file"
@@ -172,7 +173,8 @@ def test_a_run_becomes_a_comparison_that_can_be_rated_downloaded_and_reopened(pa
     assert exported["sides"]["seq2seq"]["description"]["resolved_class"] == "T5ForConditionalGeneration"
     assert exported["sides"]["causal"]["stats"]["output_tokens"] == 6 and exported["created"].endswith("Z")
     assert "AutoModelForCausalLM" in exported["sides"]["causal"]["code"]
-    assert exported["sides"]["seq2seq"]["prompt_view"]["decoder"][0]["role"] == "start"
+    assert exported["sides"]["seq2seq"]["model_input"] == {"before": "", "after": ""}, "what the model read, around the prompt"
+    assert json.dumps(exported).count(json.dumps(prompt_text)[1:-1]) == 1, "the file holds the prompt once"
     markdown = file_of(out[share.download_md]).read_text(encoding="utf-8")
     assert expected in markdown and f"## Prompt\n\n```text\n{prompt_text}\n```" in markdown, "the prompt fenced, verbatim"
 

@@ -12,8 +12,10 @@ import gradio as gr
 
 from models import GenerationSettings, Kind, ModelIdError, SettingsError, validate_prompt
 from models.run import Chunk, Finished, Runner
+from models.settings import PublicLimits
 
 from .privacy import NO_REDACTION, PathRedactor
+from .quiet import note, refuse
 from .zerogpu import gpu_seconds, on_gpu
 
 #: ``/generate``'s parameters in order, with their defaults (greedy, no penalty, full precision).
@@ -32,8 +34,16 @@ def generate_payload(model: str, prompt: str, **values: Any) -> list[Any]:
     return [given[name] for name in GENERATE_PARAMETERS]
 
 
-def generate_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION) -> Callable[..., Iterator[tuple[str, dict]]]:
-    """The ``/generate`` function: stream one model's answer to a prompt (server paths redacted)."""
+def generate_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION, *, limits: PublicLimits | None = None,
+                      visitor: Callable[[Any], str] | None = None) -> Callable[..., Iterator[tuple[str, dict]]]:
+    """The ``/generate`` function: stream one model's answer to a prompt (server paths redacted).
+
+    With ``limits`` (a public server), settings beyond them are refused. A refusal or a failed run is
+    one log line naming ``visitor(request)``, never a traceback.
+    """
+    def who(request: gr.Request | None) -> str | None:
+        return visitor(request) if visitor is not None and request is not None else None
+
     def generate(model: str, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
                  top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, seed: int = 0,
                  load_in_8bit: bool = False, request: gr.Request | None = None) -> Iterator[tuple[str, dict]]:
@@ -49,15 +59,22 @@ def generate_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION) -> Ca
             prompt = validate_prompt(prompt)
             if not isinstance(load_in_8bit, bool):
                 raise SettingsError("load_in_8bit", f"must be true or false, got {load_in_8bit!r:.40}")
+            if limits is not None:
+                limits.check(settings)
             source = runner.registry.resolve(model, custom=True)
         except (SettingsError, ModelIdError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise refuse("/generate", str(exc), who(request)) from None
         session = (request.session_hash if request is not None else None) or "api"
         for event in runner.start(source, prompt, settings, load_in_8bit, session).events():
             if isinstance(event, Chunk) and event.text:
                 yield event.text, {}
             elif isinstance(event, Finished):
-                yield redact(_final(event, redact))
+                try:
+                    final = _final(event, redact)
+                except gr.Error as exc:  # the run failed and says why: one line, no traceback of ours
+                    note("failed", "/generate", str(exc.message), who(request))
+                    raise
+                yield redact(final)
     return on_gpu(generate, duration=lambda *args, **kwargs: gpu_seconds(kwargs.get("max_new_tokens", args[2] if len(args) > 2 else 128)))
 
 
@@ -65,11 +82,11 @@ def _final(event: Finished, redact: PathRedactor) -> tuple[str, dict]:
     """The last ``/generate`` output, or the error it ends with."""
     result = event.result
     if result.stats is None:
-        raise gr.Error(redact(result.error or "no answer"))
+        raise gr.Error(redact(result.error or "no answer"), print_exception=False)
     stats = dict(result.stats.to_dict(), model=result.model,
                  description=result.description.to_dict() if result.description else None)
     if stats["finish_reason"] == "error":
-        raise gr.Error(redact(f"{stats['error']} (partial text: {result.text[-200:]!r})"))
+        raise gr.Error(redact(f"{stats['error']} (partial text: {result.text[-200:]!r})"), print_exception=False)
     return result.text, stats
 
 

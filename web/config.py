@@ -7,7 +7,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from pydantic import ValidationError
+
+from models.settings import PublicLimits
+from models.remote import EndpointError, EndpointSpec, parse_endpoint_specs
 from models.sources import MAX_CUSTOM_BYTES_ON_SPACE
+
+PUBLIC_DEFAULTS = PublicLimits()  # the schema's defaults for --max-new-tokens-public / --max-input-tokens-public
+PER_VISITOR = 2  # requests running or waiting per visitor, from the command line (one comparison = 2)
 
 
 @dataclass
@@ -28,6 +35,13 @@ class AppConfig:
         max_custom_bytes: typed hub ids with more weights than this are refused; ``None`` = no limit.
         show_paths: show local models' absolute paths on the page and in exports (off: names only).
         auth: ``(user, password)`` pairs for Gradio's login; empty = no login.
+        limits: what one request may cost (a Space, or ``--public``); ``None`` = no public limits.
+        per_visitor: requests one visitor (client address) may have running or waiting; ``None`` = no limit.
+        proxy_hops: proxies in front that append to ``X-Forwarded-For``: the visitor is the address the
+            outermost one saw (1 on a Space); 0 = the connection's address as uvicorn resolved it.
+        unread_grace: seconds a request's answer may sit unread before the request is cancelled.
+        keep_files_s: seconds an export or upload is kept on disk before it is pruned.
+        endpoints: models served by inference engines (``--endpoint``), checked but not yet reached.
     """
 
     model_dirs: list[str] = field(default_factory=list)
@@ -44,6 +58,12 @@ class AppConfig:
     max_custom_bytes: int | None = None
     show_paths: bool = False
     auth: list[tuple[str, str]] = field(default_factory=list, repr=False)  # never printed
+    limits: PublicLimits | None = None
+    per_visitor: int | None = None
+    proxy_hops: int = 0
+    unread_grace: float = 10.0
+    keep_files_s: int = 3600
+    endpoints: list[EndpointSpec] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,22 @@ def _parser(on_space: bool) -> argparse.ArgumentParser:
     parser.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
                         help="require a login (Gradio's own); repeatable. Also PLAYGROUND_AUTH (one USER:PASSWORD a line)")
     parser.add_argument("--auth-file", metavar="FILE", help="require a login: one USER:PASSWORD a line")
+    parser.add_argument("--public", action="store_true", default=on_space,
+                        help="bound each request's work (always on a Space): see --max-new-tokens-public")
+    parser.add_argument("--max-new-tokens-public", type=int, default=PUBLIC_DEFAULTS.max_new_tokens, metavar="N",
+                        help=f"public: most tokens per answer (default {PUBLIC_DEFAULTS.max_new_tokens})")
+    parser.add_argument("--max-input-tokens-public", type=int, default=PUBLIC_DEFAULTS.max_input_tokens, metavar="N",
+                        help=f"public: the model reads at most N input tokens (default {PUBLIC_DEFAULTS.max_input_tokens})")
+    parser.add_argument("--per-visitor", type=int, default=PER_VISITOR, metavar="N",
+                        help=f"requests one visitor may have running or waiting (default {PER_VISITOR}; 0 = no limit)")
+    parser.add_argument("--proxy-hops", type=int, default=1 if on_space else 0, metavar="N",
+                        help="proxies in front that append to X-Forwarded-For (default 1 on a Space, else 0)")
+    parser.add_argument("--keep-files", type=float, default=60, metavar="MINUTES",
+                        help="minutes exports and uploads stay on disk before they are pruned (default 60)")
+    parser.add_argument("--endpoint", action="append", default=[],
+                        metavar="NAME=URL[,model=ID][,token_env=VAR][,kind=causal|seq2seq][,chat=true|false]",
+                        help="add a model served by an inference engine (vLLM, TGI, transformers serve, llama.cpp, any "
+                             "OpenAI-compatible API; URL is its base, e.g. http://host:8000/v1); repeatable")
     return parser
 
 
@@ -124,5 +160,28 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AppConfig, Address]:
                        allow_pickle=args.allow_pickle, online=False if args.offline else None, max_models=args.max_models,
                        concurrency=args.concurrency, queue_size=args.queue_size, preload=not args.no_preload,
                        max_custom_bytes=None if args.max_custom_size is None else int(args.max_custom_size * 1e9),
-                       show_paths=args.show_paths, auth=_credentials(args, parser))
+                       show_paths=args.show_paths, auth=_credentials(args, parser), limits=_limits(args, parser),
+                       per_visitor=args.per_visitor or None, proxy_hops=args.proxy_hops,
+                       keep_files_s=max(1, round(args.keep_files * 60)), endpoints=_endpoints(args, parser))
+    if args.per_visitor < 0 or args.proxy_hops < 0:
+        parser.error("--per-visitor and --proxy-hops must be 0 or more")
     return config, Address(args.host, args.port)
+
+
+def _endpoints(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[EndpointSpec]:
+    """The ``--endpoint`` values, checked (no network yet); a bad one stops the start with its reason."""
+    try:
+        return parse_endpoint_specs(args.endpoint)
+    except EndpointError as exc:
+        parser.error(str(exc))
+
+
+def _limits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> PublicLimits | None:
+    """The public limits asked for, checked against the schema's bounds (``None`` when not public)."""
+    if not args.public:
+        return None
+    try:
+        return PublicLimits(max_new_tokens=args.max_new_tokens_public, max_input_tokens=args.max_input_tokens_public)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        parser.error(f"--{str(first['loc'][0]).replace('_', '-')}-public: {first['msg'].lower()}, got {first['input']}")

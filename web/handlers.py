@@ -6,7 +6,7 @@ dict. Everything about a run (load, prepare, stream, stop, result) lives in :mod
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import gradio as gr
 
@@ -14,10 +14,12 @@ from components.panel import Panel
 from components.render import card_markdown, class_markdown, error_markdown, prompt_view_html, stats_markdown
 from components.settings import SHARED_FIELDS
 from models import GenerationSettings, ModelIdError, SettingsError, validate_prompt
+from models.settings import PublicLimits
 from models.run import Chunk, Finished, Loading, Ready, Runner, RunEvent
 from models.tiny import UNTRAINED_NOTE
 
 from .privacy import NO_REDACTION, PathRedactor
+from . import quiet
 from .zerogpu import gpu_seconds, on_gpu
 
 GENERATING = stats_markdown(None, status="generating…")
@@ -56,16 +58,21 @@ def render_event(event: RunEvent, panel: Panel, note: str | None) -> Updates:
 
 
 def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Textbox, link: gr.Checkbox,
-                 redact: PathRedactor = NO_REDACTION):
+                 redact: PathRedactor = NO_REDACTION, *, limits: PublicLimits | None = None,
+                 visitor: Callable[[Any], str] | None = None):
     """The handler that runs one side: its own model and option, and its own settings or the shared ones.
-    What it shows passes through ``redact`` (no server paths for visitors)."""
+    What it shows passes through ``redact`` (no server paths for visitors). With ``limits`` (a public
+    server) settings beyond them are refused; each refusal is one log line naming ``visitor(request)``."""
     def run_side(data: dict[Any, Any], request: gr.Request) -> Iterator[Updates]:
         settings_panel = shared if (panel is not shared and data[link]) else panel
         try:
             prompt = validate_prompt(data[prompt_box])
             settings = run_settings(data, panel, settings_panel)
+            if limits is not None:
+                limits.check(settings)
             source = runner.resolve(data[panel.model], data[panel.custom])
         except (SettingsError, ModelIdError) as exc:
+            quiet.note("refused", f"the page ({panel.side})", str(exc), visitor(request) if visitor else None)
             yield {panel.output: "", panel.stats: error_markdown(str(exc)), panel.record: {"error": str(exc)}}
             return
         note = UNTRAINED_NOTE if source.untrained else None
@@ -85,10 +92,10 @@ def selection_handler(runner: Runner, panel: Panel, redact: PathRedactor = NO_RE
             error = redact(selection.error)
             return {panel.card: card_markdown(error=error), panel.class_info: class_markdown(error=error)}
         note = UNTRAINED_NOTE if selection.untrained else None
-        report = selection.report.to_dict()
+        report = selection.report.to_dict() if selection.report is not None else None  # None: an endpoint's unseen model
         card = (card_markdown(redact(selection.description.to_dict()), note=note) if selection.description is not None
                 else card_markdown(architecture=report, note=note))
-        return {panel.card: card, panel.class_info: class_markdown(report)}
+        return {panel.card: card, panel.class_info: class_markdown(report, served_by=selection.served_by)}
     return show_selection
 
 

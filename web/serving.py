@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from models import ModelCache, ModelRegistry, hub_reachable, set_offline
+from models.remote import connect_all
 from models.run import Runner
 
 from .config import AppConfig
+from .disk import MAX_UPLOAD_BYTES, UploadGate
+from .headers import middleware
 from .page import Page, build_page
 
 KEYBOARD_JS = """
@@ -33,7 +37,8 @@ CSS = "#seq2seq-output textarea, #causal-output textarea { font-family: ui-monos
 
 def build_registry(config: AppConfig) -> ModelRegistry:
     """The registry the command line asks for: online or not (detected when not said), local folders,
-    the packaged SmolLM2 GGUF. Offline, the hub client is switched to offline mode first."""
+    the packaged SmolLM2 GGUF, the ``--endpoint`` models (each server reached once; a refusal raises
+    :class:`models.remote.EndpointError`). Offline, the hub client is switched to offline mode first."""
     online = hub_reachable() if config.online is None else config.online
     if not online:
         set_offline()
@@ -41,6 +46,8 @@ def build_registry(config: AppConfig) -> ModelRegistry:
     for folder in config.model_dirs:
         registry.register_dir(folder)
     registry.register_packaged()
+    for endpoint in connect_all(config.endpoints):
+        registry.register_endpoint(endpoint.source)
     return registry
 
 
@@ -48,7 +55,8 @@ def build_runner(config: AppConfig, *, registry: ModelRegistry | None = None, ca
     """The run layer for ``config``; ``registry`` and ``cache`` may be given (tests share them)."""
     registry = registry if registry is not None else build_registry(config)
     cache = cache if cache is not None else ModelCache(config.max_models, allow_pickle=config.allow_pickle)
-    return Runner(registry, cache, first_token_timeout=config.first_token_timeout)
+    return Runner(registry, cache, first_token_timeout=config.first_token_timeout,
+                  max_input_tokens=config.limits.max_input_tokens if config.limits else None)
 
 
 OPEN_HOST_WARNING = ("warning: listening on {host} without --auth: anyone who can reach this machine can use the "
@@ -57,10 +65,13 @@ OPEN_HOST_WARNING = ("warning: listening on {host} without --auth: anyone who ca
 
 def launch_kwargs(config: AppConfig) -> dict[str, Any]:
     """Safe launch options: no share link, no visitor tracebacks, no monitoring endpoint; Gradio's login
-    when ``config.auth`` holds credentials."""
+    when ``config.auth`` holds credentials; uploads of at most 1 MB, and none unless the page takes them;
+    security headers on every response."""
     return {"share": False, "show_error": False, "enable_monitoring": False, "head": KEYBOARD_JS, "css": CSS,
             "ssr_mode": False, "footer_links": ["api"], "auth": list(config.auth) or None,
-            "auth_message": "This playground is private: log in to use it." if config.auth else None}
+            "auth_message": "This playground is private: log in to use it." if config.auth else None,
+            "max_file_size": MAX_UPLOAD_BYTES,
+            "app_kwargs": {"middleware": [*middleware(), Middleware(UploadGate)]}}  # a new dict: Gradio adds to it
 
 
 def open_host_warning(host: str, config: AppConfig) -> str | None:
@@ -95,3 +106,4 @@ def serving(config: AppConfig, *, registry: ModelRegistry | None = None,
         yield Served(url, page, runner)
     finally:
         page.demo.close()
+        page.share_handlers.exports.remove()
