@@ -16,6 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no analytics calls
 from models import Kind  # noqa: E402
 from models.remote import EndpointError  # noqa: E402
 from web.config import parse_args  # noqa: E402
+from web.disk import handle_signals  # noqa: E402
 from web.page import build_page  # noqa: E402
 from web.serving import build_runner, launch_kwargs, open_host_warning  # noqa: E402
 
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     warning = open_host_warning(address.host, config)
     if warning:
         print(warning)
+    handle_signals()  # SIGTERM and SIGINT: remove the exports, close the server (Gradio deletes its cache files)
     page.demo.launch(server_name=address.host, server_port=address.port, **launch_kwargs(config))
 
 
