@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2  # the HTTP client inside openai 3 (a fork of httpx): its errors are what the client wraps
 import openai
 
 from .presets import Kind
@@ -266,16 +266,16 @@ def describe_failure(name: str, exc: BaseException, *, streaming: bool) -> str:
         return f"endpoint {name} answered HTTP {exc.status_code}: {_server_message(exc)}"
     if isinstance(exc, openai.APITimeoutError):
         return f"endpoint {name} did not answer in time ({exc.__cause__ or exc})"
-    if isinstance(exc, openai.APIConnectionError):
-        if any(isinstance(link, ConnectionRefusedError) for link in _chain(exc)):
-            return f"endpoint {name} cannot be reached (connection refused: is the server running?)"
-        cause = exc.__cause__ or exc
+    if any(isinstance(link, ConnectionRefusedError) for link in _chain(exc)):
+        return f"endpoint {name} cannot be reached (connection refused: is the server running?)"
+    cause = next((link for link in _chain(exc) if isinstance(link, httpx2.HTTPError)), exc)  # what the client wraps
+    if isinstance(cause, (httpx2.ConnectError, openai.APIConnectionError)):
         return f"endpoint {name} cannot be reached ({type(cause).__name__}: {cause})"
+    if isinstance(cause, httpx2.HTTPError):  # the server went away (or the network broke) while answering
+        when = "mid-stream" if streaming else "before answering"
+        return f"the connection to endpoint {name} broke {when} ({type(cause).__name__}: {cause})"
     if isinstance(exc, openai.APIError):  # an error event inside the stream
         return f"endpoint {name} reported an error: {' '.join(str(exc.message).split())[:300]}"
-    if isinstance(exc, httpx.HTTPError):
-        when = "mid-stream" if streaming else "before answering"
-        return f"the connection to endpoint {name} broke {when} ({type(exc).__name__}: {exc})"
     if isinstance(exc, (ValueError, AttributeError, TypeError)):  # json.JSONDecodeError is a ValueError
         return f"endpoint {name} sent a malformed chunk ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
     return f"endpoint {name} failed ({type(exc).__name__}: {exc})"
@@ -465,7 +465,7 @@ class Endpoint:
             if self._client is None:
                 self._client = openai.AsyncOpenAI(
                     base_url=self.spec.url, api_key=self.spec.token() or NO_TOKEN, max_retries=0,
-                    timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT))  # read deadlines are kept by stream()
+                    timeout=openai.Timeout(None, connect=CONNECT_TIMEOUT))  # read deadlines are kept by stream()
             return self._client
 
     def request(self, prompt: str, settings: GenerationSettings, load_in_8bit: bool = False) -> RemoteRequest:

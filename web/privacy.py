@@ -41,8 +41,8 @@ NO_REDACTION = PathRedactor({})
 
 
 def redactor_for(registry: ModelRegistry, show_paths: bool) -> PathRedactor:
-    """The redactor for this server: every registered local model's folder (or GGUF file), the GGUF
-    conversion cache and the hub cache; none at all with ``show_paths``."""
+    """The redactor for this server: every registered local model's folder (or GGUF file), an endpoint's
+    model id when it is a folder path, the GGUF conversion cache and the hub cache; none at all with ``show_paths``."""
     if show_paths:
         return NO_REDACTION
     replacements = {str(GGUF_CACHE_DIR): "<playground cache>", str(hub_constants.HF_HUB_CACHE): "<hub cache>"}
@@ -52,4 +52,7 @@ def redactor_for(registry: ModelRegistry, show_paths: bool) -> PathRedactor:
             replacements.setdefault(source.path, f"<folder of {source.gguf_file}>")
         else:
             replacements[source.path] = source.name
+    for source in registry.endpoints.values():  # an engine serving a folder by its path (transformers serve)
+        if source.path.startswith("/"):
+            replacements[source.path] = f"<folder {source.path.rstrip('/').rsplit('/', 1)[-1]} on {source.name}>"
     return PathRedactor(replacements)
