@@ -101,11 +101,12 @@ class FairShare:
         """``(running, waiting)``: the generating requests ``visitor`` has in Gradio's queue."""
         if self._queue is None:
             return 0, 0
-        running_ids = {event._id for job in self._queue.active_jobs if job for event in job}
-        mine = [event for event in list(self._queue.event_ids_to_events.values())
-                if self._limited(event.fn) and self.visitor(event.request) == visitor]
-        running = sum(event._id in running_ids for event in mine)
-        return running, len(mine) - running
+        running = [event for job in list(self._queue.active_jobs) if job for event in job]
+        waiting = [event for line in list(self._queue.event_queue_per_concurrency_id.values()) for event in line.queue]
+
+        def count(events: list[Any]) -> int:
+            return sum(self._limited(event.fn) and self.visitor(event.request) == visitor for event in events)
+        return count(running), count(waiting)
 
     def message(self, running: int, waiting: int) -> str:
         """Why a request is refused, for the visitor."""

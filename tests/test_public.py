@@ -1,0 +1,455 @@
+"""Public deployments (issue 16): a fair share per visitor, bounded work and disk, quiet logs, security headers.
+
+The app runs in-process (``tests.apphelpers.running_app``) with the tiny models of ``conftest.py``,
+slowed where a request must stay in progress. Visitors are told apart by address: uvicorn trusts
+``X-Forwarded-For`` from loopback, so each test client names its own. The shutdown tests start
+``app.py`` in a subprocess and send it SIGTERM or SIGINT. Figures for the README's Reliability
+section go to ``artifacts/reliability.json`` (``case``, ``set_figures``), under ``public: …`` sections.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+import httpx
+import pytest
+from gradio.route_utils import delete_files_created_by_app
+
+from models import Kind
+from models.settings import PublicLimits
+from tests.apphelpers import case, running_app, set_figures, slowed
+from web.api import generate_payload
+from web.config import AppConfig, parse_args
+from web.disk import MAX_UPLOAD_BYTES, delete_cache, folder_bytes
+from web.headers import FRAME_ANCESTORS
+from web.serving import launch_kwargs
+from web.visitors import visitor_address
+
+ROOT = Path(__file__).resolve().parent.parent
+XFF = "X-Forwarded-For"
+GRACE = 2.0  # seconds an answer may sit unread in these tests (10 s by default)
+CHROMIUM = "/usr/bin/chromium"
+
+
+# ----- helpers -----
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> float:
+    """Seconds until ``predicate()`` is truthy; fails after ``timeout``."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+    return time.monotonic() - start
+
+
+def post_generate(http: httpx.Client, url: str, visitor: str, prompt: str = "Hello", **values: Any) -> httpx.Response:
+    """``POST /gradio_api/call/generate`` from ``visitor`` (the answer is not read)."""
+    return http.post(f"{url}gradio_api/call/generate", json={"data": generate_payload("tiny-gpt2", prompt, **values)},
+                     headers={XFF: visitor})
+
+
+def read_answer(http: httpx.Client, url: str, event_id: str, *, stop_after_first: bool = False) -> dict[str, Any]:
+    """Read ``/generate``'s event stream: ``{"first_text_s", "total_s", "event", "data"}`` (the last event)."""
+    start, first, event, data = time.monotonic(), None, None, None
+    with http.stream("GET", f"{url}gradio_api/call/generate/{event_id}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                if event == "generating" and first is None:
+                    first = time.monotonic() - start
+                    if stop_after_first:
+                        break
+                if event in ("complete", "error"):
+                    break
+    return {"first_text_s": first, "total_s": time.monotonic() - start, "event": event, "data": data}
+
+
+def generate(http: httpx.Client, url: str, visitor: str, prompt: str = "Hello", **values: Any) -> dict[str, Any]:
+    """One ``/generate`` call read to its end, timed from the POST."""
+    start = time.monotonic()
+    response = post_generate(http, url, visitor, prompt, **values)
+    assert response.status_code == 200, response.text
+    answer = read_answer(http, url, response.json()["event_id"])
+    answer["wait_s"] = time.monotonic() - start
+    return answer
+
+
+def page_comparison(http: httpx.Client, url: str, prompt: str, session: str) -> Any:
+    """One comparison as the page's JavaScript runs it, found from ``/config``: each side's run event
+    through the queue (joined, its stream read to the end), then the step that pairs the two sides,
+    writes the exports and points the download buttons at them. Returns that step's answer."""
+    config = http.get(f"{url}config").json()
+    components = {c["id"]: c for c in config["components"]}
+
+    def elem(i: int) -> str | None:
+        return components[i]["props"].get("elem_id")
+
+    answer = None
+    for side in ("seq2seq", "causal"):
+        run = next(d for d in config["dependencies"]
+                   if f"{side}-output" in map(elem, d["outputs"]) and d["trigger_after"] is not None and d["queue"])
+        data = [prompt if elem(i) == "prompt" else components[i]["props"].get("value") for i in run["inputs"]]
+        joined = http.post(f"{url}gradio_api/queue/join", json={"data": data, "fn_index": run["id"], "session_hash": session})
+        assert joined.status_code == 200, joined.text
+        with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if '"process_completed"' in line:
+                    break
+        done = next(d for d in config["dependencies"] if d["trigger_after"] == run["id"] and not d["queue"])
+        answer = http.post(f"{url}gradio_api/run/predict",
+                           json={"data": [None] * len(done["inputs"]), "fn_index": done["id"], "session_hash": session})
+        assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def page_run_fn_index(served) -> int:
+    """The fn index of the page's seq2seq run event (what a tab's Run button joins)."""
+    target = served.page.handlers.run[Kind.SEQ2SEQ]
+    return next(i for i, fn in served.demo.fns.items() if fn.fn == target)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gpt2(load_tiny):
+    return load_tiny("tiny-gpt2")
+
+
+# ----- who is a visitor -----
+
+def test_a_visitor_is_the_address_the_outermost_proxy_saw():
+    assert visitor_address("127.0.0.1", None) == "127.0.0.1"
+    assert visitor_address("127.0.0.1", "203.0.113.9") == "127.0.0.1", "no proxy hops configured: the header is ignored"
+    forged = "1.1.1.1, 2.2.2.2, 203.0.113.9"  # the client wrote the first two itself
+    assert visitor_address("10.16.3.80", forged, proxy_hops=1) == "203.0.113.9"
+    assert visitor_address("10.16.3.80", f"{forged}, 10.0.0.5", proxy_hops=2) == "203.0.113.9"
+    assert visitor_address(None, None) == "unknown"
+
+
+def test_command_line_defaults_for_a_public_server(monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    local, _ = parse_args([])
+    assert local.limits is None and local.per_visitor == 2 and local.proxy_hops == 0
+    assert parse_args(["--per-visitor", "0"])[0].per_visitor is None
+    public, _ = parse_args(["--public", "--max-new-tokens-public", "100", "--max-input-tokens-public", "300"])
+    assert public.limits == PublicLimits(max_new_tokens=100, max_input_tokens=300)
+    monkeypatch.setenv("SPACE_ID", "someone/playground")
+    space, _ = parse_args([])
+    assert space.limits == PublicLimits() and space.limits.max_new_tokens == 512 and space.proxy_hops == 1
+    with pytest.raises(SystemExit):
+        parse_args(["--public", "--max-new-tokens-public", "0"])
+
+
+# ----- a fair share per visitor -----
+
+def test_a_flood_from_one_visitor_is_refused_at_once_while_another_is_served(registry, cache, gpt2):
+    """22 unread 2048-token requests from one address: 2 accepted, 20 refused at once; another visitor
+    is served as fast as alone, and the two unread ones are cancelled after the grace period."""
+    with case("public: flood from one visitor"):
+        with running_app(registry, cache, per_visitor=2, unread_grace=GRACE) as app, slowed(gpt2, 0.1), \
+                httpx.Client(timeout=60) as http:
+            generate(http, app.url, "10.0.0.2", max_new_tokens=8)  # the model loaded, the path warm
+            alone = generate(http, app.url, "10.0.0.2", max_new_tokens=8)
+            started = time.monotonic()
+            flood = [post_generate(http, app.url, "10.0.0.1", max_new_tokens=2048, temperature=1.0) for _ in range(22)]
+            flood_s = time.monotonic() - started
+            during = generate(http, app.url, "10.0.0.2", max_new_tokens=8)
+            codes = Counter(r.status_code for r in flood)
+            assert codes == {200: 2, 429: 20}, codes
+            assert during["event"] == "complete" and during["wait_s"] < alone["wait_s"] + 1.5, (alone, during)
+            fair = app.page.fair_share
+            assert fair.held("10.0.0.1") == (2, 0) and fair.held("10.0.0.2") == (0, 0)
+            freed_s = (time.monotonic() - started) + wait_until(
+                lambda: fair.held("10.0.0.1") == (0, 0) and app.runner.running() == 0, 20, "the unread requests to end")
+            assert GRACE <= freed_s < GRACE + 5, freed_s
+            assert post_generate(http, app.url, "10.0.0.1", max_new_tokens=4).status_code == 200, "its place is free again"
+    set_figures("public: flood from one visitor", sent=22, accepted=codes[200], refused=codes[429],
+                refusal_seconds_for_all=round(flood_s, 3), other_wait_alone_s=round(alone["wait_s"], 3),
+                other_wait_during_flood_s=round(during["wait_s"], 3), unread_freed_after_s=round(freed_s, 2),
+                grace_s=GRACE, per_visitor=2)
+
+
+def test_the_refusal_says_why_and_every_session_of_an_address_counts(registry, cache, gpt2):
+    with running_app(registry, cache, per_visitor=2, unread_grace=60) as app, slowed(gpt2, 0.1), \
+            httpx.Client(timeout=60) as http:
+        fair = app.page.fair_share
+        api = next(i for i, fn in app.demo.fns.items() if fn.api_name == "generate")
+        for session in ("tab-1", "tab-2"):  # two sessions of one address, through the queue as gradio_client does
+            joined = http.post(f"{app.url}gradio_api/queue/join", headers={XFF: "10.0.1.1"},
+                               json={"data": generate_payload("tiny-gpt2", "Hi", max_new_tokens=100), "fn_index": api,
+                                     "session_hash": session})
+            assert joined.status_code == 200, joined.text
+        wait_until(lambda: fair.held("10.0.1.1") == (2, 0), 10, "both to run")
+        # a third session of the same address, on the page's own Run event: refused before anything runs
+        third = http.post(f"{app.url}gradio_api/queue/join", headers={XFF: "10.0.1.1"},
+                          json={"data": [], "fn_index": page_run_fn_index(app), "session_hash": "tab-3"})
+        assert third.status_code == 429
+        assert third.json()["detail"] == ("Refused: your address already has 2 requests running and 0 waiting, and each "
+                                          "visitor may have 2 at a time so that others get a turn. Wait for one to "
+                                          "finish (or press Stop), then try again.")
+        assert post_generate(http, app.url, "10.0.1.1").status_code == 429, "the REST route too"
+        assert post_generate(http, app.url, "10.0.1.2", max_new_tokens=4).status_code == 200, "another address is served"
+        http.post(f"{app.url}gradio_api/run/stop", json={"data": [], "session_hash": "tab-1"})  # the page's Stop
+        wait_until(lambda: fair.held("10.0.1.1")[0] == 1, 10, "the stopped request to end")
+        assert post_generate(http, app.url, "10.0.1.1", max_new_tokens=4).status_code == 200, "a place is free again"
+        assert http.post(f"{app.url}gradio_api/run/generate", json={"data": generate_payload("tiny-gpt2", "x")}
+                         ).status_code == 404, "no route around the queue"
+
+
+def test_a_request_whose_client_went_away_frees_its_place(registry, cache, gpt2):
+    """A stream closed after the first text (a closed tab), and a stream never opened (an unread REST call)."""
+    with case("public: a request whose client went away"):
+        with running_app(registry, cache, per_visitor=2, unread_grace=GRACE) as app, slowed(gpt2, 0.1), \
+                httpx.Client(timeout=60) as http:
+            fair = app.page.fair_share
+            generate(http, app.url, "10.0.2.1", max_new_tokens=2)  # loaded and warm
+            gone = post_generate(http, app.url, "10.0.2.1", max_new_tokens=2048)
+            read_answer(http, app.url, gone.json()["event_id"], stop_after_first=True)  # the tab closes mid-answer
+            closed_s = wait_until(lambda: fair.held("10.0.2.1") == (0, 0) and app.runner.running() == 0, 15,
+                                  "the closed stream's request to end")
+            started = time.monotonic()
+            assert post_generate(http, app.url, "10.0.2.1", max_new_tokens=2048).status_code == 200  # never read
+            wait_until(lambda: app.runner.running() == 1, 10, "the unread request to start")
+            unread_s = (time.monotonic() - started) + wait_until(
+                lambda: fair.held("10.0.2.1") == (0, 0) and app.runner.running() == 0, 20, "the unread request to end")
+            assert closed_s < 3 and GRACE <= unread_s < GRACE + 4, (closed_s, unread_s)
+            assert fair.cancelled == 1
+    set_figures("public: a request whose client went away", closed_stream_freed_after_s=round(closed_s, 2),
+                unread_freed_after_s=round(unread_s, 2), grace_s=GRACE)
+
+
+# ----- bounded work -----
+
+def test_public_limits_are_refused_by_the_api_and_shown_on_the_page(registry, cache):
+    limits = PublicLimits(max_new_tokens=64, max_input_tokens=24)
+    with running_app(registry, cache, limits=limits, seq2seq="tiny-t5", causal="tiny-gpt2") as app, \
+            httpx.Client(timeout=60) as http:
+        over = generate(http, app.url, "10.0.3.1", max_new_tokens=65)
+        assert over["event"] == "error"
+        assert over["data"]["error"] == ("max_new_tokens: must be a whole number between 1 and 64 on this public "
+                                           "server, got 65")
+        at_limit = generate(http, app.url, "10.0.3.1", "word " * 200, max_new_tokens=64)
+        _text, stats = at_limit["data"][0]
+        assert stats["output_tokens"] == 64 and stats["input_tokens"] == 24
+        assert any("this server reads at most 24" in notice for notice in stats["notices"])
+
+        config = http.get(f"{app.url}config").json()
+        props = {c["props"].get("elem_id"): c["props"] for c in config["components"]}
+        for side in ("seq2seq", "causal"):
+            assert props[f"{side}-max-new-tokens"]["maximum"] == 64
+            assert "at most 64 new tokens" in props[f"{side}-limits"]["value"]
+            assert "at most 24 input tokens" in props[f"{side}-limits"]["value"]
+
+        # the page's own handler refuses a crafted value beyond the slider
+        page, panel, controls = app.page, app.page.panels[Kind.CAUSAL], app.page.controls
+        left = page.panels[Kind.SEQ2SEQ]
+        data = {controls.prompt: "Hi", controls.link: True, panel.model: "tiny-gpt2", panel.custom: "",
+                panel.eight_bit: False, panel.chat_template: True,
+                **dict(zip(left.settings.components(), (65, 0.0, 1.0, 0, 1.0, 0, 0))),
+                **dict(zip(panel.settings.components(), (65, 0.0, 1.0, 0, 1.0, 0, 0)))}
+        updates = list(page.handlers.run[Kind.CAUSAL](data, types.SimpleNamespace(session_hash="s", client=None,
+                                                                                   headers={})))
+        assert "between 1 and 64 on this public server" in updates[-1][panel.stats]
+
+
+# ----- bounded disk -----
+
+def test_bytes_on_disk_after_comparisons_and_after_a_prune(registry, cache, tmp_path, monkeypatch):
+    """Comparisons through the page's own HTTP calls: the exports are the only files in Gradio's cache
+    (served where they are written, never copied), each holds the 20,000-character prompt once, and
+    the prune Gradio runs on schedule (``delete_cache``) removes them."""
+    comparisons, prompt = 4, ("A long prompt. " * 1400)[:20_000]
+    cache_dir = tmp_path / "gradio-cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache_dir))  # read when the page's components are made
+    with case("public: bytes on disk"):
+        with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2") as app, \
+                httpx.Client(timeout=120) as http:
+            exports = app.page.share_handlers.exports
+            for n in range(comparisons):
+                answer = page_comparison(http, app.url, prompt, f"disk-{n}")
+            served = next(v["value"]["path"] for v in answer["data"] if isinstance(v, dict)
+                          and isinstance(v.get("value"), dict) and str(v["value"].get("path", "")).endswith(".json"))
+            assert Path(served).parent.parent == exports.path, "served where it was written: no copy in Gradio's cache"
+            files = [p for p in cache_dir.rglob("*") if p.is_file()]
+            on_disk = folder_bytes(cache_dir)
+            assert on_disk == exports.bytes() and len(files) == 2 * comparisons, [p.name for p in files]
+            for path in files:
+                assert path.read_text(encoding="utf-8").count(prompt) == 1, f"{path.name} holds the prompt once"
+            assert on_disk < comparisons * 2 * (len(prompt) + 12_000)
+            assert app.demo.delete_cache == delete_cache(AppConfig().keep_files_s) == (300, 3600)
+            delete_files_created_by_app(app.demo, age=0)  # what the schedule runs, for files older than 0 s
+            after_prune = folder_bytes(cache_dir)
+            assert after_prune == 0
+    set_figures("public: bytes on disk", comparisons=comparisons, prompt_chars=len(prompt), files=len(files),
+                bytes_after=on_disk, bytes_per_comparison=on_disk // comparisons, bytes_after_prune=after_prune,
+                keep_s=AppConfig().keep_files_s)
+
+
+def test_the_scheduled_prune_removes_old_exports(registry, cache, tmp_path, monkeypatch):
+    keep_s, cache_dir = 2, tmp_path / "gradio-cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache_dir))
+    with case("public: scheduled prune"):
+        with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2", keep_files_s=keep_s) as app, \
+                httpx.Client(timeout=120) as http:
+            page_comparison(http, app.url, "Translate to German: good morning", "prune")
+            written = time.monotonic()
+            assert folder_bytes(cache_dir) > 0
+            wait_until(lambda: folder_bytes(cache_dir) == 0, 4 * keep_s + 10, "Gradio's scheduled prune")
+            pruned_s = time.monotonic() - written
+        assert pruned_s < 4 * keep_s + 10
+    set_figures("public: scheduled prune", keep_s=keep_s, pruned_after_s=round(pruned_s, 1))
+
+
+def test_uploads_are_bounded_to_what_the_page_needs(registry, cache, tmp_path, monkeypatch):
+    cache_dir = tmp_path / "gradio-cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache_dir))
+    with case("public: uploads"):
+        with running_app(registry, cache) as app, httpx.Client(timeout=60) as http:  # the prompt-set tab takes a file
+            def upload(size: int) -> int:
+                return http.post(f"{app.url}gradio_api/upload", files={"files": ("set.txt", b"x" * size)}).status_code
+            at_limit, over, far_over = upload(MAX_UPLOAD_BYTES), upload(MAX_UPLOAD_BYTES + 1), upload(20 * MAX_UPLOAD_BYTES)
+            kept = folder_bytes(cache_dir)
+        assert (at_limit, over, far_over) == (200, 413, 413)
+        assert kept == MAX_UPLOAD_BYTES, "only the accepted file is on disk"
+        with gr.Blocks() as bare:  # a page with no file input takes no upload at all
+            gr.Textbox()
+        _app, url, _ = bare.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
+                                   **launch_kwargs(AppConfig()))
+        try:
+            no_input = httpx.post(f"{url}gradio_api/upload", files={"files": ("a.txt", b"x" * 10)}).status_code
+        finally:
+            bare.close()
+        assert no_input == 403
+    set_figures("public: uploads", limit_bytes=MAX_UPLOAD_BYTES, at_limit=at_limit, one_byte_over=over,
+                twenty_times_over=far_over, bytes_kept=kept, page_without_file_input=no_input)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_server_leaves_nothing_on_disk(tiny_dir, tmp_path, signum):
+    """``python app.py``, one comparison and an upload, then SIGTERM or SIGINT: the exports and the
+    cache files are gone when the process has exited."""
+    cache_dir, port = tmp_path / "gradio-cache", free_port()
+    env = dict(os.environ, GRADIO_TEMP_DIR=str(cache_dir), HF_HUB_OFFLINE="1")
+    process = subprocess.Popen([sys.executable, "app.py", "--offline", "--no-preload", "--model-dir", str(tiny_dir),
+                                "--seq2seq", "tiny-t5", "--causal", "tiny-gpt2", "--port", str(port)],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        with case("public: nothing left after a signal"), httpx.Client(timeout=60) as http:
+            def up() -> bool:
+                try:
+                    return http.get(url).status_code == 200
+                except httpx.TransportError:
+                    return process.poll() is not None
+            wait_until(up, 90, "app.py to answer", interval=0.3)
+            page_comparison(http, url, "Summarize: the cat sat on the mat.", "signal")
+            assert http.post(f"{url}gradio_api/upload", files={"files": ("set.txt", b"x" * 1000)}).status_code == 200
+            before = folder_bytes(cache_dir)
+            assert before > 1000 and any(cache_dir.glob("playground-exports-*"))
+            process.send_signal(signum)
+            returncode = process.wait(30)
+            left = folder_bytes(cache_dir)
+            assert returncode == 0 and left == 0 and not any(cache_dir.glob("playground-exports-*")), \
+                (returncode, left, process.stdout.read()[-2000:])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    set_figures("public: nothing left after a signal", **{f"bytes_before_{signal.Signals(signum).name}": before,
+                                                         f"bytes_after_{signal.Signals(signum).name}": left})
+
+
+# ----- quiet logs -----
+
+def test_a_refusal_is_one_log_line_and_a_fault_keeps_its_traceback(registry, cache, capfd, monkeypatch):
+    refusals = 30
+    with case("public: log bytes per refusal"):
+        with running_app(registry, cache) as app, httpx.Client(timeout=60) as http:
+            capfd.readouterr()
+            for _ in range(refusals):
+                answer = generate(http, app.url, "10.0.4.1", top_p=0)
+                assert answer["event"] == "error" and answer["data"]["error"].startswith("top_p: must be greater than 0")
+            err = capfd.readouterr().err
+            lines = err.splitlines()
+            assert len(lines) == refusals and "Traceback" not in err, err[:3000]
+            assert all(line.endswith("refused /generate [10.0.4.1]: top_p: must be greater than 0 and at most 1, got 0.0")
+                       for line in lines), lines[:2]
+            per_refusal = len(err.encode()) / refusals
+
+            forged = http.post(f"{app.url}gradio_api/call/generate", headers={XFF: "10.0.4.1"},
+                               json={"data": generate_payload("bad\nmodel\r\nFAKE LOG LINE", "Hi")})
+            read_answer(http, app.url, forged.json()["event_id"])
+            forged_err = capfd.readouterr().err
+            assert forged_err.count("\n") == 1 and "refused /generate" in forged_err, "a visitor cannot add log lines"
+
+            def broken(*_args: Any, **_kwargs: Any):
+                raise RuntimeError("a real fault")
+            monkeypatch.setattr(app.runner, "start", broken)
+            fault = generate(http, app.url, "10.0.4.1")
+            fault_err = capfd.readouterr().err
+            assert fault["event"] == "error" and "Traceback" in fault_err and "RuntimeError: a real fault" in fault_err
+    set_figures("public: log bytes per refusal", refusals=refusals, log_lines=len(lines),
+                log_bytes_per_refusal=round(per_refusal), tracebacks=err.count("Traceback"),
+                fault_traceback_bytes=len(fault_err.encode()))
+
+
+# ----- headers -----
+
+def test_every_response_carries_the_security_headers(registry, cache):
+    with running_app(registry, cache) as app, httpx.Client(timeout=60) as http:
+        page = http.get(app.url)
+        asset = page.text.split('src="', 1)[1].split('"', 1)[0] if 'src="' in page.text else "favicon.ico"
+        responses = {"page": page, "config": http.get(f"{app.url}config"), "api info": http.get(f"{app.url}gradio_api/info"),
+                     "asset": http.get(asset if asset.startswith("http") else f"{app.url}{asset.lstrip('/')}"),
+                     "missing": http.get(f"{app.url}no-such-route"),
+                     "refused upload": http.post(f"{app.url}gradio_api/upload",
+                                                 files={"files": ("x.txt", b"x" * (MAX_UPLOAD_BYTES + 1))})}
+        event_id = post_generate(http, app.url, "10.0.5.1", max_new_tokens=2).json()["event_id"]
+        with http.stream("GET", f"{app.url}gradio_api/call/generate/{event_id}") as stream:
+            responses["event stream"] = stream
+            stream.read()
+    for what, response in responses.items():
+        policy = response.headers.get("content-security-policy", "")
+        assert f"frame-ancestors {FRAME_ANCESTORS}" in policy, what
+        assert "'self' https://huggingface.co" in policy and "default-src 'self'" in policy, what
+        assert response.headers.get("x-content-type-options") == "nosniff", what
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Chromium at {CHROMIUM}")
+def test_the_page_works_under_its_content_security_policy(registry, cache):
+    """Chromium loads the page, runs both sides and reports no policy violation."""
+    from playwright.sync_api import sync_playwright
+
+    violations: list[str] = []
+    with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2") as app, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+            page.goto(app.url)
+            page.locator("#prompt textarea").fill("What is the capital of France?")
+            page.locator("#run-btn").click()
+            for side in ("seq2seq", "causal"):
+                page.locator(f"#{side}-stats", has_text="finish:").wait_for(timeout=60_000)
+            assert page.locator("#causal-output textarea").input_value()
+        finally:
+            browser.close()
+    assert violations == []
