@@ -302,6 +302,12 @@ def generate_rows(loaded: LoadedModel, rows: Sequence[PromptRow | str], settings
     Raises:
         ValueError: for a batch size out of range (before anything runs).
     """
+    if getattr(loaded, "source", None) is not None and loaded.source.endpoint is not None:
+        from .remote import endpoint_rows  # an inference engine batches on its side (remote imports this module)
+
+        check_batch_size(batch_size)
+        yield from endpoint_rows(loaded.source.endpoint, rows, settings, stop_event=stop_event)
+        return
     size = check_batch_size(batch_size) or auto_batch_size(loaded, len(rows))
     stop_event = stop_event if stop_event is not None else threading.Event()
     items: list[_Item] = []

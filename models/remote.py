@@ -703,3 +703,34 @@ def endpoint_snippet(endpoint: Endpoint, request: RemoteRequest) -> str:
             f"    if chunk.choices and {text}:\n"
             f"        print({text}, end=\"\", flush=True)\n"
             "print()\n")
+
+
+# ----- prompt sets -----
+
+def endpoint_rows(endpoint: Endpoint, rows: Sequence[Any], settings: GenerationSettings, *,
+                  stop_event: threading.Event | None = None) -> Iterator[Any]:
+    """Every row of a prompt set on ``endpoint``, one request each, in order: one
+    :class:`~models.batch.RowResult` per row, errors included (nothing raises once it starts).
+
+    The engine batches concurrent requests on its side; here rows go one after another, so Stop
+    ends the running request at once and leaves the rest not run.
+    """
+    from .batch import NOT_RUN_NOTICE, RowResult, row_prompt, row_settings  # batch.generate_rows calls this
+    from .promptset import PromptRow
+
+    stop_event = stop_event if stop_event is not None else threading.Event()
+    for index, row in enumerate(rows):
+        row = PromptRow(row) if isinstance(row, str) else row
+        if stop_event.is_set():
+            yield RowResult(index, "", 0, 0, 0.0, FinishReason.STOPPED, batch_size=0, notices=(NOT_RUN_NOTICE,))
+            continue
+        try:
+            request = endpoint.request(row_prompt(endpoint.kind, row), row_settings(settings, row))
+        except Exception as exc:  # noqa: BLE001 - a row whose settings are refused fails alone
+            yield RowResult(index, "", 0, 0, 0.0, FinishReason.ERROR, f"could not prepare the prompt: {exc}"[:500])
+            continue
+        final = list(endpoint.stream(request, stop_event=stop_event))[-1]
+        stats = final.stats
+        yield RowResult(index, final.text, stats.output_tokens, stats.input_tokens or 0, stats.total_seconds,
+                        stats.finish_reason, stats.error, batch_size=1, batch_seconds=stats.total_seconds,
+                        notices=tuple(stats.notices))

@@ -312,12 +312,15 @@ class Runner:
     def load(self, source: ModelSource, load_in_8bit: bool = False,
              stop_event: threading.Event | None = None) -> Generator[Loading, None, LoadedModel]:
         """Load ``source`` through the shared cache, yielding :class:`Loading` status lines meanwhile;
-        returns the model (``model = yield from runner.load(...)``).
+        returns the model (``model = yield from runner.load(...)``); an endpoint model returns its
+        :class:`~models.remote.Endpoint` at once (``models.batch.generate_rows`` takes either).
 
         Raises:
             ModelLoadError: unavailable here, failed, or stopped (the load then finishes in the background).
             UnsupportedModelError: not a seq2seq or causal language model.
         """
+        if source.endpoint is not None:  # served by an inference engine: nothing loads here
+            return source.endpoint
         cached = self.cache.peek(source.name, load_in_8bit)
         if cached is not None:
             return cached

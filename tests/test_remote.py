@@ -256,7 +256,7 @@ def side_data(page, kind: Kind, model: str, prompt: str = PROMPT, **settings: An
                      seed=0), **settings}
     left, panel, controls = page.panels[Kind.SEQ2SEQ], page.panels[kind], page.controls
     ordered = [values[name] for name in SHARED_FIELDS]
-    # the precision control replaces the 8-bit checkbox (issue 14); either way: full precision, the default
+    # the precision control replaces the 8-bit checkbox; either way: full precision, the default
     precision = {panel.precision: "auto"} if hasattr(panel, "precision") else {panel.eight_bit: False}
     data = {controls.prompt: prompt, controls.link: True, panel.model: model, panel.custom: "", **precision,
             **dict(zip(left.settings.components(), ordered)), **dict(zip(panel.settings.components(), ordered))}
@@ -452,6 +452,18 @@ def test_generate_api_streams_an_endpoint_model_and_records_it(engine, tiny, tin
     assert stats["description"]["endpoint"] == "tiny" and stats["description"]["model_id"] == MODEL
     assert stats["output_tokens"] == 8 and stats["finish_reason"] == "length"
     assert any(m["name"] == "tiny" for m in models["causal"])
+
+
+def test_run_set_takes_an_endpoint_model_row_by_row(engine, tiny, tiny_dir):
+    rows = [{"prompt": "What is the capital of France?", "reference": "Paris"}, {"prompt": "Name a red fruit."},
+            {"prompt": "Once upon a time"}]
+    with running_app(registry_with(tiny_dir, tiny)) as served_app:
+        final = Client(served_app.url, verbose=False).predict(left="tiny-t5", right="tiny", rows=rows, max_new_tokens=7,
+                                                              api_name="/run_set")
+    expected = [direct_answer(engine.url, row["prompt"], max_tokens=7, temperature=0.0, seed=0)[0] for row in rows]
+    assert [row["right"]["text"] for row in final["rows"]] == expected
+    assert all(row["right"]["stats"]["output_tokens"] == 7 for row in final["rows"])
+    assert final["summary"]["right"]["rows_done"] == 3 and final["summary"]["left"]["rows_done"] == 3
 
 
 def test_stop_closes_the_stream_and_the_engine_stops(engine, tiny, tiny_dir):

