@@ -18,7 +18,7 @@ class Panel:
     side: str  # "seq2seq" or "causal"
     model: gr.Dropdown
     custom: gr.Textbox
-    eight_bit: gr.Checkbox
+    precision: gr.Dropdown  # auto, float32, bfloat16, float16 (GPU only), 8-bit
     card: gr.Markdown
     task_prefix: gr.Textbox | None  # seq2seq panels: text put before the prompt
     chat_template: gr.Checkbox | None  # causal panels: wrap the prompt in the chat template
@@ -30,6 +30,11 @@ class Panel:
     tokens: gr.HTML  # how the prompt enters the model, token by token (updated when a run starts)
     code: gr.Code  # a script reproducing the last run
 
+    @property
+    def eight_bit(self) -> gr.Dropdown:
+        """The precision selector under its old name (it replaced the 8-bit checkbox; ``True`` still means 8-bit)."""
+        return self.precision
+
 
 def dropdown_choices(choices: Sequence[tuple[str, str, str | None]]) -> list[tuple[str, str]]:
     """``(label, value)`` pairs; unavailable models keep their place with the reason in the label."""
@@ -37,7 +42,7 @@ def dropdown_choices(choices: Sequence[tuple[str, str, str | None]]) -> list[tup
 
 
 def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str | None]], value: str | None,
-                allow_custom: bool, eight_bit: tuple[bool, str], defaults: Mapping[str, Any],
+                allow_custom: bool, precision: tuple[Sequence[tuple[str, str]], str], defaults: Mapping[str, Any],
                 limits: Mapping[str, SliderRange], notice: str | None = None) -> Panel:
     """Build one side's components.
 
@@ -47,7 +52,8 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
         choices: ``(name, label, unavailable_reason)`` rows from the registry.
         value: the model selected at start.
         allow_custom: show the custom hub-id box.
-        eight_bit: ``(available, reason)``; the checkbox is disabled when not available.
+        precision: ``(choices, info)``: the precision selector's ``(label, value)`` pairs (a choice that cannot
+            run here says so in its label) and the line under it (what auto means here).
         defaults: initial generation settings.
         limits: each setting's slider range (from the settings schema).
         notice: a plain-language line shown under the selector (e.g. no local seq2seq model).
@@ -58,9 +64,9 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
                             allow_custom_value=False, filterable=True)
         custom = gr.Textbox(label="…or a Hugging Face hub id", placeholder="owner/name (hub ids only, no paths)",
                             visible=allow_custom, max_lines=1, max_length=96, elem_id=f"{side}-custom")
-        available, reason = eight_bit
-        eight_bit_box = gr.Checkbox(False, label="Load in 8-bit (bitsandbytes)", info=reason, interactive=available,
-                            elem_id=f"{side}-8bit")
+        precision_choices, precision_info = precision
+        precision_box = gr.Dropdown(list(precision_choices), value="auto", label="Precision", info=precision_info,
+                                    allow_custom_value=False, filterable=False, elem_id=f"{side}-precision")
         gr.Markdown(notice or "", visible=bool(notice), elem_id=f"{side}-notice")
         card = gr.Markdown("", elem_id=f"{side}-card")
         with gr.Accordion("What is this architecture?", open=False, elem_id=f"{side}-arch"):
@@ -82,5 +88,5 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
                            interactive=False, label="Python", buttons=["copy", "download"], elem_id=f"{side}-code")
         settings = build_settings(defaults, limits, label="Generation settings", elem_prefix=side)
         record = gr.State(None)
-    return Panel(side, model, custom, eight_bit_box, card, task_prefix, chat_template, output, stats, settings, record,
+    return Panel(side, model, custom, precision_box, card, task_prefix, chat_template, output, stats, settings, record,
                  class_info=class_info, tokens=tokens, code=code)

@@ -26,8 +26,13 @@ class SideSelector:
     side: str
     model: gr.Dropdown
     custom: gr.Textbox
-    eight_bit: gr.Checkbox
+    precision: gr.Dropdown  # auto, float32, bfloat16, float16 (GPU only), 8-bit
     class_info: gr.Markdown  # which class runs it: the same answer as the single page
+
+    @property
+    def eight_bit(self) -> gr.Dropdown:
+        """The precision selector under its old name (it replaced the 8-bit checkbox; ``True`` still means 8-bit)."""
+        return self.precision
 
 
 @dataclass
@@ -59,19 +64,19 @@ class SetTab:
 
 
 def _side(side: str, title: str, choices: Sequence[tuple[str, str, str | None]], value: str | None,
-          allow_custom: bool, eight_bit: tuple[bool, str]) -> SideSelector:
+          allow_custom: bool, precision: tuple[Sequence[tuple[str, str]], str]) -> SideSelector:
     with gr.Column():
         gr.Markdown(f"**{esc(title)}**")
         model = gr.Dropdown(dropdown_choices(choices), value=value, label="Model", elem_id=f"set-{side}-model",
                             filterable=True)
         custom = gr.Textbox(label="…or a Hugging Face hub id", visible=allow_custom, max_lines=1, max_length=96,
                             elem_id=f"set-{side}-custom")
-        available, reason = eight_bit
-        eight_bit_box = gr.Checkbox(False, label="Load in 8-bit (bitsandbytes)", info=reason, interactive=available,
-                                    elem_id=f"set-{side}-8bit")
+        precision_choices, precision_info = precision
+        precision_box = gr.Dropdown(list(precision_choices), value="auto", label="Precision", info=precision_info,
+                                    filterable=False, elem_id=f"set-{side}-precision")
         with gr.Accordion("What is this architecture?", open=False):
             class_info = gr.Markdown("", elem_id=f"set-{side}-class")
-    return SideSelector(side, model, custom, eight_bit_box, class_info)
+    return SideSelector(side, model, custom, precision_box, class_info)
 
 
 def _outputs() -> tuple[gr.Markdown, gr.Markdown, gr.Dataframe, gr.BarPlot, gr.BarPlot, gr.ScatterPlot]:
@@ -88,7 +93,8 @@ def _outputs() -> tuple[gr.Markdown, gr.Markdown, gr.Dataframe, gr.BarPlot, gr.B
 
 
 def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequence[tuple[str, str, str | None]]],
-                  values: Mapping[str, str | None], allow_custom: bool, eight_bit: tuple[bool, str],
+                  values: Mapping[str, str | None], allow_custom: bool,
+                  precision: tuple[Sequence[tuple[str, str]], str],
                   limits: Mapping[str, SliderRange], max_upload_mb: float) -> SetTab:
     """Build the tab's components (inside a ``gr.Tab``).
 
@@ -97,7 +103,7 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
         choices: per side (``"left"``, ``"right"``), the registry's ``(name, label, unavailable_reason)`` rows.
         values: the model each side starts with.
         allow_custom: show the hub-id boxes.
-        eight_bit: ``(available, reason)`` for the 8-bit checkboxes.
+        precision: ``(choices, info)`` for the precision selectors (``models.precision_options()``).
         limits: the settings schema's slider ranges.
         max_upload_mb: the largest file accepted.
     """
@@ -109,8 +115,8 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
         upload = gr.File(label="…or upload a set", file_types=UPLOAD_TYPES, type="filepath", elem_id="set-upload")
     about = gr.Markdown("", elem_id="set-about")
     with gr.Row():
-        left = _side("left", "Left model", choices["left"], values["left"], allow_custom, eight_bit)
-        right = _side("right", "Right model", choices["right"], values["right"], allow_custom, eight_bit)
+        left = _side("left", "Left model", choices["left"], values["left"], allow_custom, precision)
+        right = _side("right", "Right model", choices["right"], values["right"], allow_custom, precision)
     settings = build_settings({}, limits, label="Generation settings (both sides)", elem_prefix="set")
     with gr.Row():
         task_prefix = gr.Textbox("", label="Task prefix for the seq2seq side (rows may set their own)", max_lines=1,

@@ -41,10 +41,9 @@ def card_markdown(description: Mapping[str, Any] | None = None, *, architecture:
         parts.append(f"{esc(description['served_by'])} · {esc(description['architecture'])} · "
                      "runs on the engine's machine, not here")
     elif description:
-        quant = " · 8-bit" if description.get("quantization", "none") != "none" else ""
         parts.append(f"`{esc(description['auto_class'])} -> {esc(description['resolved_class'])}` · "
                      f"{esc(description['architecture'])} · {esc(description['params_text'])} params · "
-                     f"{esc(description['dtype'])}{quant} · {esc(description['device'])} · "
+                     f"{precision_text(description)} · {esc(description['device'])} · "
                      f"{description['memory_bytes'] / 2**20:.1f} MiB · from {esc(description['origin'])}")
     elif architecture:
         parts.append(f"`{esc(architecture['auto_class'])} -> {esc(architecture['resolved_class'])}` · "
@@ -53,6 +52,14 @@ def card_markdown(description: Mapping[str, Any] | None = None, *, architecture:
     if note:
         parts.append(f"<br>ℹ️ {esc(note)}")
     return "".join(parts) or "Pick a model."
+
+
+def precision_text(description: Mapping[str, Any]) -> str:
+    """``"precision **bfloat16**"``; for 8-bit, the dtype of the layers left unquantized too."""
+    precision = description.get("precision") or description.get("dtype", "?")
+    quantized = description.get("quantization", "none") != "none"
+    rest = f" (other layers {esc(description.get('dtype', '?'))})" if quantized else ""
+    return f"precision **{esc(precision)}**{rest}"
 
 
 def stats_line(stats: Mapping[str, Any], *, markdown: bool = True) -> str:
@@ -71,6 +78,8 @@ def stats_line(stats: Mapping[str, Any], *, markdown: bool = True) -> str:
     if isinstance(total, (int, float)):
         parts.append(f"{total:.2f} s")
     parts.append(f"finish: {bold(esc(stats.get('finish_reason', '?')))}")
+    if stats.get("precision"):
+        parts.append(f"ran in {esc(stats['precision'])}")
     return " · ".join(parts)
 
 

@@ -6,10 +6,11 @@ Knows transformers and torch; knows nothing of Gradio.
 from .detect import Architecture, UnsupportedModelError, detect, wrong_class_refusal
 from .explain import ClassReport, PromptView, Token, class_report, prompt_view
 from .loader import (LoadedModel, ModelCache, ModelDescription, ModelLoadError, architecture_of, eight_bit_status,
-                     load_config, load_model, pick_device)
+                     check_precision, load_config, load_model, pick_device, precision_options,
+                     resolve_precision)
 from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, PRESETS, Kind, Preset, get_preset
 from .prompt import GenerateCall, PreparedPrompt, generate_call, prepare
-from .settings import GenerationSettings, SettingsError, validate_prompt
+from .settings import GenerationSettings, Precision, SettingsError, parse_precision, validate_prompt
 from .snippet import build_snippet
 from .sources import (ModelIdError, ModelRegistry, ModelSource, hub_reachable, scan_model_dir, set_offline, smollm2_gguf,
                       validate_hub_id)
@@ -19,7 +20,7 @@ __all__ = [
     "Architecture", "UnsupportedModelError", "detect", "wrong_class_refusal",
     "ClassReport", "PromptView", "Token", "class_report", "prompt_view", "build_snippet",
     "LoadedModel", "ModelCache", "ModelDescription", "ModelLoadError", "architecture_of", "eight_bit_status",
-    "load_config", "load_model", "pick_device",
+    "load_config", "load_model", "pick_device", "precision_options", "resolve_precision", "check_precision", "Precision", "parse_precision",
     "DEFAULT_CAUSAL", "DEFAULT_SEQ2SEQ", "PRESETS", "Kind", "Preset", "get_preset",
     "GenerateCall", "PreparedPrompt", "generate_call", "prepare", "GenerationSettings", "SettingsError", "validate_prompt",
     "ModelIdError", "ModelRegistry", "ModelSource", "hub_reachable", "scan_model_dir", "set_offline", "smollm2_gguf",

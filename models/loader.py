@@ -31,12 +31,13 @@ from transformers.utils import logging as hf_logging
 
 from .detect import AUTO_CLASSES, MODEL_BUILD_LOCK, Architecture, UnsupportedModelError, detect
 from .presets import Kind
+from .settings import Precision, SettingsError, parse_precision
 from .sources import ModelSource
 
 log = logging.getLogger(__name__)
 hf_logging.disable_progress_bar()  # server logs, not terminal progress bars
 
-# Model types whose activations overflow in float16 (FLAN-T5 gives NaNs): bf16 or fp32 only.
+# Model types whose activations overflow in float16 (FLAN-T5 gives NaNs): bf16 or fp32 only, never fp16.
 FP16_UNSAFE_MODEL_TYPES = frozenset({"t5", "mt5", "umt5", "longt5", "switch_transformers", "pegasus", "pegasus_x"})
 BNB_CPU_VERSION = Version("0.48")  # the first bitsandbytes that quantizes on CPU
 GGUF_CACHE_DIR = Path(os.environ.get("PLAYGROUND_CACHE", Path.home() / ".cache" / "seq2seq-causal-playground")) / "gguf"
@@ -63,6 +64,7 @@ class ModelDescription:
         origin: where the weights came from.
         revision: the commit hash when known (hub models), else ``None``.
         load_seconds: how long loading took (0 when served from the cache).
+        precision: the precision that runs (``"bfloat16"``, ``"8-bit"``…; never ``"auto"``: the loader resolved it).
     """
 
     name: str
@@ -78,6 +80,7 @@ class ModelDescription:
     origin: str
     revision: str | None
     load_seconds: float
+    precision: str = Precision.FLOAT32.value
 
     @property
     def params_text(self) -> str:
@@ -94,7 +97,7 @@ class ModelDescription:
             "auto_class": self.auto_class, "resolved_class": self.resolved_class, "model_type": self.model_type,
             "params": self.params, "params_text": self.params_text, "dtype": self.dtype, "device": self.device,
             "memory_bytes": self.memory_bytes, "quantization": self.quantization, "origin": self.origin,
-            "revision": self.revision, "load_seconds": round(self.load_seconds, 3),
+            "revision": self.revision, "load_seconds": round(self.load_seconds, 3), "precision": self.precision,
         }
 
 
@@ -119,18 +122,127 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def pick_dtype(config: PretrainedConfig, device: str) -> torch.dtype:
-    """A dtype that is safe for the architecture on ``device``.
+_DTYPES = {Precision.FLOAT32: torch.float32, Precision.BFLOAT16: torch.bfloat16, Precision.FLOAT16: torch.float16}
 
-    CPU: float32 (fp16 matmuls are slow or missing there). GPU: float16, except for
-    model types that overflow in fp16 (T5 family), which get bfloat16 where the GPU
-    supports it and float32 otherwise.
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles), as torch reports it.
+
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` is not asked: oneDNN answers True on any AVX512
+    CPU, where bfloat16 is emulated and slower than float32.
     """
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except Exception:  # noqa: BLE001 - a torch without the probe, or one that cannot answer: not native
+            continue
+    return False
+
+
+def _gpu_bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def precision_refusal(precision: Precision, device: str, model_type: str | None = None) -> str | None:
+    """Why ``precision`` cannot run on ``device`` (for ``model_type`` when known), else ``None``."""
+    if precision is Precision.FLOAT16:
+        if device == "cpu":
+            return ("float16 runs on a GPU only, and this machine has none (CPUs have no fast float16): "
+                    "pick auto, bfloat16 or float32")
+        if model_type in FP16_UNSAFE_MODEL_TYPES:
+            return (f"float16 is refused for '{model_type}' models: their activations overflow in float16 "
+                    "(FLAN-T5 writes NaN); pick auto, bfloat16 or float32")
+    if precision is Precision.BFLOAT16 and device != "cpu" and not _gpu_bf16():
+        return "this GPU has no bfloat16 support; pick auto, float16 or float32"
+    if precision is Precision.INT8:
+        available, reason = eight_bit_status(device)
+        return None if available else reason
+    return None
+
+
+def resolve_precision(requested: Precision | str | bool, config: PretrainedConfig | None, device: str) -> Precision:
+    """The precision that runs: ``auto`` made concrete, an explicit choice checked. The one place that decides.
+
+    auto: bfloat16 on a CPU with native bf16 (:func:`cpu_has_native_bf16`) and on a GPU that supports it;
+    float16 on other GPUs, except fp16-unsafe families (:data:`FP16_UNSAFE_MODEL_TYPES`: T5…), which get
+    float32; float32 otherwise.
+
+    Raises:
+        ModelLoadError: an explicit choice that cannot run here (float16 on CPU or on T5, …), saying why.
+    """
+    precision = parse_precision(requested)
+    model_type = getattr(config, "model_type", None) if config is not None else None
+    if precision is Precision.AUTO:
+        if device == "cpu":
+            return Precision.BFLOAT16 if cpu_has_native_bf16() else Precision.FLOAT32
+        if _gpu_bf16():
+            return Precision.BFLOAT16
+        return Precision.FLOAT32 if model_type in FP16_UNSAFE_MODEL_TYPES else Precision.FLOAT16
+    refusal = precision_refusal(precision, device, model_type)
+    if refusal:
+        raise ModelLoadError(f"precision: {refusal}")
+    return precision
+
+
+def check_precision(precision: Any, load_in_8bit: Any = None, device: str | None = None) -> Precision:
+    """The :class:`Precision` a visitor or API caller asked for, refused before anything runs when it cannot
+    run on this machine at all (float16 without a GPU, 8-bit without bitsandbytes). What depends on the model
+    (float16 on T5) is refused when it loads.
+
+    Raises:
+        SettingsError: naming ``precision`` (or ``load_in_8bit`` for a conflict) with the reason.
+    """
+    chosen = parse_precision(precision, load_in_8bit)
+    refusal = precision_refusal(chosen, device or pick_device())
+    if refusal:
+        raise SettingsError("precision", refusal)
+    return chosen
+
+
+def pick_dtype(config: PretrainedConfig, device: str, precision: Precision | str = Precision.AUTO) -> torch.dtype:
+    """The torch dtype of the weights for ``precision`` (``auto`` resolved by :func:`resolve_precision`).
+
+    8-bit keeps its non-quantized layers in float32 on CPU (bitsandbytes computes there in float32)
+    and in auto's float dtype on a GPU (never float16 for the T5 family).
+    """
+    resolved = resolve_precision(precision, config, device)
+    if resolved is Precision.INT8:
+        if device == "cpu":
+            return torch.float32
+        resolved = resolve_precision(Precision.AUTO, config, device)
+    return _DTYPES[resolved]
+
+
+def auto_precision_text(device: str | None = None) -> str:
+    """What auto means on this machine, in words (the page's precision selector shows it)."""
+    device = device or pick_device()
     if device == "cpu":
-        return torch.float32
-    if getattr(config, "model_type", "") in FP16_UNSAFE_MODEL_TYPES:
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.float16
+        return ("bfloat16 here (this CPU computes bfloat16 natively)" if cpu_has_native_bf16()
+                else "float32 here (this CPU has no native bfloat16)")
+    if _gpu_bf16():
+        return "bfloat16 here (this GPU supports it)"
+    return "float16 here (float32 for the T5 family, which overflows in float16)"
+
+
+def precision_options(device: str | None = None) -> tuple[list[tuple[str, str]], str]:
+    """The precision selector's ``(label, value)`` choices and its help line, for ``device``.
+
+    Every choice stays listed; one that cannot run here says so in its label and is refused, with
+    the reason, when a run asks for it.
+    """
+    device = device or pick_device()
+    choices = [(f"auto ({auto_precision_text(device).split(' (')[0]})", Precision.AUTO.value)]
+    for precision in (Precision.FLOAT32, Precision.BFLOAT16, Precision.FLOAT16, Precision.INT8):
+        label = "8-bit (bitsandbytes)" if precision is Precision.INT8 else precision.value
+        refusal = precision_refusal(precision, device)
+        if refusal:
+            label += " — unavailable here" if precision is not Precision.FLOAT16 else " — GPU only, unavailable here"
+        choices.append((label, precision.value))
+    _ok, eight_bit = eight_bit_status(device)
+    info = f"auto = {auto_precision_text(device)} · float16: GPU only, never for T5 · {eight_bit}"
+    return choices, info
 
 
 def eight_bit_status(device: str | None = None) -> tuple[bool, str]:
@@ -272,35 +384,34 @@ def convert_gguf(source: ModelSource, on_status: Callable[[str], None] | None = 
     return folder
 
 
-def load_kwargs(config: PretrainedConfig, device: str, *, load_in_8bit: bool, allow_pickle: bool) -> dict[str, Any]:
-    """The ``from_pretrained`` arguments: remote code off, a safe dtype, safetensors only unless pickle
-    is allowed, and for 8-bit a ``BitsAndBytesConfig`` placed by ``device_map`` (raises
-    :class:`ModelLoadError` when 8-bit cannot work here)."""
-    kwargs: dict[str, Any] = {"trust_remote_code": False, "dtype": pick_dtype(config, device)}
+def load_kwargs(config: PretrainedConfig, device: str, *, precision: Precision | str = Precision.AUTO,
+                allow_pickle: bool) -> dict[str, Any]:
+    """The ``from_pretrained`` arguments: remote code off, the dtype of ``precision`` (:func:`pick_dtype`),
+    safetensors only unless pickle is allowed, and for 8-bit a ``BitsAndBytesConfig`` placed by
+    ``device_map`` (raises :class:`ModelLoadError` when the precision cannot run here)."""
+    kwargs: dict[str, Any] = {"trust_remote_code": False, "dtype": pick_dtype(config, device, precision)}
     if not allow_pickle:
         kwargs["use_safetensors"] = True
-    if load_in_8bit:
-        available, reason = eight_bit_status(device)
-        if not available:
-            raise ModelLoadError(reason)
+    if resolve_precision(precision, config, device) is Precision.INT8:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         kwargs["device_map"] = {"": device if device != "cuda" else 0}
-        if device == "cpu":
-            kwargs["dtype"] = torch.float32
     return kwargs
 
 
-def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle: bool = False,
-               device: str | None = None, on_status: Callable[[str], None] | None = None) -> LoadedModel:
+def load_model(source: ModelSource, *, precision: Precision | str = Precision.AUTO, load_in_8bit: bool = False,
+               allow_pickle: bool = False, device: str | None = None,
+               on_status: Callable[[str], None] | None = None) -> LoadedModel:
     """Load ``source`` for generation; every failure is a :class:`ModelLoadError` or
     :class:`UnsupportedModelError` with a readable message.
 
     Args:
         source: where the model is.
-        load_in_8bit: quantize linear layers to int8 with bitsandbytes (T5's ``wo`` layers stay
-            in full precision through the model's ``_keep_in_fp32_modules``).
+        precision: auto (resolved by :func:`resolve_precision`), float32, bfloat16, float16 (GPU only)
+            or 8-bit: linear layers quantized to int8 with bitsandbytes (T5's ``wo`` layers stay in
+            full precision through the model's ``_keep_in_fp32_modules``).
+        load_in_8bit: the older way to ask for 8-bit (``precision="8-bit"``).
         allow_pickle: accept ``.bin`` (pickle) weights when no safetensors exist.
         device: override the automatic choice (CUDA when present, else CPU).
         on_status: called with short progress messages.
@@ -321,8 +432,9 @@ def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle:
         origin_note = f"{source.origin} (converted once to safetensors in {path})"
     else:
         origin_note = source.origin
-    kwargs = load_kwargs(config, device, load_in_8bit=load_in_8bit, allow_pickle=allow_pickle)
-    status(f"Loading weights of {source.name}{' in 8-bit' if load_in_8bit else ''}")
+    resolved = resolve_precision(parse_precision(precision, load_in_8bit or None), config, device)
+    kwargs = load_kwargs(config, device, precision=resolved, allow_pickle=allow_pickle)
+    status(f"Loading weights of {source.name} in {resolved.value}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         if not _tokenizer_reads_text(tokenizer):  # transformers 5 builds an empty tokenizer when its files are missing
@@ -330,7 +442,7 @@ def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle:
                                  "so the model cannot read or write text")
         with MODEL_BUILD_LOCK:
             model = AUTO_CLASSES[arch.kind].from_pretrained(path, **kwargs)
-        if not load_in_8bit:
+        if not resolved.quantized:
             model.to(device)  # never on a quantized model: its device_map placed it
     except (UnsupportedModelError, ModelLoadError):
         raise
@@ -343,18 +455,21 @@ def load_model(source: ModelSource, *, load_in_8bit: bool = False, allow_pickle:
         name=source.name, kind=arch.kind, auto_class=arch.auto_class, resolved_class=type(model).__name__,
         model_type=arch.model_type, params=sum(param.numel() for param in model.parameters()),
         dtype=str(model.dtype).removeprefix("torch."), device=str(model.device), memory_bytes=int(model.get_memory_footprint()),
-        quantization="8-bit (bitsandbytes)" if load_in_8bit else "none", origin=origin_note,
+        quantization="8-bit (bitsandbytes)" if resolved.quantized else "none", origin=origin_note,
         revision=getattr(config, "_commit_hash", None), load_seconds=time.perf_counter() - started,
+        precision=resolved.value,
     )
     return LoadedModel(source, model, tokenizer, arch, description, kwargs)
 
 
 class ModelCache:
-    """Process-wide cache of loaded models, keyed by (model name, 8-bit).
+    """Process-wide cache of loaded models, keyed by (model name, precision that runs).
 
     Shared by every user: a model is loaded once, two simultaneous requests for the
     same model wait on one load, and the least recently used model is evicted when
-    more than ``max_models`` are loaded.
+    more than ``max_models`` are loaded. A request for ``auto`` finds the model under the
+    precision auto resolved to (after its first load), so "auto" and "bfloat16" share one copy
+    where auto means bfloat16.
 
     Args:
         max_models (int, default 4): how many models stay loaded at once.
@@ -369,43 +484,59 @@ class ModelCache:
         self.max_models = max_models
         self.allow_pickle = allow_pickle
         self._loader = loader
-        self._models: OrderedDict[tuple[str, bool], LoadedModel] = OrderedDict()
-        self._key_locks: dict[tuple[str, bool], threading.Lock] = {}
+        self._models: OrderedDict[tuple[str, Precision], LoadedModel] = OrderedDict()
+        self._key_locks: dict[tuple[str, Precision], threading.Lock] = {}
+        self._resolved: dict[tuple[str, Precision], Precision] = {}  # (name, requested) -> the precision it ran in
         self._lock = threading.Lock()
         self.loads = 0  # how many real loads happened (for tests and the benchmark)
 
-    def peek(self, name: str, load_in_8bit: bool = False) -> LoadedModel | None:
-        """The loaded model if it is in the cache, without loading it."""
-        with self._lock:
-            return self._models.get((name, load_in_8bit))
+    def _key(self, name: str, precision: Precision | str | bool, load_in_8bit: bool | None = None) -> tuple[str, Precision]:
+        """The cache key of a request (call with ``_lock`` held): auto maps to what it resolved to, once known."""
+        requested = parse_precision(precision, load_in_8bit)
+        return name, self._resolved.get((name, requested), requested)
 
-    def put(self, loaded: LoadedModel, load_in_8bit: bool = False) -> None:
-        """Insert an already loaded model (evicting the least recently used beyond the bound)."""
+    def peek(self, name: str, precision: Precision | str | bool = Precision.AUTO) -> LoadedModel | None:
+        """The loaded model if it is in the cache, without loading it (``precision`` as for :meth:`get`)."""
         with self._lock:
-            self._models[(loaded.source.name, load_in_8bit)] = loaded
-            self._models.move_to_end((loaded.source.name, load_in_8bit))
+            return self._models.get(self._key(name, precision))
+
+    def put(self, loaded: LoadedModel, precision: Precision | str | bool | None = None) -> None:
+        """Insert an already loaded model under the precision it runs in (its description's, else ``precision``),
+        evicting the least recently used beyond the bound."""
+        description = getattr(loaded, "description", None)
+        ran = getattr(description, "precision", None) or (precision if precision is not None else Precision.AUTO)
+        key = (loaded.source.name, parse_precision(ran))
+        with self._lock:
+            self._models[key] = loaded
+            self._models.move_to_end(key)
             while len(self._models) > self.max_models:
                 evicted, _ = self._models.popitem(last=False)
                 log.info("evicted %s from the model cache", evicted)
 
-    def get(self, source: ModelSource, load_in_8bit: bool = False,
-            on_status: Callable[[str], None] | None = None) -> LoadedModel:
-        """The loaded model for ``source``, loading it at most once across threads."""
-        key = (source.name, load_in_8bit)
+    def get(self, source: ModelSource, precision: Precision | str | bool = Precision.AUTO,
+            on_status: Callable[[str], None] | None = None, *, load_in_8bit: bool | None = None) -> LoadedModel:
+        """The loaded model for ``source`` in ``precision`` (auto, float32, bfloat16, float16, 8-bit; ``True``
+        or ``load_in_8bit=True`` mean 8-bit), loading it at most once across threads."""
+        requested = parse_precision(precision, load_in_8bit)
         with self._lock:
+            key = self._key(source.name, requested)
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
+            key_lock = self._key_locks.setdefault((source.name, requested), threading.Lock())
         with key_lock:
             with self._lock:
+                key = self._key(source.name, requested)
                 if key in self._models:
                     self._models.move_to_end(key)
                     return self._models[key]
-            loaded = self._loader(source, load_in_8bit=load_in_8bit, allow_pickle=self.allow_pickle, on_status=on_status)
+            loaded = self._loader(source, precision=requested, allow_pickle=self.allow_pickle, on_status=on_status)
+            ran = getattr(getattr(loaded, "description", None), "precision", None)
             with self._lock:
                 self.loads += 1
-            self.put(loaded, load_in_8bit)
+                if ran is not None:
+                    self._resolved[(source.name, requested)] = parse_precision(ran)
+            self.put(loaded, requested)
             return loaded
 
     def clear(self) -> None:

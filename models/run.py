@@ -29,7 +29,7 @@ from .loader import LoadedModel, ModelCache, ModelDescription, ModelLoadError
 from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, Kind
 from .prompt import PreparedPrompt, prepare
 from .remote import Endpoint, EndpointDescription, endpoint_snippet
-from .settings import GenerationSettings
+from .settings import GenerationSettings, Precision, parse_precision
 from .snippet import build_snippet
 from .sources import ModelIdError, ModelRegistry, ModelSource
 from .stream import FIRST_TOKEN_TIMEOUT, Stats, stream
@@ -154,14 +154,14 @@ class SideRun:
         source: the model.
         prompt: the validated prompt.
         settings: validated settings.
-        load_in_8bit: load the model quantized to 8-bit.
+        precision: the precision asked for (auto, float32, bfloat16, float16, 8-bit; ``True`` = 8-bit).
         session: the visitor's session (its Stop stops this run).
     """
 
     def __init__(self, runner: "Runner", source: ModelSource, prompt: str, settings: GenerationSettings,
-                 load_in_8bit: bool, session: str) -> None:
+                 precision: Precision | str | bool, session: str) -> None:
         self.runner, self.source, self.prompt, self.settings = runner, source, prompt, settings
-        self.load_in_8bit, self.session = load_in_8bit, session
+        self.precision, self.session = parse_precision(precision), session
         self.stop_event = threading.Event()
 
     def stop(self) -> None:
@@ -204,7 +204,7 @@ class SideRun:
 
     def _served(self, endpoint: Endpoint) -> Iterator[RunEvent]:
         """A run on an inference engine: nothing loads here; the request is built once, then streamed."""
-        request = endpoint.request(self.prompt, self.settings, self.load_in_8bit)
+        request = endpoint.request(self.prompt, self.settings, self.precision is Precision.INT8)
         prepared, code = request.prepared, endpoint_snippet(endpoint, request)
         yield Ready(endpoint, prepared, None, f"the tokens are made by {endpoint.description.served_by}, "
                     "not on this machine", code)
@@ -220,7 +220,7 @@ class SideRun:
         """Yield :class:`Loading` events until the model is ready; return it, or ``None`` after a
         :class:`Finished` event with the reason it could not be had."""
         try:
-            return (yield from self.runner.load(self.source, self.load_in_8bit, self.stop_event))
+            return (yield from self.runner.load(self.source, self.precision, self.stop_event))
         except (ModelLoadError, UnsupportedModelError) as exc:
             yield self._failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - nothing raw reaches a visitor
@@ -294,7 +294,8 @@ class Runner:
         return any(reason is None and not (name in local and local[name].untrained)
                    for name, _label, reason in self.registry.choices(kind))
 
-    def inspect(self, name: str | None, custom: str | None = None, load_in_8bit: bool = False) -> "Selection":
+    def inspect(self, name: str | None, custom: str | None = None,
+                precision: Precision | str | bool = Precision.AUTO) -> "Selection":
         """What the page shows for a panel's selection, from one config read (cached per model)."""
         try:
             source = self.resolve(name, custom)
@@ -306,10 +307,10 @@ class Runner:
             report = class_report(source)
         except (ModelIdError, ModelLoadError, UnsupportedModelError) as exc:
             return Selection(error=str(exc))
-        loaded = self.cache.peek(source.name, load_in_8bit)
+        loaded = self.cache.peek(source.name, precision)
         return Selection(report, loaded.description if loaded is not None else None, source.untrained)
 
-    def load(self, source: ModelSource, load_in_8bit: bool = False,
+    def load(self, source: ModelSource, precision: Precision | str | bool = Precision.AUTO,
              stop_event: threading.Event | None = None) -> Generator[Loading, None, LoadedModel]:
         """Load ``source`` through the shared cache, yielding :class:`Loading` status lines meanwhile;
         returns the model (``model = yield from runner.load(...)``); an endpoint model returns its
@@ -321,14 +322,14 @@ class Runner:
         """
         if source.endpoint is not None:  # served by an inference engine: nothing loads here
             return source.endpoint
-        cached = self.cache.peek(source.name, load_in_8bit)
+        cached = self.cache.peek(source.name, precision)
         if cached is not None:
             return cached
         reason = self.unavailable(source)
         if reason:
             raise ModelLoadError(reason)
         messages: queue.Queue[str] = queue.Queue()
-        future = _LOADS.submit(self.cache.get, source, load_in_8bit, on_status=messages.put)
+        future = _LOADS.submit(self.cache.get, source, precision, on_status=messages.put)
         started, status = time.perf_counter(), f"Loading {source.name}"
         while True:
             try:
@@ -356,10 +357,10 @@ class Runner:
                          served_by=endpoint.description.served_by)
 
     # ----- runs -----
-    def start(self, source: ModelSource, prompt: str, settings: GenerationSettings, load_in_8bit: bool = False,
-              session: str = "anonymous") -> SideRun:
-        """A run of ``source`` on the validated ``prompt``; nothing happens until its events are read."""
-        return SideRun(self, source, prompt, settings, load_in_8bit, session)
+    def start(self, source: ModelSource, prompt: str, settings: GenerationSettings,
+              precision: Precision | str | bool = Precision.AUTO, session: str = "anonymous") -> SideRun:
+        """A run of ``source`` on the validated ``prompt`` in ``precision``; nothing happens until its events are read."""
+        return SideRun(self, source, prompt, settings, precision, session)
 
     def track(self, run: SideRun, running: bool) -> None:
         """Record that ``run`` started (``True``) or ended (``False``)."""

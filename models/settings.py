@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any, Mapping
 
 from annotated_types import Ge, Gt, Le
@@ -43,6 +44,58 @@ class SettingsError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class Precision(str, Enum):
+    """How a model's weights are held while it runs: a load choice, per panel and per ``/generate`` call.
+
+    ``AUTO`` is resolved by the loader (``models.loader.resolve_precision``, the one place that decides
+    a dtype): bfloat16 on a CPU with native bf16 and on a GPU that supports it, float16 on other GPUs
+    except fp16-unsafe families (T5…), float32 otherwise.
+    """
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"  # GPU only
+    INT8 = "8-bit"  # bitsandbytes LLM.int8()
+
+    @property
+    def quantized(self) -> bool:
+        return self is Precision.INT8
+
+
+def parse_precision(precision: Any = Precision.AUTO, load_in_8bit: Any = None, *,
+                    field: str = "precision", legacy_field: str = "load_in_8bit") -> Precision:
+    """The :class:`Precision` asked for, from a ``precision`` value and the older ``load_in_8bit`` flag.
+
+    ``load_in_8bit=True`` means 8-bit; it may come with ``precision`` "auto" or "8-bit", and any other
+    precision is a conflict. ``load_in_8bit=False`` with ``precision="8-bit"`` is a conflict too. A bare
+    ``True`` / ``False`` as ``precision`` (an old 8-bit checkbox value) means 8-bit / auto.
+
+    Raises:
+        SettingsError: naming ``precision`` (an unknown value) or both fields (a conflict).
+    """
+    if isinstance(precision, bool):
+        precision = Precision.INT8 if precision else Precision.AUTO
+    if precision is None or precision == "":
+        precision = Precision.AUTO
+    try:
+        chosen = Precision(precision.strip().lower() if isinstance(precision, str) else precision)
+    except ValueError:
+        known = ", ".join(p.value for p in Precision)
+        raise SettingsError(field, f"must be one of {known}, got {precision!r:.40}") from None
+    if load_in_8bit is None:
+        return chosen
+    if not isinstance(load_in_8bit, bool):
+        raise SettingsError(legacy_field, f"must be true or false, got {load_in_8bit!r:.40}")
+    if load_in_8bit and chosen not in (Precision.AUTO, Precision.INT8):
+        raise SettingsError(legacy_field, f"{legacy_field}=true asks for 8-bit but {field}={chosen.value!r}: "
+                                          f"give one of them ({field} alone is enough)")
+    if not load_in_8bit and chosen is Precision.INT8:
+        raise SettingsError(legacy_field, f"{legacy_field}=false conflicts with {field}='8-bit': "
+                                          f"give one of them ({field} alone is enough)")
+    return Precision.INT8 if load_in_8bit else chosen
 
 
 def _ui(step: float, note: str = "", info: str = "") -> dict[str, Any]:

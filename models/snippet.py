@@ -1,7 +1,7 @@
 """Write a standalone Python script that reproduces one playground run.
 
-The script uses the same tokenizer, Auto class, loading arguments (dtype, 8-bit
-``BitsAndBytesConfig``), prompt building (chat template or task prefix, and the
+The script uses the same tokenizer, Auto class, loading arguments (the dtype the loader
+picked for the run's precision, 8-bit ``BitsAndBytesConfig``), prompt building (chat template or task prefix, and the
 same truncation), ``generate()`` arguments and seed as the playground, and prints
 the answer as it streams, exactly as the playground shows it. Pure string
 building: nothing is loaded or run here.
@@ -53,8 +53,9 @@ def _header(loaded: LoadedModel, eight_bit: bool) -> list[str]:
     auto, description = loaded.architecture.auto_class, loaded.description
     return [
         f"# The playground's {loaded.kind.value} run as a standalone script: {_one_line(loaded.source.name)}",
-        f"# {auto} -> {description.resolved_class} ({loaded.kind.architecture}), {_one_line(description.device)}"
-        + (", 8-bit" if eight_bit else ""),
+        f"# {auto} -> {description.resolved_class} ({loaded.kind.architecture}), {_one_line(description.device)}, "
+        f"precision {_one_line(description.precision)}" + (" (bitsandbytes)" if eight_bit else "")
+        + " (loaded with the playground's dtype below)",
         "# Needs: pip install torch transformers" + (" bitsandbytes" if eight_bit else ""),
         "import torch",
         f"from transformers import {auto}, AutoTokenizer, " + ("BitsAndBytesConfig, " if eight_bit else "") + "TextStreamer",

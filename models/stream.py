@@ -69,6 +69,7 @@ class Stats:
         notices: truncation and capping notes.
         count_unit: ``"tokens"``, or ``"chunks"`` when only stream chunks could be counted (then
             ``tokens_per_second`` is chunks per second).
+        precision: the precision the model ran in (``"bfloat16"``, ``"8-bit"``…); ``None`` for an endpoint.
     """
 
     input_tokens: int | None
@@ -80,6 +81,7 @@ class Stats:
     error: str | None = None
     notices: list[str] = field(default_factory=list)
     count_unit: str = "tokens"
+    precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -89,6 +91,7 @@ class Stats:
             "tokens_per_second": None if self.tokens_per_second is None else round(self.tokens_per_second, 2),
             "total_seconds": round(self.total_seconds, 4), "finish_reason": self.finish_reason.value,
             "error": self.error, "notices": list(self.notices), "count_unit": self.count_unit,
+            "precision": self.precision,
         }
 
 
@@ -269,7 +272,7 @@ def _final_stats(loaded: LoadedModel, prepared: PreparedPrompt, worker: _Generat
                  stop_event: threading.Event, timeout_error: str | None) -> Stats:
     streamer = worker.streamer
     stats = Stats(input_tokens=len(prepared.input_ids), notices=list(prepared.notices),
-                  total_seconds=time.perf_counter() - streamer.started)
+                  total_seconds=time.perf_counter() - streamer.started, precision=loaded.description.precision)
     eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)
     generated: list[int] = []
     if worker.output_ids is not None:

@@ -110,10 +110,11 @@ def set_figures(section: str, **values: Any) -> None:
 SETTINGS_VALUES = (6, 0.0, 1.0, 0, 1.0, 0, 0)  # max_new_tokens=6, greedy, everything else off
 
 
-def run_side(page: Page, kind: Kind, prompt: str, model: str, *, session: str = "test") -> list[dict]:
+def run_side(page: Page, kind: Kind, prompt: str, model: str, *, session: str = "test",
+             precision: str = "auto") -> list[dict]:
     """Run one side's real handler to the end with the page's components; return every update it yielded."""
     left, panel, controls = page.panels[Kind.SEQ2SEQ], page.panels[kind], page.controls
-    data = {controls.prompt: prompt, controls.link: True, panel.model: model, panel.custom: "", panel.eight_bit: False,
+    data = {controls.prompt: prompt, controls.link: True, panel.model: model, panel.custom: "", panel.precision: precision,
             **dict(zip(left.settings.components(), SETTINGS_VALUES)),
             **dict(zip(panel.settings.components(), SETTINGS_VALUES))}
     if panel.task_prefix is not None:
@@ -132,8 +133,8 @@ def merged(updates: list[dict]) -> dict:
 
 
 def show_selection(page: Page, kind: Kind, model: str | None, custom: str | None,
-                   load_in_8bit: bool = False) -> dict[str, str]:
+                   precision: str | bool = "auto") -> dict[str, str]:
     """Run the page's selection handler for one panel: ``{"card": ..., "class": ...}`` Markdown."""
     panel = page.panels[kind]
-    out = page.handlers.selection[kind]({panel.model: model, panel.custom: custom, panel.eight_bit: load_in_8bit})
+    out = page.handlers.selection[kind]({panel.model: model, panel.custom: custom, panel.precision: precision})
     return {"card": out[panel.card], "class": out[panel.class_info]}

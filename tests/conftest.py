@@ -25,7 +25,8 @@ Fixtures (all session-scoped, reusable by model, app and browser tests):
     load a private copy with ``models.load_model(source)`` instead.
 ``load_tiny``
     ``load_tiny("tiny-gpt2")`` -> the cached :class:`models.LoadedModel`
-    (``load_tiny(name, load_in_8bit=True)`` for the 8-bit variant).
+    (``load_tiny(name, load_in_8bit=True)`` for the 8-bit variant, ``precision="float32"`` for another
+    precision; the default is the app's: ``auto``).
 """
 
 from __future__ import annotations
@@ -113,14 +114,14 @@ def cache():
     """Shared :class:`models.ModelCache` (room for every tiny model in full and 8-bit precision)."""
     from models import ModelCache
 
-    return ModelCache(max_models=2 * len(TINY_MODELS))
+    return ModelCache(max_models=3 * len(TINY_MODELS))  # auto, float32 and 8-bit
 
 
 @pytest.fixture(scope="session")
 def load_tiny(registry, cache):
-    """``load_tiny(name, load_in_8bit=False)`` -> the shared cached :class:`models.LoadedModel`."""
+    """``load_tiny(name, load_in_8bit=False, precision="auto")`` -> the shared cached :class:`models.LoadedModel`."""
 
-    def load(name: str, load_in_8bit: bool = False):
-        return cache.get(registry.resolve(name), load_in_8bit=load_in_8bit)
+    def load(name: str, load_in_8bit: bool = False, precision: str = "auto"):
+        return cache.get(registry.resolve(name), precision, load_in_8bit=load_in_8bit or None)
 
     return load

@@ -59,7 +59,7 @@ def test_named_endpoints_are_documented(app):
     assert {"/generate", "/models", "/stop"} <= set(endpoints)
     params = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
     assert params == ["model", "prompt", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty",
-                      "seed", "load_in_8bit"]
+                      "seed", "load_in_8bit", "precision"]
     assert not any(name.startswith("/lambda") for name in endpoints), "internal UI events must not be public API"
 
 

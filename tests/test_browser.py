@@ -269,17 +269,18 @@ def test_invalid_settings_through_the_api_name_the_field(app: Served) -> None:
         client.close()
 
 
-def test_eight_bit_checkbox_shows_availability_and_reason(page: Page) -> None:
-    from models import eight_bit_status, pick_device
+def test_precision_selector_starts_on_auto_and_says_what_auto_means_here(page: Page) -> None:
+    from models import pick_device, precision_options
+    from models.loader import auto_precision_text, eight_bit_status
 
-    available, reason = eight_bit_status()
+    _choices, info = precision_options()
     for side in SIDES:
-        checkbox = page.locator(f"#{side}-8bit input[type=checkbox]")
-        assert checkbox.is_enabled() == available, f"{side}: enabled={checkbox.is_enabled()} but available={available}"
-        assert not checkbox.is_checked()
-        assert page.locator(f"#{side}-8bit").inner_text().count(reason) == 1, page.locator(f"#{side}-8bit").inner_text()
-    if available and pick_device() == "cpu":
-        assert "CPU" in reason and "bitsandbytes" in reason, reason
+        box = page.locator(f"#{side}-precision")
+        assert box.locator("input").input_value().startswith("auto"), box.locator("input").input_value()
+        text = box.inner_text()
+        assert text.count(auto_precision_text()) == 1 and eight_bit_status()[1] in text, text
+    if pick_device() == "cpu":
+        assert "float16: GPU only" in info
 
 
 def test_examples_fill_the_prompt_and_run(page: Page) -> None:

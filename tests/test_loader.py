@@ -10,8 +10,8 @@ import pytest
 import torch
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-from models import GenerationSettings, Kind, ModelCache, ModelLoadError, ModelSource, eight_bit_status, load_model
-from models.loader import ModelDescription, pick_dtype
+from models import GenerationSettings, Kind, ModelCache, ModelLoadError, ModelSource, Precision, eight_bit_status, load_model
+from models.loader import ModelDescription, pick_dtype, resolve_precision
 
 from .conftest import CAUSAL_TINY, SEQ2SEQ_TINY
 from .modelhelpers import generate_text, hub_error
@@ -32,7 +32,8 @@ def test_load_tiny_models(load_tiny, name):
     assert loaded.kind is kind and d.kind is kind
     assert (d.auto_class, d.resolved_class, d.model_type) == (auto, resolved, model_type)
     assert type(loaded.model).__name__ == resolved
-    assert d.device == "cpu" and d.dtype == "float32" and d.quantization == "none"
+    auto = resolve_precision("auto", loaded.model.config, "cpu").value  # bfloat16 on a CPU with native bf16
+    assert d.device == "cpu" and d.dtype == d.precision == auto and d.quantization == "none"
     assert d.params == sum(p.numel() for p in loaded.model.parameters()) > 0
     assert d.memory_bytes > 0 and d.revision is None and d.load_seconds >= 0
     assert not loaded.model.training
@@ -63,13 +64,17 @@ def test_params_text():
 def test_pick_dtype(monkeypatch):
     from transformers import GPT2Config, T5Config
 
+    import models.loader as loader
+
+    monkeypatch.setattr(loader, "cpu_has_native_bf16", lambda: False)
     assert pick_dtype(T5Config(), "cpu") == torch.float32
     assert pick_dtype(GPT2Config(), "cpu") == torch.float32
+    monkeypatch.setattr(loader, "_gpu_bf16", lambda: False)
     assert pick_dtype(GPT2Config(), "cuda") == torch.float16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert pick_dtype(T5Config(), "cuda") == torch.bfloat16  # T5 overflows in float16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert pick_dtype(T5Config(), "cuda") == torch.float32
+    assert pick_dtype(T5Config(), "cuda") == torch.float32  # T5 overflows in float16
+    monkeypatch.setattr(loader, "_gpu_bf16", lambda: True)
+    assert pick_dtype(T5Config(), "cuda") == torch.bfloat16
+    assert pick_dtype(GPT2Config(), "cuda") == torch.bfloat16
 
 
 # ---- readable errors ---------------------------------------------------------------------------
@@ -190,11 +195,11 @@ def test_eight_bit_refused_with_reason_when_unavailable(registry, monkeypatch):
 def test_eight_bit_on_cpu(load_tiny, name):
     from bitsandbytes.nn import Linear8bitLt
 
-    full = load_tiny(name)
+    full = load_tiny(name, precision="float32")
     loaded = load_tiny(name, load_in_8bit=True)
     assert loaded is not full
     d = loaded.description
-    assert "8-bit" in d.quantization and d.to_dict()["quantization"] == "8-bit (bitsandbytes)"
+    assert "8-bit" in d.quantization and d.to_dict()["quantization"] == "8-bit (bitsandbytes)" and d.precision == "8-bit"
     assert d.device == "cpu"
     linears = {n: m for n, m in loaded.model.named_modules() if isinstance(m, torch.nn.Linear)}
     quantized = {n for n, m in linears.items() if isinstance(m, Linear8bitLt)}
@@ -255,7 +260,7 @@ def test_cache_loads_once_under_concurrent_requests(registry):
 def _fake_loader(counter: list[str]):
     def load(source, **kwargs):
         counter.append(source.name)
-        return SimpleNamespace(source=source, load_in_8bit=kwargs.get("load_in_8bit"))
+        return SimpleNamespace(source=source, precision=kwargs.get("precision"))
 
     return load
 
@@ -295,8 +300,8 @@ def test_cache_keys_include_eight_bit():
     loads: list[str] = []
     cache = ModelCache(max_models=4, loader=_fake_loader(loads))
     full, eight = cache.get(_source("a")), cache.get(_source("a"), load_in_8bit=True)
-    assert full is not eight and eight.load_in_8bit is True and loads == ["a", "a"]
-    assert cache.peek("a") is full and cache.peek("a", True) is eight
+    assert full is not eight and eight.precision is Precision.INT8 and loads == ["a", "a"]
+    assert cache.peek("a") is full and cache.peek("a", True) is eight and cache.peek("a", "8-bit") is eight
 
 
 def test_cache_failed_load_can_be_retried():
@@ -325,7 +330,7 @@ def test_cache_passes_options_to_loader():
 
     status = []
     ModelCache(allow_pickle=True, loader=loader).get(_source("a"), load_in_8bit=True, on_status=status.append)
-    assert seen == [{"load_in_8bit": True, "allow_pickle": True, "on_status": status.append}]
+    assert seen == [{"precision": Precision.INT8, "allow_pickle": True, "on_status": status.append}]
 
 
 def test_cache_needs_room_for_one_model():

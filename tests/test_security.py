@@ -208,15 +208,20 @@ def out_of_range(field: str) -> st.SearchStrategy:
 
 
 def bad_value(field: str) -> st.SearchStrategy:
-    if field == "load_in_8bit":
-        return st.one_of(st.integers(), st.text(max_size=8), EMPTY, NON_FINITE, st.lists(st.booleans(), max_size=2))
+    if field == "load_in_8bit":  # None means "not given" (precision decides)
+        return st.one_of(st.integers(), st.text(max_size=8), st.sampled_from(["", [], {}]), NON_FINITE,
+                         st.lists(st.booleans(), max_size=2))
+    if field == "precision":  # a bool is the old 8-bit checkbox's value, None and "" mean auto
+        known = {"auto", "float32", "bfloat16", "float16", "8-bit"}
+        return st.one_of(st.integers(), st.text(max_size=10).filter(lambda t: t.strip().lower() not in known | {""}),
+                         NON_FINITE, st.lists(st.text(max_size=3), max_size=2), st.sampled_from([[], {}]))
     if field == "prompt":
         blank = st.text(alphabet=st.sampled_from(" \t\n\r\x00\x01\x07\x1b\x7f\x85\x9f"), max_size=20)
         return st.one_of(blank, st.integers(), st.lists(st.text(max_size=3), max_size=2), st.none(), NON_FINITE)
     return st.one_of(out_of_range(field), NON_FINITE, WRONG_TYPE, EMPTY)
 
 
-BAD_SETTING = st.sampled_from([*RANGES, "load_in_8bit", "prompt"]).flatmap(
+BAD_SETTING = st.sampled_from([*RANGES, "load_in_8bit", "precision", "prompt"]).flatmap(
     lambda field: st.tuples(st.just(field), bad_value(field)))
 
 
@@ -239,6 +244,7 @@ def test_bad_settings_are_refused_naming_the_field_before_anything_runs(served, 
     @example(("seed", [1]))
     @example(("top_k", None))
     @example(("load_in_8bit", "yes"))
+    @example(("precision", "float64"))
     @example(("prompt", ""))
     def check(bad_setting: tuple[str, Any]) -> None:
         field, value = bad_setting

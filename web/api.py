@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from models import GenerationSettings, Kind, ModelIdError, SettingsError, validate_prompt
+from models import GenerationSettings, Kind, ModelIdError, SettingsError, check_precision, validate_prompt
 from models.run import Chunk, Finished, Runner
 from models.settings import PublicLimits
 
@@ -18,10 +18,11 @@ from .privacy import NO_REDACTION, PathRedactor
 from .quiet import note, refuse
 from .zerogpu import gpu_seconds, on_gpu
 
-#: ``/generate``'s parameters in order, with their defaults (greedy, no penalty, full precision).
+#: ``/generate``'s parameters in order, with their defaults (greedy, no penalty, auto precision;
+#: ``load_in_8bit`` is the older way to ask for 8-bit, ``None`` = not given).
 GENERATE_PARAMETERS: dict[str, Any] = {
     "model": None, "prompt": None, "max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "top_k": 0,
-    "repetition_penalty": 1.0, "seed": 0, "load_in_8bit": False,
+    "repetition_penalty": 1.0, "seed": 0, "load_in_8bit": None, "precision": "auto",
 }
 
 
@@ -46,26 +47,28 @@ def generate_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION, *, li
 
     def generate(model: str, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
                  top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, seed: int = 0,
-                 load_in_8bit: bool = False, request: gr.Request | None = None) -> Iterator[tuple[str, dict]]:
+                 load_in_8bit: bool | None = None, precision: str = "auto",
+                 request: gr.Request | None = None) -> Iterator[tuple[str, dict]]:
         """Stream one model's answer to a prompt.
 
-        Yields the growing text with an empty stats object, then the final text with the stats
-        (tokens in/out, time to first token, tokens/s, finish reason). Bad settings, ids or models
-        are refused with an error naming what was wrong.
+        ``precision``: auto, float32, bfloat16, float16 (GPU only) or 8-bit; ``load_in_8bit=true`` still
+        means 8-bit (with another precision it is refused, naming both). Yields the growing text with an
+        empty stats object, then the final text with the stats (tokens in/out, time to first token,
+        tokens/s, finish reason, the precision that ran). Bad settings, ids or models are refused with an
+        error naming what was wrong.
         """
         try:
             settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                           repetition_penalty=repetition_penalty, seed=seed)
             prompt = validate_prompt(prompt)
-            if not isinstance(load_in_8bit, bool):
-                raise SettingsError("load_in_8bit", f"must be true or false, got {load_in_8bit!r:.40}")
+            chosen = check_precision(precision, load_in_8bit)
             if limits is not None:
                 limits.check(settings)
             source = runner.registry.resolve(model, custom=True)
         except (SettingsError, ModelIdError) as exc:
             raise refuse("/generate", str(exc), who(request)) from None
         session = (request.session_hash if request is not None else None) or "api"
-        for event in runner.start(source, prompt, settings, load_in_8bit, session).events():
+        for event in runner.start(source, prompt, settings, chosen, session).events():
             if isinstance(event, Chunk) and event.text:
                 yield event.text, {}
             elif isinstance(event, Finished):

@@ -13,7 +13,7 @@ import gradio as gr
 from components.panel import Panel
 from components.render import card_markdown, class_markdown, error_markdown, prompt_view_html, stats_markdown
 from components.settings import SHARED_FIELDS
-from models import GenerationSettings, ModelIdError, SettingsError, validate_prompt
+from models import GenerationSettings, ModelIdError, SettingsError, check_precision, parse_precision, validate_prompt
 from models.settings import PublicLimits
 from models.run import Chunk, Finished, Loading, Ready, Runner, RunEvent
 from models.tiny import UNTRAINED_NOTE
@@ -71,12 +71,13 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Tex
             if limits is not None:
                 limits.check(settings)
             source = runner.resolve(data[panel.model], data[panel.custom])
+            precision = check_precision(data[panel.precision])
         except (SettingsError, ModelIdError) as exc:
             quiet.note("refused", f"the page ({panel.side})", str(exc), visitor(request) if visitor else None)
             yield {panel.output: "", panel.stats: error_markdown(str(exc)), panel.record: {"error": str(exc)}}
             return
         note = UNTRAINED_NOTE if source.untrained else None
-        run = runner.start(source, prompt, settings, bool(data[panel.eight_bit]), request.session_hash or "anonymous")
+        run = runner.start(source, prompt, settings, precision, request.session_hash or "anonymous")
         for event in run.events():
             yield redact(render_event(event, panel, note))
 
@@ -87,7 +88,11 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Tex
 def selection_handler(runner: Runner, panel: Panel, redact: PathRedactor = NO_REDACTION):
     """The handler for a panel's model selection: the card line and the class answer, from one config read."""
     def show_selection(data: dict[Any, Any]) -> Updates:
-        selection = runner.inspect(data[panel.model], data[panel.custom], bool(data[panel.eight_bit]))
+        try:
+            precision = parse_precision(data[panel.precision])
+        except SettingsError as exc:
+            return {panel.card: card_markdown(error=str(exc)), panel.class_info: ""}
+        selection = runner.inspect(data[panel.model], data[panel.custom], precision)
         if selection.error is not None:
             error = redact(selection.error)
             return {panel.card: card_markdown(error=error), panel.class_info: class_markdown(error=error)}

@@ -15,7 +15,7 @@ import gradio as gr
 from components.examples import EXAMPLES
 from components.panel import Panel, build_panel
 from components.share import ShareControls, build_share
-from models import Kind, eight_bit_status, get_preset
+from models import Kind, get_preset, precision_options
 from models.settings import setting_ranges
 from models.run import Runner
 
@@ -100,7 +100,7 @@ def _controls() -> Controls:
 
 def _panels(runner: Runner, config: AppConfig) -> dict[Kind, Panel]:
     panels: dict[Kind, Panel] = {}
-    eight_bit = eight_bit_status()
+    precision = precision_options()
     limits = setting_ranges(config.limits)
     with gr.Row(equal_height=False):
         for kind in SIDES:
@@ -108,7 +108,7 @@ def _panels(runner: Runner, config: AppConfig) -> dict[Kind, Panel]:
             preset = get_preset(value or "")
             notice = NO_LOCAL_SEQ2SEQ if kind is Kind.SEQ2SEQ and not runner.has_usable_model(kind) else None
             panels[kind] = build_panel(kind.value, title=TITLES[kind], choices=runner.registry.choices(kind), value=value,
-                                       allow_custom=runner.registry.allow_custom, eight_bit=eight_bit,
+                                       allow_custom=runner.registry.allow_custom, precision=precision,
                                        defaults=preset.defaults if preset else {}, limits=limits, notice=notice)
     return panels
 
@@ -139,7 +139,7 @@ def _wire_run(config: AppConfig, controls: Controls, panels: dict[Kind, Panel], 
     events = []
     for kind, panel in panels.items():
         own_option = {c for c in (panel.task_prefix, panel.chat_template) if c is not None}
-        inputs = {controls.prompt, controls.link, panel.model, panel.custom, panel.eight_bit, *own_option,
+        inputs = {controls.prompt, controls.link, panel.model, panel.custom, panel.precision, *own_option,
                   *panel.settings.components(), *left.settings.components()}
         events.append(start.then(handlers.run[kind], inputs=inputs,
                                  outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code},
@@ -153,8 +153,8 @@ def _wire_panels(demo: gr.Blocks, controls: Controls, panels: dict[Kind, Panel],
     for trigger in (controls.link.change, demo.load):
         trigger(lambda linked: gr.Accordion(visible=not linked), controls.link, right_settings, **PRIVATE)
     for kind, panel in panels.items():
-        gr.on([panel.model.change, panel.custom.submit, panel.eight_bit.change, demo.load], handlers.selection[kind],
-              inputs={panel.model, panel.custom, panel.eight_bit}, outputs={panel.card, panel.class_info},
+        gr.on([panel.model.change, panel.custom.submit, panel.precision.change, demo.load], handlers.selection[kind],
+              inputs={panel.model, panel.custom, panel.precision}, outputs={panel.card, panel.class_info},
               concurrency_limit=4, concurrency_id="card", show_progress="hidden", api_visibility="private")
 
 

@@ -19,7 +19,8 @@ from components.promptset_tab import SetTab, SideSelector, table_rows
 from components.render import class_markdown, esc
 from components.set_export import write_set_exports
 from components.settings import SHARED_FIELDS
-from models import GenerationSettings, ModelIdError, ModelLoadError, SettingsError, UnsupportedModelError
+from models import (GenerationSettings, ModelIdError, ModelLoadError, Precision, SettingsError, UnsupportedModelError,
+                    check_precision, parse_precision)
 from models.loader import LoadedModel
 from models.promptset import MAX_FILE_BYTES, PromptRow, PromptSetError, Task, builtin_set, parse_prompt_file, validate_rows
 from models.run import Loading, Runner
@@ -49,13 +50,13 @@ class SetJob:
 
 @dataclass(frozen=True)
 class SetRequest:
-    """A validated request: the rows, the task that decides the scores, both models and settings."""
+    """A validated request: the rows, the task that decides the scores, both models (with their precisions) and settings."""
 
     name: str
     rows: tuple[PromptRow, ...]
     task: Task
     sources: dict[str, Any]
-    load_in_8bit: dict[str, bool]
+    precision: dict[str, Precision]
     settings: dict[str, GenerationSettings]
     batch_size: int
 
@@ -76,21 +77,27 @@ def read_rows(builtin: str | None, upload: str | None) -> tuple[str, tuple[Promp
 
 def build_request(runner: Runner, name: str, rows: tuple[PromptRow, ...], task: Task, models: dict[str, tuple],
                   settings: GenerationSettings, batch_size: Any) -> SetRequest:
-    """Validate everything before anything runs; every refusal names what was wrong."""
+    """Validate everything before anything runs; every refusal names what was wrong.
+
+    ``models``: per side, ``(model, custom hub id, precision, load_in_8bit)`` (the last ``None`` when not given).
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, float)) or not 0 <= batch_size <= 64 \
             or int(batch_size) != batch_size:
         raise SetInputError(f"batch_size: must be a whole number from 0 (automatic) to 64, got {batch_size!r:.40}")
-    sources, eight_bit = {}, {}
-    for side, (model, custom, load_in_8bit) in models.items():
-        if not isinstance(load_in_8bit, bool):
-            raise SetInputError(f"load_in_8bit_{side}: must be true or false, got {load_in_8bit!r:.40}")
+    sources, precisions = {}, {}
+    for side, (model, custom, precision, load_in_8bit) in models.items():
+        try:
+            precisions[side] = check_precision(parse_precision(precision, load_in_8bit, field=f"precision_{side}",
+                                                               legacy_field=f"load_in_8bit_{side}"))
+        except SettingsError as exc:
+            message = str(exc) if exc.field != "precision" else f"precision_{side}" + str(exc).removeprefix("precision")
+            raise SetInputError(message) from None
         try:
             sources[side] = runner.resolve(model, custom)
         except ModelIdError as exc:
             raise SetInputError(f"{side}: {exc}") from None
-        eight_bit[side] = load_in_8bit
     right_settings = settings.model_copy(update={"task_prefix": ""})  # the prefix is for a seq2seq input
-    return SetRequest(name, rows, task, sources, eight_bit, {"left": settings, "right": right_settings}, int(batch_size))
+    return SetRequest(name, rows, task, sources, precisions, {"left": settings, "right": right_settings}, int(batch_size))
 
 
 def load_both(runner: Runner, request: SetRequest, stop_event: threading.Event) -> Iterator[str | dict[str, LoadedModel]]:
@@ -98,7 +105,7 @@ def load_both(runner: Runner, request: SetRequest, stop_event: threading.Event) 
     loaded: dict[str, LoadedModel] = {}
     for side in SIDES:
         try:
-            loading = runner.load(request.sources[side], request.load_in_8bit[side], stop_event)
+            loading = runner.load(request.sources[side], request.precision[side], stop_event)
             while True:
                 try:
                     event: Loading = next(loading)
@@ -175,7 +182,7 @@ class SetHandlers:
         values = {name: data[control] for name, control in zip(SHARED_FIELDS, tab.settings.components())}
         settings = GenerationSettings.from_mapping({**values, "task_prefix": data[tab.task_prefix] or ""})
         name, rows, task = read_rows(data[tab.builtin], data[tab.upload])
-        models = {side.side: (data[side.model], data[side.custom], bool(data[side.eight_bit])) for side in (tab.left, tab.right)}
+        models = {side.side: (data[side.model], data[side.custom], data[side.precision], None) for side in (tab.left, tab.right)}
         return build_request(self.runner, name, rows, task, models, settings, data[tab.batch_size])
 
     def render(self, result: dict[str, Any]) -> Updates:
@@ -261,11 +268,14 @@ def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION) -> Cal
     """The ``/run_set`` function: many prompts on two models, progress while it runs, every row at the end."""
     def run_set(left: str, right: str, rows: list, max_new_tokens: int = 128, temperature: float = 0.0,
                 top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, seed: int = 0,
-                load_in_8bit_left: bool = False, load_in_8bit_right: bool = False, batch_size: int = 0,
+                load_in_8bit_left: bool | None = None, load_in_8bit_right: bool | None = None, batch_size: int = 0,
+                precision_left: str = "auto", precision_right: str = "auto",
                 request: gr.Request | None = None) -> Iterator[dict]:
         """Run a prompt set on two models at once.
 
         ``rows``: a list of objects with ``prompt`` and optional ``reference`` and ``task_prefix`` (at most 200).
+        ``precision_left`` / ``precision_right``: auto, float32, bfloat16, float16 (GPU only) or 8-bit
+        (``load_in_8bit_left`` / ``_right`` = true still mean 8-bit).
         Streams ``{"done_left", "done_right", "total"}`` progress objects, then ends with
         ``{"rows": [{"prompt", "reference", "left": {"text", "stats"}, "right": {...}, "scores": {...}}], "summary": {...}}``
         with the rows in input order. Bad rows, models or settings are refused before anything runs, naming what was wrong.
@@ -275,7 +285,8 @@ def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION) -> Cal
                                           top_k=top_k, repetition_penalty=repetition_penalty, seed=seed)
             checked = tuple(validate_rows(rows))
             set_request = build_request(runner, "api", checked, Task.OTHER,
-                                        {"left": (left, None, load_in_8bit_left), "right": (right, None, load_in_8bit_right)},
+                                        {"left": (left, None, precision_left, load_in_8bit_left),
+                                         "right": (right, None, precision_right, load_in_8bit_right)},
                                         settings, batch_size)
         except (SetInputError, PromptSetError, SettingsError) as exc:
             raise gr.Error(str(exc)) from None
@@ -305,7 +316,11 @@ def about_set(builtin: str | None, upload: str | None) -> str:
 def side_class_handler(runner: Runner, side: SideSelector, redact: PathRedactor = NO_REDACTION):
     """The class answer for a set side's model (the same answer as the single-prompt page)."""
     def show_class(data: dict[Any, Any]) -> Updates:
-        selection = runner.inspect(data[side.model], data[side.custom], bool(data[side.eight_bit]))
+        try:
+            precision = parse_precision(data[side.precision])
+        except SettingsError as exc:
+            return {side.class_info: class_markdown(error=str(exc))}
+        selection = runner.inspect(data[side.model], data[side.custom], precision)
         if selection.error is not None:
             return {side.class_info: class_markdown(error=redact(selection.error))}
         return {side.class_info: class_markdown(selection.report.to_dict())}

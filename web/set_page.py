@@ -8,7 +8,7 @@ from typing import Callable
 import gradio as gr
 
 from components.promptset_tab import SetTab, build_set_tab
-from models import Kind, eight_bit_status
+from models import Kind, precision_options
 from models.promptset import BUILTIN_SETS, MAX_FILE_BYTES, builtin_set
 from models.run import Runner
 from models.settings import setting_ranges
@@ -30,7 +30,7 @@ def build_prompt_set(runner: Runner, config: AppConfig, *, demo: gr.Blocks, expo
         choices={"left": registry.choices(Kind.SEQ2SEQ), "right": registry.choices(Kind.CAUSAL)},
         values={"left": runner.default_model(Kind.SEQ2SEQ, config.seq2seq),
                 "right": runner.default_model(Kind.CAUSAL, config.causal)},
-        allow_custom=registry.allow_custom, eight_bit=eight_bit_status(), limits=setting_ranges(),
+        allow_custom=registry.allow_custom, precision=precision_options(), limits=setting_ranges(),
         max_upload_mb=MAX_FILE_BYTES / 1e6)
     handlers = SetHandlers(runner, tab, exports, redact)
     _wire(tab, handlers, runner, redact, stop, config.concurrency, concurrency_id, demo.load)
@@ -43,12 +43,12 @@ def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, redact: PathRedact
           concurrency: int, concurrency_id: str, page_load: Callable) -> None:
     gr.on([tab.builtin.change, tab.upload.change, page_load], about_set, [tab.builtin, tab.upload], tab.about, queue=False, **PRIVATE)
     for side in (tab.left, tab.right):
-        gr.on([side.model.change, side.custom.submit, side.eight_bit.change, page_load],
+        gr.on([side.model.change, side.custom.submit, side.precision.change, page_load],
               side_class_handler(runner, side, redact),
-              inputs={side.model, side.custom, side.eight_bit}, outputs={side.class_info}, concurrency_limit=4,
+              inputs={side.model, side.custom, side.precision}, outputs={side.class_info}, concurrency_limit=4,
               concurrency_id="card", **PRIVATE)
     inputs = {tab.builtin, tab.upload, tab.task_prefix, tab.batch_size, *tab.settings.components(),
-              *[c for side in (tab.left, tab.right) for c in (side.model, side.custom, side.eight_bit)]}
+              *[c for side in (tab.left, tab.right) for c in (side.model, side.custom, side.precision)]}
     outputs = {tab.progress, tab.summary, tab.table, tab.score_plot, tab.latency_plot, tab.length_plot, tab.result,
                tab.download_csv, tab.download_json, tab.download_md}
     tab.run.click(handlers.run, inputs=inputs, outputs=outputs, concurrency_id=concurrency_id,
