@@ -2,7 +2,8 @@
 
 A *comparison* is a JSON-ready dict: the prompt, each side's last-run record (model
 with description and revision, settings, what the model saw, output, stats, the
-reproducing code), the visitor's rating and a timestamp. It is kept in a per-session
+reproducing code) under ``"left"`` and ``"right"`` (either side may hold any model), the
+visitor's rating, whether it was given blind (model names hidden until rated), and a timestamp. It is kept in a per-session
 history that can be reopened, and written as JSON and as Markdown for download in its
 file form (:func:`export_form`), which holds the prompt once.
 
@@ -11,7 +12,7 @@ Example:
     >>> c["rating_label"]
     'Tie'
     >>> to_markdown(c).splitlines()[0]
-    '# Seq2seq vs causal: one prompt, two models'
+    '# One prompt, two models, side by side'
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from typing import Any, Mapping, Sequence
 from .render import esc, stats_line
 
 FORMAT = "seq2seq-causal-playground/comparison"  # identifies the JSON files
-FORMAT_VERSION = 2  # 2: the file form holds the prompt once (sides carry ``model_input``, no token view)
+FORMAT_VERSION = 3  # 3: sides are "left"/"right" (any model on either), blind ratings; 2: the prompt once
 PROMPT_MARK = "⟨prompt⟩"  # where the prompt sits in a side's model input, in the Markdown file
-SIDES = ("seq2seq", "causal")  # left, right
-SIDE_TITLES = {"seq2seq": "Left · seq2seq (encoder-decoder)", "causal": "Right · causal (decoder-only)"}
-RATINGS = {"left": "Left (seq2seq) better", "right": "Right (causal) better", "tie": "Tie"}
+SIDES = ("left", "right")
+SIDE_TITLES = {"left": "Left", "right": "Right"}
+RATINGS = {"left": "Left better", "right": "Right better", "tie": "Tie"}
 RATING_CHOICES = [(label, value) for value, label in RATINGS.items()]  # for a gr.Radio: (label, value)
 MAX_HISTORY = 50  # comparisons kept per session; the oldest go first
 
@@ -40,37 +41,60 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def build_comparison(seq2seq: Mapping[str, Any] | None, causal: Mapping[str, Any] | None, *, prompt: str | None = None,
-                     rating: str | None = None, created: datetime | None = None, comparison_id: str | None = None) -> dict[str, Any]:
+def build_comparison(left: Mapping[str, Any] | None, right: Mapping[str, Any] | None, *, prompt: str | None = None,
+                     rating: str | None = None, created: datetime | None = None, comparison_id: str | None = None,
+                     blind: bool = False, swapped: bool = False) -> dict[str, Any]:
     """One comparison from the two sides' last-run records.
 
     Args:
-        seq2seq / causal: the sides' records (``None`` when a side has no result).
+        left / right: the sides' records (``None`` when a side has no result).
         prompt: the user's prompt; defaults to the one stored in the records.
         rating: ``"left"``, ``"right"``, ``"tie"`` or ``None`` (anything else counts as ``None``).
         created: when the comparison was made (UTC now by default).
         comparison_id: a stable id (a new random one by default).
+        blind: the model names were hidden from the visitor until the first rating (``blind_rating``).
+        swapped: blind mode put the left panel's choice on the right and the right one's on the left.
     """
-    records = {"seq2seq": copy.deepcopy(dict(seq2seq)) if seq2seq else None,
-               "causal": copy.deepcopy(dict(causal)) if causal else None}
+    records = {"left": copy.deepcopy(dict(left)) if left else None,
+               "right": copy.deepcopy(dict(right)) if right else None}
     if prompt is None:
         prompt = next((r["prompt"] for r in records.values() if r and isinstance(r.get("prompt"), str)), "")
     created = created or _now()
     rating = rating if rating in RATINGS else None
-    return {
+    out = {
         "format": FORMAT, "version": FORMAT_VERSION, "id": comparison_id or uuid.uuid4().hex[:12],
         "created": created.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "prompt": prompt, "rating": rating, "rating_label": RATINGS.get(rating or "", "not rated"),
+        "prompt": prompt, "rating": None, "rating_label": "not rated",
+        "blind": bool(blind), "blind_rating": None, "swapped": bool(swapped) if blind else False,
         "sides": records,
     }
+    return with_rating(out, rating)
 
 
 def with_rating(comparison: Mapping[str, Any], rating: str | None) -> dict[str, Any]:
-    """A copy of ``comparison`` with a new rating."""
+    """A copy of ``comparison`` with a new rating. In a blind comparison the first rating is kept as
+    ``blind_rating`` (the names are revealed once it is given; a later change is not blind)."""
     out = copy.deepcopy(dict(comparison))
     out["rating"] = rating if rating in RATINGS else None
     out["rating_label"] = RATINGS.get(out["rating"] or "", "not rated")
+    if out.get("blind") and out.get("blind_rating") is None and out["rating"] is not None:
+        out["blind_rating"] = out["rating"]
     return out
+
+
+def hidden(comparison: Mapping[str, Any]) -> bool:
+    """True while a blind comparison's model names must stay hidden (it has not been rated yet)."""
+    return bool(comparison.get("blind")) and comparison.get("blind_rating") is None
+
+
+def rating_note(comparison: Mapping[str, Any]) -> str:
+    """How the rating was given: ``""``, ``"given blind"`` or ``"first given blind: Tie, changed after the reveal"``."""
+    blind_rating = comparison.get("blind_rating")
+    if not comparison.get("blind") or blind_rating is None:
+        return "blind, not rated yet" if comparison.get("blind") else ""
+    if blind_rating == comparison.get("rating"):
+        return "given blind: the model names were hidden until it was given"
+    return f"first given blind: {RATINGS.get(blind_rating, blind_rating)}, changed after the names were revealed"
 
 
 def _model_input(seen: str, prompt: str) -> dict[str, str]:
@@ -135,7 +159,7 @@ def _cell(value: Any) -> str:
 
 
 def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
-    title = SIDE_TITLES[side]
+    title = SIDE_TITLES.get(side, side)
     if not record:
         return [f"## {title}", "", "_No result._", ""]
     lines = [f"## {title}: {_cell(record.get('model', 'unknown model'))}", ""]
@@ -185,10 +209,12 @@ def to_markdown(comparison: Mapping[str, Any]) -> str:
     sit in code fences, every other value is HTML-escaped, so nothing in it renders as markup."""
     comparison = export_form(comparison)
     sides = comparison.get("sides") or {}
+    note = rating_note(comparison)
     lines = [
-        "# Seq2seq vs causal: one prompt, two models",
+        "# One prompt, two models, side by side",
         "",
-        f"{_cell(comparison.get('created', ''))} · rating: **{_cell(comparison.get('rating_label', 'not rated'))}**",
+        f"{_cell(comparison.get('created', ''))} · rating: **{_cell(comparison.get('rating_label', 'not rated'))}**"
+        + (f" ({_cell(note)})" if note else ""),
         "",
         "## Prompt",
         "",
@@ -252,7 +278,8 @@ def history_label(comparison: Mapping[str, Any], number: int) -> str:
     prompt = " ".join(str(comparison.get("prompt", "")).split())
     prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
     sides = comparison.get("sides") or {}
-    models = " vs ".join(str((sides.get(s) or {}).get("model", "–")) for s in SIDES)
+    models = ("blind: models hidden until rated" if hidden(comparison)
+              else " vs ".join(str((sides.get(s) or {}).get("model", "–")) for s in SIDES))
     label = f"#{number} · {clock} · {prompt} · {models}"
     if comparison.get("rating"):
         label += f" · {comparison.get('rating_label')}"

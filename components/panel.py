@@ -1,4 +1,4 @@
-"""One model panel; built twice (seq2seq on the left, causal on the right)."""
+"""One model panel; built twice (left and right). Either panel takes any generative model."""
 
 from __future__ import annotations
 
@@ -7,26 +7,32 @@ from typing import Any, Mapping, Sequence
 
 import gradio as gr
 
-from .render import ARCH_EXPLAINER, PROMPT_VIEW_EMPTY, TOKENS_CSS, esc
+from .render import PROMPT_VIEW_EMPTY, TOKENS_CSS, esc
 from .settings import SettingsControls, SliderRange, build_settings
+
+SIDES = ("left", "right")  # the panels, in page order; also the keys of a comparison's sides
+_DEFAULT_KIND_SIDE = {"seq2seq": "left", "causal": "right"}  # where each kind's default model starts
 
 
 @dataclass
 class Panel:
     """The components of one side, by name (never positional lists)."""
 
-    side: str  # "seq2seq" or "causal"
+    side: str  # "left" or "right"
+    heading: gr.Markdown  # "Left", or "Left · model hidden" in blind mode
+    identity: gr.Column  # what names the model: the selectors, the card, the class answer (hidden in blind mode)
     model: gr.Dropdown
     custom: gr.Textbox
     precision: gr.Dropdown  # auto, float32, bfloat16, float16 (GPU only), 8-bit
     card: gr.Markdown
-    task_prefix: gr.Textbox | None  # seq2seq panels: text put before the prompt
-    chat_template: gr.Checkbox | None  # causal panels: wrap the prompt in the chat template
+    task_prefix: gr.Textbox  # read by seq2seq models: text put before the prompt
+    chat_template: gr.Checkbox  # read by causal models: wrap the prompt in the chat template
     output: gr.Textbox
     stats: gr.Markdown
     settings: SettingsControls
     record: gr.State  # the last run of this side, for export
     class_info: gr.Markdown  # which Auto class / concrete class, and what the other Auto class says
+    details: gr.Column  # the token view and the code, which name the model too (hidden in blind mode)
     tokens: gr.HTML  # how the prompt enters the model, token by token (updated when a run starts)
     code: gr.Code  # a script reproducing the last run
 
@@ -34,6 +40,28 @@ class Panel:
     def eight_bit(self) -> gr.Dropdown:
         """The precision selector under its old name (it replaced the 8-bit checkbox; ``True`` still means 8-bit)."""
         return self.precision
+
+
+class Panels(dict):
+    """The two panels (or anything per panel) by side, ``"left"`` / ``"right"``.
+
+    A model kind is accepted as a key too, for the panel that starts with that kind's default model
+    (``Kind.SEQ2SEQ`` → left, ``Kind.CAUSAL`` → right): older callers keyed panels by kind.
+    """
+
+    @staticmethod
+    def _side(key: Any) -> Any:
+        value = getattr(key, "value", key)
+        return _DEFAULT_KIND_SIDE.get(value, value) if isinstance(value, str) else key
+
+    def __getitem__(self, key: Any) -> Any:
+        return super().__getitem__(self._side(key))
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(self._side(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return super().get(self._side(key), default)
 
 
 def dropdown_choices(choices: Sequence[tuple[str, str, str | None]]) -> list[tuple[str, str]]:
@@ -47,9 +75,9 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
     """Build one side's components.
 
     Args:
-        side: ``"seq2seq"`` or ``"causal"``; also the prefix of every elem_id.
+        side: ``"left"`` or ``"right"``; also the prefix of every elem_id.
         title: heading text.
-        choices: ``(name, label, unavailable_reason)`` rows from the registry.
+        choices: ``(name, label, unavailable_reason)`` rows from the registry (every generative model).
         value: the model selected at start.
         allow_custom: show the custom hub-id box.
         precision: ``(choices, info)``: the precision selector's ``(label, value)`` pairs (a choice that cannot
@@ -59,34 +87,34 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
         notice: a plain-language line shown under the selector (e.g. no local seq2seq model).
     """
     with gr.Column(elem_id=f"{side}-panel"):
-        gr.Markdown(f"### {title}")
-        model = gr.Dropdown(dropdown_choices(choices), value=value, label="Model", elem_id=f"{side}-model",
-                            allow_custom_value=False, filterable=True)
-        custom = gr.Textbox(label="…or a Hugging Face hub id", placeholder="owner/name (hub ids only, no paths)",
-                            visible=allow_custom, max_lines=1, max_length=96, elem_id=f"{side}-custom")
-        precision_choices, precision_info = precision
-        precision_box = gr.Dropdown(list(precision_choices), value="auto", label="Precision", info=precision_info,
-                                    allow_custom_value=False, filterable=False, elem_id=f"{side}-precision")
-        gr.Markdown(notice or "", visible=bool(notice), elem_id=f"{side}-notice")
-        card = gr.Markdown("", elem_id=f"{side}-card")
-        with gr.Accordion("What is this architecture?", open=False, elem_id=f"{side}-arch"):
-            gr.Markdown(ARCH_EXPLAINER[side])
-            class_info = gr.Markdown("", elem_id=f"{side}-class")
-        task_prefix = chat_template = None
-        if side == "seq2seq":
-            task_prefix = gr.Textbox(value=defaults.get("task_prefix", ""), label="Task prefix (seq2seq)",
+        heading = gr.Markdown(f"### {esc(title)}", elem_id=f"{side}-heading")
+        with gr.Column(elem_id=f"{side}-identity") as identity:
+            model = gr.Dropdown(dropdown_choices(choices), value=value, label="Model (any seq2seq or causal model)",
+                                elem_id=f"{side}-model", allow_custom_value=False, filterable=True)
+            custom = gr.Textbox(label="…or a Hugging Face hub id", placeholder="owner/name (hub ids only, no paths)",
+                                visible=allow_custom, max_lines=1, max_length=96, elem_id=f"{side}-custom")
+            precision_choices, precision_info = precision
+            precision_box = gr.Dropdown(list(precision_choices), value="auto", label="Precision", info=precision_info,
+                                        allow_custom_value=False, filterable=False, elem_id=f"{side}-precision")
+            gr.Markdown(notice or "", visible=bool(notice), elem_id=f"{side}-notice")
+            card = gr.Markdown("", elem_id=f"{side}-card")
+            with gr.Accordion("What is this architecture?", open=False, elem_id=f"{side}-arch"):
+                class_info = gr.Markdown("", elem_id=f"{side}-class")
+        with gr.Row():
+            task_prefix = gr.Textbox(value=defaults.get("task_prefix", ""), label="Task prefix (read by seq2seq models)",
                                      placeholder="e.g. summarize: ", max_lines=1, max_length=200, elem_id=f"{side}-prefix")
-        else:
-            chat_template = gr.Checkbox(value=True, label="Use the chat template (when the model has one)", elem_id=f"{side}-chat")
+            chat_template = gr.Checkbox(value=True, label="Chat template (used by causal models that have one)",
+                                        elem_id=f"{side}-chat")
         output = gr.Textbox(label="Output", lines=10, max_lines=20, interactive=False, autoscroll=True,
                             buttons=["copy"], elem_id=f"{side}-output")
         stats = gr.Markdown("", elem_id=f"{side}-stats")
-        with gr.Accordion("How the prompt enters the model (tokens)", open=False, elem_id=f"{side}-tokens-accordion"):
-            tokens = gr.HTML(f"<p>{esc(PROMPT_VIEW_EMPTY)}</p>", css_template=TOKENS_CSS, elem_id=f"{side}-tokens")
-        with gr.Accordion("Show code (reproduce this run in Python)", open=False, elem_id=f"{side}-code-accordion"):
-            code = gr.Code("# Run to get a script that reproduces this side's answer.\n", language="python",
-                           interactive=False, label="Python", buttons=["copy", "download"], elem_id=f"{side}-code")
+        with gr.Column(elem_id=f"{side}-details") as details:
+            with gr.Accordion("How the prompt enters the model (tokens)", open=False, elem_id=f"{side}-tokens-accordion"):
+                tokens = gr.HTML(f"<p>{esc(PROMPT_VIEW_EMPTY)}</p>", css_template=TOKENS_CSS, elem_id=f"{side}-tokens")
+            with gr.Accordion("Show code (reproduce this run in Python)", open=False, elem_id=f"{side}-code-accordion"):
+                code = gr.Code("# Run to get a script that reproduces this side's answer.\n", language="python",
+                               interactive=False, label="Python", buttons=["copy", "download"], elem_id=f"{side}-code")
         settings = build_settings(defaults, limits, label="Generation settings", elem_prefix=side)
         record = gr.State(None)
-    return Panel(side, model, custom, precision_box, card, task_prefix, chat_template, output, stats, settings, record,
-                 class_info=class_info, tokens=tokens, code=code)
+    return Panel(side, heading, identity, model, custom, precision_box, card, task_prefix, chat_template, output, stats,
+                 settings, record, class_info=class_info, details=details, tokens=tokens, code=code)

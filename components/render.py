@@ -41,7 +41,7 @@ def card_markdown(description: Mapping[str, Any] | None = None, *, architecture:
         parts.append(f"{esc(description['served_by'])} · {esc(description['architecture'])} · "
                      "runs on the engine's machine, not here")
     elif description:
-        parts.append(f"`{esc(description['auto_class'])} -> {esc(description['resolved_class'])}` · "
+        parts.append(f"**{md_text(description.get('name', ''))}** · `{esc(description['auto_class'])} -> {esc(description['resolved_class'])}` · "
                      f"{esc(description['architecture'])} · {esc(description['params_text'])} params · "
                      f"{precision_text(description)} · {esc(description['device'])} · "
                      f"{description['memory_bytes'] / 2**20:.1f} MiB · from {esc(description['origin'])}")
@@ -221,6 +221,7 @@ def class_markdown(report: Mapping[str, Any] | None = None, *, error: str | None
         return ""
     declared = ", ".join(report.get("declared") or ()) or "none listed"
     lines = [
+        ARCH_EXPLAINER.get(str(report.get("kind")), ""), "",
         "**Which class runs this model?**",
         *([f"- It is {esc(served_by)}; the engine runs it with its own code. Its config, read from the Hugging Face "
            "hub under the same id, says what transformers would use:"] if served_by else []),

@@ -272,18 +272,23 @@ class ModelRegistry:
             return None
         return None if in_hf_cache(name) else "needs the Hugging Face hub, which cannot be reached (not in the local cache)"
 
-    def choices(self, kind: Kind) -> list[tuple[str, str, str | None]]:
-        """``(name, label, unavailable_reason)`` for every model of ``kind``: endpoints, local ones, then presets."""
+    def choices(self, kind: Kind | None = None) -> list[tuple[str, str, str | None]]:
+        """``(name, label, unavailable_reason)`` for every model of ``kind``: endpoints, local ones, then presets.
+
+        ``kind=None``: every generative model, each label naming its kind where it is known (a panel takes any model).
+        """
         out: list[tuple[str, str, str | None]] = []
+        tag = (lambda k: f" · {k.value}" if k is not None else "") if kind is None else (lambda k: "")
         for source in self.endpoints.values():
-            if source.kind is kind and source.endpoint is not None:
-                out.append((source.name, f"{source.name} · served by {source.endpoint.engine.name}", None))
+            if kind in (None, source.kind) and source.endpoint is not None:
+                out.append((source.name, f"{source.name}{tag(source.kind)} · served by {source.endpoint.engine.name}", None))
         for source in self.local.values():
-            if source.kind in (kind, None):
-                out.append((source.name, f"{source.name} · local", None))
+            if kind is None or source.kind in (kind, None):
+                out.append((source.name, f"{source.name}{tag(source.kind)} · local", None))
         for preset in PRESETS:
-            if preset.kind is kind:
-                out.append((preset.id, preset.choice_label, self.availability(preset.id)))
+            if kind in (None, preset.kind):
+                label = preset.choice_label if kind is not None else f"{preset.label}{tag(preset.kind)} · {preset.params} · ~{preset.memory}"
+                out.append((preset.id, label, self.availability(preset.id)))
         return out
 
 

@@ -30,7 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 ROOT = Path(__file__).resolve().parent.parent
 SEQ2SEQ, CAUSAL = "tiny-t5", "tiny-llama"
 BROKEN = "broken-model"
-SIDES = ("seq2seq", "causal")
+SIDES = ("left", "right")  # left starts on the seq2seq model, right on the causal one
 PROMPT = "What is the capital of France?"
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -78,7 +78,7 @@ def wait_both_finished(page: Page, timeout: float = 60) -> None:
              lambda: f"both stats lines to show a finish reason (last seen: {last_seen(page)})")
 
 
-def open_settings(page: Page, side: str = "seq2seq") -> None:
+def open_settings(page: Page, side: str = "left") -> None:
     """Unfold a panel's "Generation settings" accordion."""
     if not page.locator(f"#{side}-seed input").is_visible():
         page.locator(f"#{side}-settings button.label-wrap").click()
@@ -93,9 +93,9 @@ def set_number(page: Page, selector: str, value: str) -> None:
 
 
 RECORDER_JS = """() => {
-  window.__seen = {seq2seq: [], causal: []};
+  window.__seen = {left: [], right: []};
   window.__recorder = setInterval(() => {
-    for (const side of ['seq2seq', 'causal']) {
+    for (const side of ['left', 'right']) {
       const output = document.querySelector(`#${side}-output textarea`);
       const seen = window.__seen[side];
       if (output && (seen.length === 0 || seen[seen.length - 1][1] !== output.value)) seen.push([performance.now(), output.value]);
@@ -185,13 +185,13 @@ def type_and_run(page: Page, prompt: str = PROMPT) -> None:
 
 def test_both_outputs_stream_in_visible_steps(page: Page, models: list) -> None:
     open_settings(page)
-    set_number(page, "#seq2seq-max-new-tokens input[type=number]", "30")  # linked: both sides use it
+    set_number(page, "#left-max-new-tokens input[type=number]", "30")  # linked: both sides use it
     with slowed(models, 0.06):
         start_recording(page)
         type_and_run(page)
         wait_both_finished(page)
     seen = {side: [(at, text) for at, text in values if text] for side, values in recorded(page).items()}
-    for side, other in (("seq2seq", "causal"), ("causal", "seq2seq")):  # side by side, not one after the other
+    for side, other in (("left", "right"), ("right", "left")):  # side by side, not one after the other
         assert seen[side][0][0] < seen[other][-1][0], f"{side} only started after {other} had finished"
     for side in SIDES:
         final = output(page, side)
@@ -228,26 +228,26 @@ def test_stop_ends_both_generations_and_keeps_partial_text(page: Page, app: Serv
 
 
 def test_broken_model_shows_readable_error_while_other_side_completes(page: Page) -> None:
-    page.locator("#seq2seq-model input").click()
+    page.locator("#left-model input").click()
     page.locator("[role=option]", has_text=BROKEN).click()
-    wait_for(lambda: "missing or corrupt" in page.locator("#seq2seq-card").inner_text(), 20,
+    wait_for(lambda: "missing or corrupt" in page.locator("#left-card").inner_text(), 20,
              "the card of the broken model to say what is wrong")
     type_and_run(page)
-    wait_for(lambda: finished(page, "causal") and "⚠️" in stats(page, "seq2seq"), 60,
+    wait_for(lambda: finished(page, "right") and "⚠️" in stats(page, "left"), 60,
              lambda: f"the broken side's error and the other side's answer (last seen: {last_seen(page)})")
     # the reason is shown once, under the model; the stats line points to it
-    error = page.locator("#seq2seq-card").inner_text()
+    error = page.locator("#left-card").inner_text()
     assert BROKEN in error and "missing or corrupt" in error, error
-    assert "not run" in stats(page, "seq2seq"), stats(page, "seq2seq")
-    assert "Traceback" not in error + stats(page, "seq2seq")
-    assert output(page, "seq2seq") == ""
-    assert output(page, "causal").strip()
-    assert "finish: length" in stats(page, "causal")
+    assert "not run" in stats(page, "left"), stats(page, "left")
+    assert "Traceback" not in error + stats(page, "left")
+    assert output(page, "left") == ""
+    assert output(page, "right").strip()
+    assert "finish: length" in stats(page, "right")
 
 
 def test_invalid_seed_in_the_ui_names_the_field(page: Page) -> None:
     open_settings(page)
-    set_number(page, "#seq2seq-seed input", "-5")
+    set_number(page, "#left-seed input", "-5")
     type_and_run(page)
     for side in SIDES:  # settings are linked: both sides refuse the same seed
         wait_for(lambda side=side: "seed" in stats(page, side), 20, f"the {side} side to refuse the seed")
@@ -286,12 +286,12 @@ def test_precision_selector_starts_on_auto_and_says_what_auto_means_here(page: P
 def test_examples_fill_the_prompt_and_run(page: Page) -> None:
     from components.examples import EXAMPLES
 
-    for index in (0, 2):  # "Summarize" (sets the seq2seq task prefix) and "Answer a question"
+    for index in (0, 2):  # "Summarize" (sets the left panel's task prefix) and "Answer a question"
         example = EXAMPLES[index]
         before = {side: stats(page, side) for side in SIDES}
         page.locator(f"#example-{index}").click()
         wait_for(lambda: page.locator("#prompt textarea").input_value() == example.prompt, 10, "the prompt to be filled")
-        assert page.locator("#seq2seq-prefix input").input_value() == example.task_prefix
+        assert page.locator("#left-prefix input").input_value() == example.task_prefix
         assert example.how[:40] in page.locator("#example-how").inner_text()
         wait_for(lambda: all(finished(page, side) and stats(page, side) != before[side] and output(page, side).strip()
                              for side in SIDES), 60,
@@ -322,13 +322,13 @@ def png_size(path: Path) -> tuple[int, int]:
 def test_screenshot_after_a_comparison(page: Page) -> None:
     """The README's screenshot: a finished comparison on both sides, with no error anywhere on the page."""
     open_settings(page)  # what a visitor does about random models' loops: forbid repeated 3-grams
-    set_number(page, "#seq2seq-no-repeat-ngram input[type=number]", "3")
-    page.locator("#seq2seq-settings button.label-wrap").click()  # fold the settings again
+    set_number(page, "#left-no-repeat-ngram input[type=number]", "3")
+    page.locator("#left-settings button.label-wrap").click()  # fold the settings again
     type_and_run(page, PROMPT)
     wait_both_finished(page)
     # what the screenshot shows: both answers, both stats lines, both cards, the prompt, no error
     assert page.locator("#prompt textarea").input_value() == PROMPT
-    for side, auto_class in (("seq2seq", "AutoModelForSeq2SeqLM"), ("causal", "AutoModelForCausalLM")):
+    for side, auto_class in (("left", "AutoModelForSeq2SeqLM"), ("right", "AutoModelForCausalLM")):
         assert output(page, side).strip(), f"{side}: no answer"
         line = stats(page, side)
         assert "first token" in line and "tokens/s" in line and "finish: length" in line and " out" in line, line

@@ -63,7 +63,7 @@ def test_the_app_runs_without_the_spaces_package():
 def test_login_closes_the_page_config_and_api(registry, cache):
     with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2", auth=[("ann", PASSWORD)]) as app:
         with httpx.Client(base_url=app.url, timeout=30) as anonymous:
-            assert "seq2seq-output" not in anonymous.get("/").text, "only the login form"
+            assert "left-output" not in anonymous.get("/").text, "only the login form"
             assert anonymous.get("/config").status_code == 401
             assert anonymous.get("/gradio_api/info").status_code == 401
             assert anonymous.post("/gradio_api/call/generate", json={"data": ["tiny-gpt2", "hi"]}).status_code == 401
@@ -71,7 +71,7 @@ def test_login_closes_the_page_config_and_api(registry, cache):
         with httpx.Client(base_url=app.url, timeout=30) as member:
             assert member.post("/login", data={"username": "ann", "password": PASSWORD}).status_code == 200
             page = member.get("/")
-            assert "seq2seq-output" in page.text and PASSWORD not in page.text
+            assert "left-output" in page.text and PASSWORD not in page.text
             assert member.get("/config").status_code == 200 and PASSWORD not in member.get("/config").text
             assert "/generate" in member.get("/gradio_api/info").json()["named_endpoints"]
 

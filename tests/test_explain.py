@@ -165,7 +165,7 @@ def page(registry, cache):
 def test_panels_have_the_explain_components(page):
     built, _runner = page
     ids = {b.elem_id for b in built.demo.blocks.values() if getattr(b, "elem_id", None)}
-    for side in ("seq2seq", "causal"):
+    for side in ("left", "right"):
         assert {f"{side}-class", f"{side}-arch", f"{side}-tokens", f"{side}-tokens-accordion",
                 f"{side}-code", f"{side}-code-accordion"} <= ids
 

@@ -38,8 +38,8 @@ def test_comparison_holds_both_sides_rating_and_time():
     c = build_comparison(record("tiny-t5", "Paris"), record("tiny-gpt2", "The capital"), rating="left", created=WHEN)
     assert c["format"] == FORMAT and c["version"] == FORMAT_VERSION
     assert c["created"] == "2026-01-02T03:04:05Z" and c["prompt"] == "Hi there", "the prompt comes from the records"
-    assert c["rating"] == "left" and c["rating_label"] == "Left (seq2seq) better"
-    assert c["sides"]["seq2seq"]["text"] == "Paris" and c["sides"]["causal"]["description"]["revision"] == "abc123"
+    assert c["rating"] == "left" and c["rating_label"] == "Left better"
+    assert c["sides"]["left"]["text"] == "Paris" and c["sides"]["right"]["description"]["revision"] == "abc123"
     assert json.loads(to_json(c)) == export_form(c)
     assert build_comparison(None, None, prompt="p", rating="best")["rating"] is None, "unknown ratings are dropped"
     assert {value for _, value in RATING_CHOICES} == {"left", "right", "tie"}
@@ -49,7 +49,7 @@ def test_comparison_is_a_copy_of_the_records():
     left = record("a", "x")
     c = build_comparison(left, None)
     left["text"] = "changed"
-    assert c["sides"]["seq2seq"]["text"] == "x"
+    assert c["sides"]["left"]["text"] == "x"
 
 
 def test_with_rating_changes_only_the_rating():
@@ -57,6 +57,7 @@ def test_with_rating_changes_only_the_rating():
     rated = with_rating(c, "tie")
     assert rated["rating"] == "tie" and rated["rating_label"] == "Tie" and c["rating"] is None
     assert {k: v for k, v in rated.items() if not k.startswith("rating")} == {k: v for k, v in c.items() if not k.startswith("rating")}
+    assert rated["blind"] is False and rated["blind_rating"] is None, "not blind: the rating is not kept as a blind one"
     assert with_rating(rated, None)["rating_label"] == "not rated"
 
 
@@ -67,8 +68,8 @@ def test_markdown_has_everything_and_nothing_renders():
     right["description"] = dict(right["description"], origin=hostile)
     c = build_comparison(left, right, prompt=f"What?\n{hostile}", rating="right", created=WHEN)
     md = to_markdown(c)
-    assert md.startswith("# Seq2seq vs causal: one prompt, two models\n")
-    assert "2026-01-02T03:04:05Z" in md and "Right (causal) better" in md
+    assert md.startswith("# One prompt, two models, side by side\n")
+    assert "2026-01-02T03:04:05Z" in md and "Right better" in md
     assert "AutoModelForCausalLM → GPT2LMHeadModel" in md and "abc123" in md and "max_new_tokens=7" in md
     assert "first token 0.01 s · 88.5 tokens/s · 3 in → 7 out" in md and "finish: length" in md and "a notice" in md
     assert "````text\nParis ``` not a fence end\n````" in md, "a fence longer than any backtick run in the text"
@@ -76,7 +77,7 @@ def test_markdown_has_everything_and_nothing_renders():
     outside = re.sub(r"(`{3,})[a-z]*\n.*?\n\1\n", "", md, flags=re.DOTALL)
     assert "<img" not in outside and "&lt;img" in outside
     assert md.count("<img") == 2, "the prompt and the output, each inside its fence"
-    assert "## Right · causal (decoder-only): &lt;img src=x onerror=alert(1)&gt;" in md
+    assert "## Right: &lt;img src=x onerror=alert(1)&gt;" in md
     assert "print('hi')" in md
 
 
@@ -110,7 +111,7 @@ def test_history_appends_replaces_in_place_and_is_bounded():
     many: list = []
     for i in range(MAX_HISTORY + 5):
         many = add_to_history(many, build_comparison(record("a", str(i)), None))
-    assert len(many) == MAX_HISTORY and many[-1]["sides"]["seq2seq"]["text"] == str(MAX_HISTORY + 4)
+    assert len(many) == MAX_HISTORY and many[-1]["sides"]["left"]["text"] == str(MAX_HISTORY + 4)
     assert find_comparison(history, b["id"])["id"] == b["id"] and find_comparison(history, "nope") is None
     assert find_comparison(None, "x") is None
 
@@ -169,11 +170,11 @@ def test_a_run_becomes_a_comparison_that_can_be_rated_downloaded_and_reopened(pa
     assert len(history) == 1 and history[0]["rating"] is None
     assert out[share.history].value == history[0]["id"] and len(out[share.history].choices) == 1
     exported = json.loads(file_of(out[share.download_json]).read_text(encoding="utf-8"))
-    assert exported["prompt"] == prompt_text and exported["sides"]["causal"]["text"] == expected
-    assert exported["sides"]["seq2seq"]["description"]["resolved_class"] == "T5ForConditionalGeneration"
-    assert exported["sides"]["causal"]["stats"]["output_tokens"] == 6 and exported["created"].endswith("Z")
-    assert "AutoModelForCausalLM" in exported["sides"]["causal"]["code"]
-    assert exported["sides"]["seq2seq"]["model_input"] == {"before": "", "after": ""}, "what the model read, around the prompt"
+    assert exported["prompt"] == prompt_text and exported["sides"]["right"]["text"] == expected
+    assert exported["sides"]["left"]["description"]["resolved_class"] == "T5ForConditionalGeneration"
+    assert exported["sides"]["right"]["stats"]["output_tokens"] == 6 and exported["created"].endswith("Z")
+    assert "AutoModelForCausalLM" in exported["sides"]["right"]["code"]
+    assert exported["sides"]["left"]["model_input"] == {"before": "", "after": ""}, "what the model read, around the prompt"
     assert json.dumps(exported).count(json.dumps(prompt_text)[1:-1]) == 1, "the file holds the prompt once"
     markdown = file_of(out[share.download_md]).read_text(encoding="utf-8")
     assert expected in markdown and f"## Prompt\n\n```text\n{prompt_text}\n```" in markdown, "the prompt fenced, verbatim"
@@ -181,8 +182,8 @@ def test_a_run_becomes_a_comparison_that_can_be_rated_downloaded_and_reopened(pa
     rated = handlers.rate({share.rating: "right", share.history: history[0]["id"], share.comparisons: history})
     history = rated[share.comparisons]
     assert history[0]["rating"] == "right"
-    assert json.loads(file_of(rated[share.download_json]).read_text())["rating_label"] == "Right (causal) better"
-    assert rated[share.history].choices[0][0].endswith("Right (causal) better")
+    assert json.loads(file_of(rated[share.download_json]).read_text())["rating_label"] == "Right better"
+    assert rated[share.history].choices[0][0].endswith("Right better")
 
     # A second run, then reopen the first one.
     causal2 = run(page, Kind.CAUSAL, "Another prompt", "tiny-gpt2")

@@ -109,9 +109,9 @@ def test_seq2seq_panel_says_plainly_when_no_local_seq2seq_model(tmp_path):
     registry = ModelRegistry(online=False)
     registry.register_dir(tmp_path)
     demo = built_page(registry, ModelCache(2))[0].demo
-    notice = _component_value(demo, "seq2seq-notice")
+    notice = _component_value(demo, "left-notice")
     assert notice["visible"] and "No seq2seq model is available" in notice["value"] and "--model-dir" in notice["value"]
-    assert not _component_value(demo, "causal-notice")["visible"]
+    assert not _component_value(demo, "right-notice")["visible"]
 
 
 def test_untrained_demo_model_is_labelled_untrained(tmp_path, registry):
@@ -123,4 +123,4 @@ def test_untrained_demo_model_is_labelled_untrained(tmp_path, registry):
     card = show_selection(page, Kind.SEQ2SEQ, "demo-t5", "")["card"]
     assert "untrained" in card and "random" in card
     # an untrained tiny model alone does not count as a usable seq2seq model
-    assert "No seq2seq model is available" in _component_value(demo, "seq2seq-notice")["value"]
+    assert "No seq2seq model is available" in _component_value(demo, "left-notice")["value"]

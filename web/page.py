@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from components.examples import EXAMPLES
-from components.panel import Panel, build_panel
+from components.examples import EXAMPLES, Example
+from components.panel import SIDES, Panel, Panels, build_panel
 from components.share import ShareControls, build_share
 from models import Kind, get_preset, precision_options
 from models.settings import setting_ranges
@@ -30,15 +30,17 @@ from .privacy import redactor_for
 from .share_handlers import ShareHandlers
 from .visitors import GENERATE, FairShare
 
-SIDES = (Kind.SEQ2SEQ, Kind.CAUSAL)
-TITLES = {Kind.SEQ2SEQ: "Seq2seq · encoder-decoder", Kind.CAUSAL: "Causal · decoder-only"}
+START_KIND = {"left": Kind.SEQ2SEQ, "right": Kind.CAUSAL}  # the kind of each panel's default model
+TITLES = {"left": "Left", "right": "Right"}
 NO_LOCAL_SEQ2SEQ = ("No seq2seq model is available on this machine and the Hugging Face hub cannot be reached. "
                     "To get one: with a connection, run `python -c \"from transformers import pipeline; "
                     "pipeline('text2text-generation', 'google/flan-t5-small')\"` once (it stays in the local cache), "
                     "or start with `python app.py --model-dir DIR` pointing at a local checkpoint folder.")
-HEADER = ("# Seq2seq vs causal: one prompt, two kinds of model\n"
-          "Left: an **encoder-decoder** (`AutoModelForSeq2SeqLM`) reads your input and writes a new text. "
-          "Right: a **decoder-only** (`AutoModelForCausalLM`) continues your prompt. Both answers stream live.")
+HEADER = ("# One prompt, two models, side by side\n"
+          "Either panel takes any model: an **encoder-decoder** (`AutoModelForSeq2SeqLM`) reads your input and writes a "
+          "new text; a **decoder-only** (`AutoModelForCausalLM`) continues your prompt. They start as a seq2seq model on "
+          "the left and a causal one on the right; the same model may sit on both sides, e.g. in two precisions. "
+          "Both answers stream live.")
 OFFLINE = "\n\n**Offline:** the Hugging Face hub cannot be reached; only models on this machine are offered."
 PRIVATE = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}  # page-only, instant events
 
@@ -61,8 +63,8 @@ class Controls:
 class Handlers:
     """The functions the page's events call, by what they do."""
 
-    run: dict[Kind, Callable]  # one side's run
-    selection: dict[Kind, Callable]  # a panel's card and class answer
+    run: Panels  # one side's run, by side
+    selection: Panels  # a panel's card and class answer, by side
     share: ShareHandlers  # rate, pair, download, reopen
     stop: Callable
     prompt_set: SetHandlers | None = None  # the "Prompt set" tab
@@ -74,7 +76,7 @@ class Page:
 
     demo: gr.Blocks
     controls: Controls
-    panels: dict[Kind, Panel]
+    panels: Panels  # by side ("left", "right"; a kind names the panel that starts with it)
     share: ShareControls
     handlers: Handlers
     fair_share: FairShare | None = None  # admits the generating requests, per visitor
@@ -98,36 +100,39 @@ def _controls() -> Controls:
     return Controls(prompt, run, stop, clear, link, examples, how, gr.State(0))
 
 
-def _panels(runner: Runner, config: AppConfig) -> dict[Kind, Panel]:
-    panels: dict[Kind, Panel] = {}
+def _panels(runner: Runner, config: AppConfig) -> Panels:
+    """Both panels, each offering every generative model; left starts on a seq2seq model, right on a causal one."""
+    panels = Panels()
     precision = precision_options()
     limits = setting_ranges(config.limits)
+    choices = runner.registry.choices()
     with gr.Row(equal_height=False):
-        for kind in SIDES:
+        for side in SIDES:
+            kind = START_KIND[side]
             value = runner.default_model(kind, config.seq2seq if kind is Kind.SEQ2SEQ else config.causal)
             preset = get_preset(value or "")
             notice = NO_LOCAL_SEQ2SEQ if kind is Kind.SEQ2SEQ and not runner.has_usable_model(kind) else None
-            panels[kind] = build_panel(kind.value, title=TITLES[kind], choices=runner.registry.choices(kind), value=value,
+            panels[side] = build_panel(side, title=TITLES[side], choices=choices, value=value,
                                        allow_custom=runner.registry.allow_custom, precision=precision,
                                        defaults=preset.defaults if preset else {}, limits=limits, notice=notice)
     return panels
 
 
-def _handlers(runner: Runner, config: AppConfig, controls: Controls, panels: dict[Kind, Panel],
+def _handlers(runner: Runner, config: AppConfig, controls: Controls, panels: Panels,
               share: ShareControls, fair: FairShare) -> Handlers:
-    left, right = panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL]
+    left, right = panels["left"], panels["right"]
     redact = redactor_for(runner.registry, config.show_paths)
     exports = ExportFolder(share.download_json.GRADIO_CACHE, config.keep_files_s)  # served in place, pruned by age
-    return Handlers(run={kind: side_handler(runner, panel, left, controls.prompt, controls.link, redact,
-                                            limits=config.limits, visitor=fair.visitor)
-                         for kind, panel in panels.items()},
-                    selection={kind: selection_handler(runner, panel, redact) for kind, panel in panels.items()},
+    return Handlers(run=Panels({side: side_handler(runner, panel, left, controls.prompt, controls.link, redact,
+                                                   limits=config.limits, visitor=fair.visitor)
+                                for side, panel in panels.items()}),
+                    selection=Panels({side: selection_handler(runner, panel, redact) for side, panel in panels.items()}),
                     share=ShareHandlers(exports, left, right, controls.prompt, share), stop=stop_handler(runner))
 
 
-def _wire_run(config: AppConfig, controls: Controls, panels: dict[Kind, Panel], handlers: Handlers) -> list[Any]:
+def _wire_run(config: AppConfig, controls: Controls, panels: Panels, handlers: Handlers) -> list[Any]:
     """Run both sides at once; returns each side's run event."""
-    left, right, share = panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL], handlers.share.share
+    left, right, share = panels["left"], panels["right"], handlers.share.share
     triggers = [controls.run.click, controls.run_token.change]
     # Registered before the sides' "start" step: the page runs a trigger's listeners in order.
     gr.on(triggers, handlers.share.run_start, None, {left.record, right.record, share.rating, share.history,
@@ -137,23 +142,22 @@ def _wire_run(config: AppConfig, controls: Controls, panels: dict[Kind, Panel], 
     # the page starts every .then() of a finished step at once, and both sides stream together.
     start = gr.on(triggers, None, None, None, js="() => {}", queue=False, api_visibility="private")
     events = []
-    for kind, panel in panels.items():
-        own_option = {c for c in (panel.task_prefix, panel.chat_template) if c is not None}
-        inputs = {controls.prompt, controls.link, panel.model, panel.custom, panel.precision, *own_option,
-                  *panel.settings.components(), *left.settings.components()}
-        events.append(start.then(handlers.run[kind], inputs=inputs,
+    for side, panel in panels.items():
+        inputs = {controls.prompt, controls.link, panel.model, panel.custom, panel.precision, panel.task_prefix,
+                  panel.chat_template, *panel.settings.components(), *left.settings.components()}
+        events.append(start.then(handlers.run[side], inputs=inputs,
                                  outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code},
                                  concurrency_id=GENERATE, concurrency_limit=config.concurrency, show_progress="hidden",
                                  api_visibility="private"))
     return events
 
 
-def _wire_panels(demo: gr.Blocks, controls: Controls, panels: dict[Kind, Panel], handlers: Handlers) -> None:
-    right_settings = panels[Kind.CAUSAL].settings.accordion
+def _wire_panels(demo: gr.Blocks, controls: Controls, panels: Panels, handlers: Handlers) -> None:
+    right_settings = panels["right"].settings.accordion
     for trigger in (controls.link.change, demo.load):
         trigger(lambda linked: gr.Accordion(visible=not linked), controls.link, right_settings, **PRIVATE)
-    for kind, panel in panels.items():
-        gr.on([panel.model.change, panel.custom.submit, panel.precision.change, demo.load], handlers.selection[kind],
+    for side, panel in panels.items():
+        gr.on([panel.model.change, panel.custom.submit, panel.precision.change, demo.load], handlers.selection[side],
               inputs={panel.model, panel.custom, panel.precision}, outputs={panel.card, panel.class_info},
               concurrency_limit=4, concurrency_id="card", show_progress="hidden", api_visibility="private")
 
@@ -169,15 +173,35 @@ def _wire_share(handlers: ShareHandlers, run_events: list[Any]) -> None:
                         **PRIVATE)
 
 
-def _wire_controls(controls: Controls, panels: dict[Kind, Panel], handlers: Handlers) -> None:
-    left, right = panels[Kind.SEQ2SEQ], panels[Kind.CAUSAL]
+def example_handler(runner: Runner, example: Example, controls: Controls, panels: Panels) -> Callable:
+    """An example button's handler: the prompt, the task prefix, the line on how models read it, and for a
+    pairing example each panel's model (its kind's default model, or the first of that kind available here)
+    and precision; then it bumps the run token, which starts the run."""
+    pair = {side: getattr(example, side) for side in SIDES if getattr(example, side) is not None}
+    chosen = {side: runner.default_model(Kind(choice.kind)) for side, choice in pair.items()}
+    picked = " · ".join(f"{side}: {chosen[side]} in {choice.precision}" for side, choice in pair.items())
+    how = f"ℹ️ {example.how}" + (f"<br>Picked for you: {picked}." if picked else "")
+
+    def pick(token: int) -> dict[Any, Any]:
+        updates: dict[Any, Any] = {controls.prompt: example.prompt, controls.how: how, controls.run_token: token + 1,
+                                   panels["left"].task_prefix: example.task_prefix}
+        for side, choice in pair.items():
+            updates.update({panels[side].model: chosen[side], panels[side].custom: "",
+                            panels[side].precision: choice.precision, panels[side].task_prefix: example.task_prefix})
+        return updates
+    return pick
+
+
+def _wire_controls(runner: Runner, controls: Controls, panels: Panels, handlers: Handlers) -> None:
+    left, right = panels["left"], panels["right"]
     controls.stop.click(handlers.stop, None, None, queue=False, api_name="stop")
     cleared = [controls.prompt, left.output, right.output, left.stats, right.stats, controls.how]
     controls.clear.click(lambda: [""] * len(cleared), None, cleared, **PRIVATE)
+    outputs = {controls.prompt, controls.how, controls.run_token,
+               *[c for panel in panels.values() for c in (panel.model, panel.custom, panel.precision, panel.task_prefix)]}
     for button, example in zip(controls.examples, EXAMPLES):  # queued: Gradio 6 fires a State's .change only then
-        button.click(lambda token, ex=example: (ex.prompt, ex.task_prefix, f"ℹ️ {ex.how}", token + 1), controls.run_token,
-                     [controls.prompt, left.task_prefix, controls.how, controls.run_token], show_progress="hidden",
-                     api_visibility="private")
+        button.click(example_handler(runner, example, controls, panels), controls.run_token, outputs,
+                     show_progress="hidden", api_visibility="private")
 
 
 def build_page(runner: Runner, config: AppConfig) -> Page:
@@ -195,7 +219,7 @@ def build_page(runner: Runner, config: AppConfig) -> Page:
         handlers = _handlers(runner, config, controls, panels, share, fair)
         _wire_panels(demo, controls, panels, handlers)
         _wire_share(handlers.share, _wire_run(config, controls, panels, handlers))
-        _wire_controls(controls, panels, handlers)
+        _wire_controls(runner, controls, panels, handlers)
         with gr.Tab("Prompt set", elem_id="tab-set"):
             handlers.prompt_set = build_prompt_set(runner, config, demo=demo, exports=handlers.share.exports,
                                                    redact=redactor_for(runner.registry, config.show_paths),

@@ -32,7 +32,7 @@ document.addEventListener('keydown', (e) => {
 });
 </script>
 """
-CSS = "#seq2seq-output textarea, #causal-output textarea { font-family: ui-monospace, monospace; }"
+CSS = "#left-output textarea, #right-output textarea { font-family: ui-monospace, monospace; }"
 
 
 def build_registry(config: AppConfig) -> ModelRegistry:

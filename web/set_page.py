@@ -27,7 +27,7 @@ def build_prompt_set(runner: Runner, config: AppConfig, *, demo: gr.Blocks, expo
     registry = runner.registry
     tab = build_set_tab(
         sets=[(builtin_set(name).title, name) for name in BUILTIN_SETS],
-        choices={"left": registry.choices(Kind.SEQ2SEQ), "right": registry.choices(Kind.CAUSAL)},
+        choices={"left": registry.choices(), "right": registry.choices()},  # any generative model on either side
         values={"left": runner.default_model(Kind.SEQ2SEQ, config.seq2seq),
                 "right": runner.default_model(Kind.CAUSAL, config.causal)},
         allow_custom=registry.allow_custom, precision=precision_options(), limits=setting_ranges(),
