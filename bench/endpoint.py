@@ -123,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     import transformers
 
+    load_at_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-endpoint-"))
     folder, label = _model_folder(args, work)
     registry = ModelRegistry(online=False)
@@ -158,13 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": label, "dtype": dtype, "engine": endpoint.description.served_by, "reps": args.reps, "tokens": args.tokens,
         "prompt": PROMPT, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                                      f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "figures": figures, "same_text": f"{sum(same)}/{len(same)}",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average_1min": [load_at_start, os.getloadavg()[0]],
+        "figures": figures, "same_text": f"{sum(same)}/{len(same)}",
         "first_text_overhead_seconds": served["first_text_seconds"] - inside["first_text_seconds"],
         "tokens_per_second_ratio": served["tokens_per_second"] / inside["tokens_per_second"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{label}, {dtype}, greedy, {args.tokens} new tokens, median of {args.reps}; same text {result['same_text']}")
+    print(f"\n{label}, {dtype}, greedy, {args.tokens} new tokens, median of {args.reps}; same text {result['same_text']}; "
+          f"load average {load_at_start:.1f} / {os.getloadavg()[0]:.1f}")
     print("| path | time to first text | tokens/s |\n|---|---|---|")
     for path in PATHS:
         print(f"| {path} | {figures[path]['first_text_seconds'] * 1000:.0f} ms | {figures[path]['tokens_per_second']:.1f} |")

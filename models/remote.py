@@ -62,7 +62,8 @@ ENDPOINT_OPTIONS = ("model", "token_env", "kind", "chat")  # what may follow the
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
 ENV_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NO_TOKEN = "EMPTY"  # sent as the bearer token when the endpoint needs none (the client requires one)
-START_TIMEOUT = 10.0  # seconds for each request made at start (model list, engine, chat probe)
+START_TIMEOUT = 10.0  # seconds for each request made at start (model list, chat probe)
+PROBE_TIMEOUT = 3.0  # seconds for each question about the engine at start (/info, /openapi.json)
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection when streaming
 POLL_SECONDS = 0.05  # how often a waiting stream notices a stop
 MIN_RATE_SPAN = 0.005  # seconds: chunks read in one burst from the socket give no rate (tokens/s stays empty)
@@ -179,15 +180,21 @@ class Engine:
             not the same setting, so it is not sent in its place).
         stream_usage: ask for token counts in the stream (``stream_options``); ``transformers serve``
             reports them unasked and logs a warning for the option.
+        sampling_note: a limit of its sampling, shown in the stats when a run samples.
     """
 
     name: str
     top_k: str | None = None
     repetition_penalty: str | None = None
     stream_usage: bool = True
+    sampling_note: str | None = None
 
 
-TRANSFORMERS_SERVE = Engine("transformers serve", repetition_penalty="frequency_penalty", stream_usage=False)
+TRANSFORMERS_SERVE = Engine(
+    "transformers serve", repetition_penalty="frequency_penalty", stream_usage=False,
+    # transformers 5.23's server sets temperature and top_p but never do_sample=True (checked in its source)
+    sampling_note="transformers serve samples only when the model's own generation_config turns sampling on "
+                  "(do_sample); otherwise temperature, top_p and seed change nothing")
 VLLM = Engine("vLLM", top_k="top_k", repetition_penalty="repetition_penalty")
 LLAMA_CPP = Engine("llama.cpp", top_k="top_k", repetition_penalty="repeat_penalty")
 TGI = Engine("TGI")
@@ -200,9 +207,9 @@ def _root(url: str) -> str:
 
 
 def _get_json(client: openai.OpenAI, url: str) -> Any:
-    """``GET url`` with the endpoint's credentials; ``None`` when it fails in any way."""
+    """``GET url`` with the endpoint's credentials; ``None`` when it fails in any way (or takes over 3 s)."""
     try:
-        return client.get(url, cast_to=object)
+        return client.with_options(timeout=PROBE_TIMEOUT).get(url, cast_to=object)
     except Exception:  # noqa: BLE001 - a probe: no answer means "not this engine"
         return None
 
@@ -339,6 +346,8 @@ def build_request(engine: Engine, chat: bool, kind: Kind, prompt: str, settings:
     extra: dict[str, Any] = {}
     if not settings.greedy:
         parameters["top_p"] = settings.top_p
+        if engine.sampling_note:
+            notices.append(engine.sampling_note)
         if settings.top_k:
             if engine.top_k:
                 extra[engine.top_k] = settings.top_k

@@ -371,7 +371,8 @@ def test_sampling_settings_are_sent_as_the_engines_parameters(proxy):
     proxy.bodies.clear()
     final = list(endpoint.stream(endpoint.request(PROMPT, GenerationSettings(max_new_tokens=10, temperature=0.9, top_p=0.8,
                                                                              seed=7))))[-1]
-    assert final.stats.error is None and final.stats.notices == []
+    assert final.stats.error is None and final.stats.notices == [TRANSFORMERS_SERVE.sampling_note], (
+        "transformers serve ignores sampling for a model whose generation_config does not turn it on: said, not hidden")
     sent = proxy.bodies[-1]
     assert {k: sent[k] for k in ("max_tokens", "temperature", "top_p", "seed", "stream")} == {
         "max_tokens": 10, "temperature": 0.9, "top_p": 0.8, "seed": 7, "stream": True}
@@ -394,6 +395,7 @@ def test_settings_the_engine_lacks_are_named_not_dropped(tiny):
     assert final.stats.error is None, "an unsupported setting is not sent (transformers serve answers 422 to top_k)"
     notices = " | ".join(final.stats.notices)
     assert "top_k=20 not sent" in notices and "no_repeat_ngram_size=3 not sent" in notices and "8-bit" in notices
+    assert "samples only when the model's own generation_config" in notices
     assert "top_k=20 not sent" in stats_markdown(final.stats.to_dict())
 
 
@@ -408,7 +410,7 @@ def test_each_engine_gets_what_it_accepts(engine_kind, sent, named):
                             GenerationSettings(temperature=0.5, top_k=20, repetition_penalty=1.3, seed=3))
     given = {**request.extra, **{k: v for k, v in request.parameters.items() if k == "frequency_penalty"}}
     assert given == sent
-    assert [n.split(" ")[0] for n in request.notices] == named
+    assert [n.split(" ")[0] for n in request.notices if n != engine_kind.sampling_note] == named
     assert {"max_tokens", "temperature", "top_p", "seed"} <= set(request.parameters)
 
 
