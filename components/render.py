@@ -83,13 +83,16 @@ def stats_line(stats: Mapping[str, Any], *, markdown: bool = True) -> str:
     return " · ".join(parts)
 
 
-def stats_markdown(stats: Mapping[str, Any] | None, *, status: str | None = None) -> str:
-    """The stats line under an answer with its notices and error, or a status / error line while there are no stats."""
+def stats_markdown(stats: Mapping[str, Any] | None, *, status: str | None = None, blind: bool = False) -> str:
+    """The stats line under an answer with its notices and error, or a status / error line while there are no stats.
+
+    ``blind``: the precision is left out (it would tell which model ran where before the visitor rates).
+    """
     if status:
         return esc(status)
     if not stats:
         return ""
-    line = stats_line(stats)
+    line = stats_line({k: v for k, v in stats.items() if k != "precision"} if blind else stats)
     for notice in stats.get("notices", []):
         line += f"<br>ℹ️ {esc(notice)}"
     if stats.get("error"):

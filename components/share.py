@@ -18,6 +18,8 @@ class ShareControls:
     download_json: gr.DownloadButton
     download_md: gr.DownloadButton
     comparisons: gr.State  # list of comparison dicts (components.export), per session
+    reveal: gr.Markdown  # blind mode: which model ran on which side, once rated
+    blind_run: gr.State  # the current run's blind assignment: {"blind": bool, "swapped": bool}, or None
 
 
 def build_share() -> ShareControls:
@@ -31,5 +33,6 @@ def build_share() -> ShareControls:
         with gr.Row():
             download_json = gr.DownloadButton("Download JSON", value=None, interactive=False, size="sm", elem_id="export-json")
             download_md = gr.DownloadButton("Download Markdown", value=None, interactive=False, size="sm", elem_id="export-md")
+        reveal = gr.Markdown("", elem_id="reveal")
         comparisons = gr.State([])
-    return ShareControls(rating, history, download_json, download_md, comparisons)
+    return ShareControls(rating, history, download_json, download_md, comparisons, reveal, gr.State(None))

@@ -298,6 +298,25 @@ def test_examples_fill_the_prompt_and_run(page: Page) -> None:
                  lambda: f"example {example.title!r} to run and answer on both sides (last seen: {last_seen(page)})")
 
 
+def test_blind_mode_hides_the_models_until_rated_then_reveals_them(page: Page) -> None:
+    page.locator("#blind input[type=checkbox]").check()
+    wait_for(lambda: not page.locator("#left-card").is_visible() and not page.locator("#right-model").is_visible(), 10,
+             "the model selectors and cards to hide")
+    type_and_run(page)
+    wait_both_finished(page)
+    body = page.locator("body").inner_text()
+    for name in (SEQ2SEQ, CAUSAL, "T5ForConditionalGeneration", "LlamaForCausalLM"):
+        assert name not in body, f"{name} is shown in blind mode"
+    assert "model hidden until you rate" in page.locator("#left-heading").inner_text()
+    page.locator("#rating label", has_text="Tie").click()
+    wait_for(lambda: "Revealed" in page.locator("#reveal").inner_text(), 20, "the reveal after the rating")
+    reveal = page.locator("#reveal").inner_text()
+    assert SEQ2SEQ in reveal and CAUSAL in reveal, reveal
+    assert page.locator("#left-card").is_visible() and page.locator("#right-card").is_visible()
+    cards = page.locator("#left-card").inner_text() + page.locator("#right-card").inner_text()
+    assert SEQ2SEQ in cards and CAUSAL in cards, cards
+
+
 def test_closing_the_tab_ends_the_worker_threads(page: Page, app: Served, models: list) -> None:
     with slowed(models, 0.2):  # a full run would take over 25 s; ending within 10 s means it was cancelled
         type_and_run(page)

@@ -6,7 +6,7 @@ dict. Everything about a run (load, prepare, stream, stop, result) lives in :mod
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import gradio as gr
 
@@ -38,8 +38,26 @@ def run_settings(data: Mapping[Any, Any], panel: Panel, settings_panel: Panel) -
     return GenerationSettings.from_mapping(values)
 
 
-def render_event(event: RunEvent, panel: Panel, note: str | None) -> Updates:
-    """The panel's updates for one run event (the card, tokens and code are sent once, when ready)."""
+HIDDEN_MODEL = "the hidden model"
+
+
+def hide_names(text: str, names: Iterable[str]) -> str:
+    """``text`` with every model name in ``names`` replaced by "the hidden model" (blind mode)."""
+    for name in sorted({n for n in names if n}, key=len, reverse=True):
+        text = text.replace(name, HIDDEN_MODEL)
+    return text
+
+
+def render_event(event: RunEvent, panel: Panel, note: str | None, *, blind: bool = False,
+                 names: Iterable[str] = ()) -> Updates:
+    """The panel's updates for one run event (the card, tokens and code are sent once, when ready).
+
+    ``blind``: nothing that names the model reaches the page (no card, token view or code; the
+    precision left out of the stats; ``names`` hidden in status lines and errors). The record keeps
+    everything (it stays on the server) for the reveal and the export.
+    """
+    if blind:
+        return _render_blind(event, panel, names)
     if isinstance(event, Loading):
         return {panel.output: "", panel.stats: stats_markdown(None, status=event.status)}
     if isinstance(event, Ready):
@@ -57,32 +75,58 @@ def render_event(event: RunEvent, panel: Panel, note: str | None) -> Updates:
     return {panel.output: "", panel.stats: error_markdown(result.error or ""), panel.record: record}
 
 
+def _render_blind(event: RunEvent, panel: Panel, names: Iterable[str]) -> Updates:
+    if isinstance(event, Loading):
+        elapsed = event.status.rsplit("… ", 1)[-1] if "… " in event.status else ""
+        return {panel.output: "", panel.stats: stats_markdown(None, status=f"⏳ loading {HIDDEN_MODEL}… {elapsed}".rstrip())}
+    if isinstance(event, Ready):
+        return {panel.output: "", panel.stats: GENERATING}
+    if isinstance(event, Chunk):
+        return {panel.output: event.text, panel.stats: GENERATING}
+    result = event.result
+    record = result.to_dict()
+    if result.answered:
+        stats = dict(record["stats"], error=hide_names(record["stats"]["error"], names) if record["stats"].get("error") else None)
+        return {panel.output: result.text, panel.stats: stats_markdown(stats, blind=True), panel.record: record}
+    return {panel.output: "", panel.stats: error_markdown(hide_names(result.error or "", names)), panel.record: record}
+
+
 def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Textbox, link: gr.Checkbox,
                  redact: PathRedactor = NO_REDACTION, *, limits: PublicLimits | None = None,
-                 visitor: Callable[[Any], str] | None = None):
+                 visitor: Callable[[Any], str] | None = None, other: Panel | None = None,
+                 blind_run: gr.State | None = None):
     """The handler that runs one side: its own model and option, and its own settings or the shared ones.
     What it shows passes through ``redact`` (no server paths for visitors). With ``limits`` (a public
-    server) settings beyond them are refused; each refusal is one log line naming ``visitor(request)``."""
+    server) settings beyond them are refused; each refusal is one log line naming ``visitor(request)``.
+
+    Blind mode (``blind_run``'s value ``{"blind": True, "swapped": ...}``, set when the run starts): when
+    swapped, this panel runs the ``other`` panel's choice (model, precision, options, own settings), and
+    nothing naming the model is shown until the visitor rates (see :func:`render_event`)."""
     def run_side(data: dict[Any, Any], request: gr.Request) -> Iterator[Updates]:
-        settings_panel = shared if (panel is not shared and data[link]) else panel
+        assignment = (data.get(blind_run) if blind_run is not None else None) or {}
+        blind = bool(assignment.get("blind"))
+        chooser = other if blind and assignment.get("swapped") and other is not None else panel
+        settings_panel = shared if data[link] else chooser
         try:
             prompt = validate_prompt(data[prompt_box])
-            settings = run_settings(data, panel, settings_panel)
+            settings = run_settings(data, chooser, settings_panel)
             if limits is not None:
                 limits.check(settings)
-            source = runner.resolve(data[panel.model], data[panel.custom])
-            precision = check_precision(data[panel.precision])
+            source = runner.resolve(data[chooser.model], data[chooser.custom])
+            precision = check_precision(data[chooser.precision])
         except (SettingsError, ModelIdError) as exc:
             quiet.note("refused", f"the page ({panel.side})", str(exc), visitor(request) if visitor else None)
-            yield {panel.output: "", panel.stats: error_markdown(str(exc)), panel.record: {"error": str(exc)}}
+            message = hide_names(str(exc), (data[chooser.model], data[chooser.custom])) if blind else str(exc)
+            yield {panel.output: "", panel.stats: error_markdown(message), panel.record: {"error": str(exc)}}
             return
         note = UNTRAINED_NOTE if source.untrained else None
         run = runner.start(source, prompt, settings, precision, request.session_hash or "anonymous")
+        names = (source.name, data[chooser.model], data[chooser.custom])
         for event in run.events():
-            yield redact(render_event(event, panel, note))
+            yield redact(render_event(event, panel, note, blind=blind, names=names))
 
-    token_limits = {panel.settings.max_new_tokens, shared.settings.max_new_tokens}
-    return on_gpu(run_side, duration=lambda data, *_: gpu_seconds(max(data[c] for c in token_limits)))
+    token_limits = {c.settings.max_new_tokens for c in (panel, shared, other) if c is not None}
+    return on_gpu(run_side, duration=lambda data, *_: gpu_seconds(max(data.get(c) or 0 for c in token_limits)))
 
 
 def selection_handler(runner: Runner, panel: Panel, redact: PathRedactor = NO_REDACTION):

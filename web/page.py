@@ -54,6 +54,7 @@ class Controls:
     stop: gr.Button
     clear: gr.Button
     link: gr.Checkbox  # one set of settings for both sides
+    blind: gr.Checkbox  # hide the model names (and shuffle the sides) until the visitor rates
     examples: list[gr.Button]
     how: gr.Markdown  # how the two kinds read the example just picked
     run_token: gr.State  # bumped by the examples to start a run
@@ -94,10 +95,11 @@ def _controls() -> Controls:
         stop = gr.Button("Stop", variant="stop", elem_id="stop-btn")
         clear = gr.Button("Clear", elem_id="clear-btn")
         link = gr.Checkbox(True, label="Same settings for both sides", elem_id="link-settings")
+        blind = gr.Checkbox(False, label="Blind: shuffle the sides and hide the models until I rate", elem_id="blind")
     with gr.Row(elem_id="examples"):
         examples = [gr.Button(ex.title, size="sm", elem_id=f"example-{i}") for i, ex in enumerate(EXAMPLES)]
     how = gr.Markdown("", elem_id="example-how")
-    return Controls(prompt, run, stop, clear, link, examples, how, gr.State(0))
+    return Controls(prompt, run, stop, clear, link, blind, examples, how, gr.State(0))
 
 
 def _panels(runner: Runner, config: AppConfig) -> Panels:
@@ -123,11 +125,14 @@ def _handlers(runner: Runner, config: AppConfig, controls: Controls, panels: Pan
     left, right = panels["left"], panels["right"]
     redact = redactor_for(runner.registry, config.show_paths)
     exports = ExportFolder(share.download_json.GRADIO_CACHE, config.keep_files_s)  # served in place, pruned by age
+    other = {"left": right, "right": left}
     return Handlers(run=Panels({side: side_handler(runner, panel, left, controls.prompt, controls.link, redact,
-                                                   limits=config.limits, visitor=fair.visitor)
+                                                   limits=config.limits, visitor=fair.visitor, other=other[side],
+                                                   blind_run=share.blind_run)
                                 for side, panel in panels.items()}),
                     selection=Panels({side: selection_handler(runner, panel, redact) for side, panel in panels.items()}),
-                    share=ShareHandlers(exports, left, right, controls.prompt, share), stop=stop_handler(runner))
+                    share=ShareHandlers(exports, left, right, controls.prompt, share, blind=controls.blind),
+                    stop=stop_handler(runner))
 
 
 def _wire_run(config: AppConfig, controls: Controls, panels: Panels, handlers: Handlers) -> list[Any]:
@@ -135,16 +140,16 @@ def _wire_run(config: AppConfig, controls: Controls, panels: Panels, handlers: H
     left, right, share = panels["left"], panels["right"], handlers.share.share
     triggers = [controls.run.click, controls.run_token.change]
     # Registered before the sides' "start" step: the page runs a trigger's listeners in order.
-    gr.on(triggers, handlers.share.run_start, None, {left.record, right.record, share.rating, share.history,
-                                                     share.download_json, share.download_md}, **PRIVATE)
+    gr.on(triggers, handlers.share.run_start, {controls.blind}, handlers.share.run_start_outputs(), **PRIVATE)
     # Gradio 6's page runs the listeners of one trigger one after another (it awaits each
     # generator to its end), so the two sides hang off a browser-only "start" step instead:
     # the page starts every .then() of a finished step at once, and both sides stream together.
     start = gr.on(triggers, None, None, None, js="() => {}", queue=False, api_visibility="private")
     events = []
+    choices = {c for p in panels.values() for c in (p.model, p.custom, p.precision, p.task_prefix, p.chat_template,
+                                                   *p.settings.components())}  # both: a blind run may swap them
     for side, panel in panels.items():
-        inputs = {controls.prompt, controls.link, panel.model, panel.custom, panel.precision, panel.task_prefix,
-                  panel.chat_template, *panel.settings.components(), *left.settings.components()}
+        inputs = {controls.prompt, controls.link, share.blind_run, *choices}
         events.append(start.then(handlers.run[side], inputs=inputs,
                                  outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code},
                                  concurrency_id=GENERATE, concurrency_limit=config.concurrency, show_progress="hidden",
@@ -164,9 +169,9 @@ def _wire_panels(demo: gr.Blocks, controls: Controls, panels: Panels, handlers: 
 
 def _wire_share(handlers: ShareHandlers, run_events: list[Any]) -> None:
     share, left, right = handlers.share, handlers.left, handlers.right
-    outputs = {share.comparisons, share.history, share.download_json, share.download_md}
+    outputs = handlers.rate_outputs()
     for event in run_events:
-        event.then(handlers.side_done, inputs={left.record, right.record, share.comparisons, share.rating},
+        event.then(handlers.side_done, inputs={left.record, right.record, share.comparisons, share.rating, share.blind_run},
                    outputs=outputs, **PRIVATE)
     share.rating.input(handlers.rate, inputs={share.rating, share.history, share.comparisons}, outputs=outputs, **PRIVATE)
     share.history.input(handlers.reopen, inputs={share.history, share.comparisons}, outputs=handlers.reopen_outputs(),
@@ -195,6 +200,8 @@ def example_handler(runner: Runner, example: Example, controls: Controls, panels
 def _wire_controls(runner: Runner, controls: Controls, panels: Panels, handlers: Handlers) -> None:
     left, right = panels["left"], panels["right"]
     controls.stop.click(handlers.stop, None, None, queue=False, api_name="stop")
+    controls.blind.change(handlers.share.blind_toggled, controls.blind,
+                          {handlers.share.share.reveal, *handlers.share.panel_visibility(True)}, **PRIVATE)
     cleared = [controls.prompt, left.output, right.output, left.stats, right.stats, controls.how]
     controls.clear.click(lambda: [""] * len(cleared), None, cleared, **PRIVATE)
     outputs = {controls.prompt, controls.how, controls.run_token,

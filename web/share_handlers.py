@@ -5,19 +5,25 @@ Comparisons are plain dicts (:mod:`components.export`) because they live in ``gr
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import gradio as gr
 
-from components.export import add_to_history, build_comparison, find_comparison, history_choices, with_rating
+import random
+
+from components.export import (add_to_history, build_comparison, find_comparison, hidden, history_choices, rating_note,
+                               with_rating)
 from components.panel import Panel
-from components.render import error_markdown, prompt_view_html, stats_markdown
+from components.render import card_markdown, error_markdown, esc, md_text, prompt_view_html, stats_markdown
 from components.share import ShareControls
 
 from .exports import ExportFolder
 
 Updates = dict[Any, Any]
 NO_CODE = "# No code: this side produced no answer.\n"
+HIDDEN_CODE = "# Hidden until you rate: the code names the model.\n"
+HIDDEN_TOKENS = "<p>Hidden until you rate: the tokens tell the model apart.</p>"
+TITLES = {"left": "Left", "right": "Right"}
 
 
 class ShareHandlers:
@@ -28,13 +34,67 @@ class ShareHandlers:
         left / right: the two panels.
         prompt_box: the shared prompt (a reopened comparison puts its prompt back).
         share: the section's components.
+        blind: the "Blind" checkbox (``None``: no blind mode on this page).
+        choose: picks whether a blind run swaps the sides (a fair coin; tests pass their own).
     """
 
-    def __init__(self, exports: ExportFolder, left: Panel, right: Panel, prompt_box: gr.Textbox, share: ShareControls) -> None:
+    def __init__(self, exports: ExportFolder, left: Panel, right: Panel, prompt_box: gr.Textbox, share: ShareControls,
+                 blind: gr.Checkbox | None = None, choose: Callable[[], bool] = lambda: random.random() < 0.5) -> None:
         self.exports, self.left, self.right, self.prompt_box, self.share = exports, left, right, prompt_box, share
+        self.blind, self.choose = blind, choose
+
+    def panel_visibility(self, hide: bool, models: Mapping[str, str] | None = None) -> Updates:
+        """Show or hide what names each panel's model (selectors, card, class answer, tokens, code); the headings
+        say the model is hidden, or which model ran (``models``: side -> model, after a reveal)."""
+        updates: Updates = {}
+        for panel in (self.left, self.right):
+            title = TITLES.get(panel.side, panel.side)
+            if hide:
+                heading = f"### {title} · model hidden until you rate"
+            elif models and models.get(panel.side):
+                heading = f"### {title} · {md_text(models[panel.side])}"
+            else:
+                heading = f"### {title}"
+            updates.update({panel.identity: gr.Column(visible=not hide), panel.details: gr.Column(visible=not hide),
+                            panel.heading: heading})
+        return updates
+
+    def blind_toggled(self, blind: bool) -> Updates:
+        """The checkbox itself: hide what names the models (the next run is shuffled), or show it all again."""
+        return {**self.panel_visibility(bool(blind)), self.share.reveal: ""}
+
+    def reveal_updates(self, comparison: Mapping[str, Any]) -> Updates:
+        """After a blind comparison's first rating: each panel's card, tokens, code and full stats (what ran
+        there), the panels shown again, and a line saying which model ran where."""
+        sides = comparison.get("sides") or {}
+        models = {side: str((record or {}).get("model", "")) for side, record in sides.items()}
+        updates = self.panel_visibility(False, models)
+        parts = []
+        for panel in (self.left, self.right):
+            record = sides.get(panel.side) or {}
+            description = record.get("description")
+            stats = record.get("stats") or {}
+            precision = stats.get("precision") or (description or {}).get("precision")
+            parts.append(f"{TITLES.get(panel.side, panel.side).lower()}: **{md_text(record.get('model', '–'))}**"
+                         + (f" in {esc(precision)}" if precision else ""))
+            if description:
+                updates[panel.card] = card_markdown(description)
+            updates[panel.tokens] = prompt_view_html(record.get("prompt_view"))
+            updates[panel.code] = record.get("code") or NO_CODE
+            if stats:
+                updates[panel.stats] = stats_markdown(stats)
+        swapped = (" The sides had been shuffled: the model you picked on the left ran on the right, and the other way "
+                   "round." if comparison.get("swapped") else " The sides were not shuffled this time.")
+        updates[self.share.reveal] = (f"🔓 **Revealed** ({esc(rating_note(comparison))}): " + " · ".join(parts) + "."
+                                      + swapped)
+        return updates
 
     def downloads(self, comparison: Mapping[str, Any]) -> Updates:
-        """Write ``comparison`` as JSON and Markdown and point the download buttons at the files."""
+        """Write ``comparison`` as JSON and Markdown and point the download buttons at the files (none while a
+        blind comparison is unrated: the files name the models)."""
+        if hidden(comparison):
+            return {self.share.download_json: gr.DownloadButton(value=None, interactive=False),
+                    self.share.download_md: gr.DownloadButton(value=None, interactive=False)}
         json_path, md_path = self.exports.write(comparison)
         return {self.share.download_json: gr.DownloadButton(value=str(json_path), interactive=True),
                 self.share.download_md: gr.DownloadButton(value=str(md_path), interactive=True)}
@@ -43,15 +103,30 @@ class ShareHandlers:
         return {self.share.comparisons: history, **self.downloads(comparison),
                 self.share.history: gr.Dropdown(choices=history_choices(history), value=comparison["id"])}
 
-    def run_start(self) -> Updates:
+    def run_start(self, data: Mapping[Any, Any] | None = None) -> Updates:
         """Before the sides start: no records, no rating, nothing to download until this run ends.
 
-        Clearing the records is what pairs the two answers of one run in the comparison.
+        Clearing the records is what pairs the two answers of one run in the comparison. With the Blind
+        box ticked, a fair coin decides whether the two panels' choices swap sides, and what names the
+        models is hidden until the visitor rates.
         """
         share = self.share
-        return {self.left.record: None, self.right.record: None, share.rating: None, share.history: gr.Dropdown(value=None),
-                share.download_json: gr.DownloadButton(value=None, interactive=False),
-                share.download_md: gr.DownloadButton(value=None, interactive=False)}
+        blind = bool((data or {}).get(self.blind)) if self.blind is not None else False
+        assignment = {"blind": blind, "swapped": bool(self.choose()) if blind else False}
+        updates: Updates = {self.left.record: None, self.right.record: None, share.rating: None,
+                            share.history: gr.Dropdown(value=None), share.blind_run: assignment, share.reveal: "",
+                            share.download_json: gr.DownloadButton(value=None, interactive=False),
+                            share.download_md: gr.DownloadButton(value=None, interactive=False)}
+        if blind:
+            updates.update(self.panel_visibility(True))
+        return updates
+
+    def run_start_outputs(self) -> set[Any]:
+        """Every component :meth:`run_start` updates."""
+        share = self.share
+        return {self.left.record, self.right.record, share.rating, share.history, share.blind_run, share.reveal,
+                share.download_json, share.download_md,
+                *[c for p in (self.left, self.right) for c in (p.identity, p.details, p.heading)]}
 
     def side_done(self, data: dict[Any, Any]) -> Updates:
         """After either side finishes: once both have a record, the comparison joins the history
@@ -59,35 +134,56 @@ class ShareHandlers:
         records = data[self.left.record], data[self.right.record]
         if any(r is None for r in records) or not any(r.get("stats") for r in records):
             return gr.skip()  # the other side is still running, or neither side produced an answer
-        comparison = build_comparison(*records, rating=data[self.share.rating])
-        return self._recorded(add_to_history(data[self.share.comparisons], comparison), comparison)
+        assignment = data.get(self.share.blind_run) or {}
+        comparison = build_comparison(*records, rating=data[self.share.rating], blind=bool(assignment.get("blind")),
+                                      swapped=bool(assignment.get("swapped")))
+        updates = self._recorded(add_to_history(data[self.share.comparisons], comparison), comparison)
+        if comparison.get("blind") and not hidden(comparison):  # rated while the run was going: reveal now
+            updates.update(self.reveal_updates(comparison))
+        return updates
 
     def rate(self, data: dict[Any, Any]) -> Updates:
-        """The rating: stored with the comparison shown, and in its downloads."""
+        """The rating: stored with the comparison shown, and in its downloads. A blind comparison's first
+        rating reveals the models (and is kept as its blind rating)."""
         current = find_comparison(data[self.share.comparisons], data[self.share.history])
         if current is None:
             return gr.skip()  # nothing to rate yet
         rated = with_rating(current, data[self.share.rating])
-        return self._recorded(add_to_history(data[self.share.comparisons], rated), rated)
+        updates = self._recorded(add_to_history(data[self.share.comparisons], rated), rated)
+        if hidden(current) and not hidden(rated):
+            updates.update(self.reveal_updates(rated))
+        return updates
+
+    def rate_outputs(self) -> set[Any]:
+        """Every component :meth:`rate` and :meth:`side_done` update."""
+        share = self.share
+        per_panel = {c for p in (self.left, self.right)
+                     for c in (p.identity, p.details, p.heading, p.card, p.tokens, p.code, p.stats)}
+        return {share.comparisons, share.history, share.download_json, share.download_md, share.reveal, *per_panel}
 
     def reopen(self, data: dict[Any, Any]) -> Updates:
         """The history dropdown: puts a past comparison's prompt, outputs, stats and rating back."""
         comparison = find_comparison(data[self.share.comparisons], data[self.share.history])
         if comparison is None:
             return gr.skip()
+        blind = hidden(comparison)  # an unrated blind comparison stays blind when reopened
         updates: Updates = {self.prompt_box: comparison["prompt"], self.share.rating: comparison["rating"],
-                            **self.downloads(comparison)}
+                            self.share.reveal: "", **self.downloads(comparison)}
+        if blind:
+            updates.update(self.panel_visibility(True))
         for panel in (self.left, self.right):
             record = comparison["sides"].get(panel.side) or {}
             updates[panel.output] = record.get("text", "")
-            updates[panel.stats] = (stats_markdown(record["stats"]) if record.get("stats")
-                                    else error_markdown(record["error"]) if record.get("error") else "")
-            updates[panel.tokens] = prompt_view_html(record.get("prompt_view"))
-            updates[panel.code] = record.get("code") or NO_CODE
+            updates[panel.stats] = (stats_markdown(record["stats"], blind=blind) if record.get("stats")
+                                    else error_markdown(record["error"]) if record.get("error") and not blind else "")
+            updates[panel.tokens] = HIDDEN_TOKENS if blind else prompt_view_html(record.get("prompt_view"))
+            updates[panel.code] = HIDDEN_CODE if blind else record.get("code") or NO_CODE
             updates[panel.record] = comparison["sides"].get(panel.side)
         return updates
 
     def reopen_outputs(self) -> set[Any]:
         """Every component :meth:`reopen` updates."""
-        per_panel = {c for p in (self.left, self.right) for c in (p.output, p.stats, p.tokens, p.code, p.record)}
-        return {self.prompt_box, self.share.rating, self.share.download_json, self.share.download_md, *per_panel}
+        per_panel = {c for p in (self.left, self.right)
+                     for c in (p.output, p.stats, p.tokens, p.code, p.record, p.identity, p.details, p.heading)}
+        return {self.prompt_box, self.share.rating, self.share.reveal, self.share.download_json, self.share.download_md,
+                *per_panel}
