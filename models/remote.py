@@ -508,11 +508,12 @@ class Endpoint:
         started = time.perf_counter()
         task: concurrent.futures.Future = asyncio.run_coroutine_threadsafe(self._pump(request, out), _io_loop())
         counter = _Counter(started)
-        text, error, finish = "", None, None
+        text, error, finish, stopped = "", None, None, False
         deadline = started + first_token_timeout
         try:
             while True:
                 if stop_event.is_set():
+                    stopped = True
                     break
                 now = time.perf_counter()
                 if now >= deadline:
@@ -542,7 +543,7 @@ class Endpoint:
                     yield StreamUpdate(text, delta)
         finally:
             task.cancel()  # thread-safe; a finished task ignores it
-        stats = counter.stats(self, request, text, finish, error, stop_event.is_set())
+        stats = counter.stats(self, request, text, finish, error, stopped)
         yield StreamUpdate(text, "", stats)
 
 
