@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import types
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +25,6 @@ import httpx
 import pytest
 from gradio.route_utils import delete_files_created_by_app
 
-from models import Kind
 from models.settings import PublicLimits
 from tests.apphelpers import case, running_app, set_figures, slowed
 from web.api import generate_payload
@@ -88,28 +86,39 @@ def generate(http: httpx.Client, url: str, visitor: str, prompt: str = "Hello", 
     return answer
 
 
-def page_comparison(http: httpx.Client, url: str, prompt: str, session: str) -> Any:
-    """One comparison as the page's JavaScript runs it, found from ``/config``: each side's run event
-    through the queue (joined, its stream read to the end), then the step that pairs the two sides,
-    writes the exports and points the download buttons at them. Returns that step's answer."""
+def _page_config(http: httpx.Client, url: str) -> tuple[dict, Callable[[int], str | None]]:
     config = http.get(f"{url}config").json()
     components = {c["id"]: c for c in config["components"]}
+    return {"config": config, "components": components}, lambda i: components[i]["props"].get("elem_id")
 
-    def elem(i: int) -> str | None:
-        return components[i]["props"].get("elem_id")
 
+def page_run(http: httpx.Client, url: str, prompt: str, session: str, side: str,
+             values: dict[str, Any] | None = None) -> tuple[dict, str]:
+    """Run one panel's Run event as the page's JavaScript does, found from ``/config``: joined with the
+    components' current values (``values`` by elem id replace them), its stream read to the end.
+    Returns the run's dependency and the completion message (the raw line)."""
+    page, elem = _page_config(http, url)
+    run = next(d for d in page["config"]["dependencies"]
+               if f"{side}-output" in map(elem, d["outputs"]) and d["trigger_after"] is not None and d["queue"])
+    given = {"prompt": prompt, **(values or {})}
+    data = [given.get(elem(i), page["components"][i]["props"].get("value")) for i in run["inputs"]]
+    joined = http.post(f"{url}gradio_api/queue/join", json={"data": data, "fn_index": run["id"], "session_hash": session})
+    assert joined.status_code == 200, joined.text
+    with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if '"process_completed"' in line:
+                return run, line
+    pytest.fail("the run's stream ended without completing")
+
+
+def page_comparison(http: httpx.Client, url: str, prompt: str, session: str) -> Any:
+    """One comparison as the page runs it: each panel's Run event through the queue, then the step
+    that pairs the two answers, writes the exports and points the download buttons at them (its answer)."""
+    page, _elem = _page_config(http, url)
     answer = None
-    for side in ("seq2seq", "causal"):
-        run = next(d for d in config["dependencies"]
-                   if f"{side}-output" in map(elem, d["outputs"]) and d["trigger_after"] is not None and d["queue"])
-        data = [prompt if elem(i) == "prompt" else components[i]["props"].get("value") for i in run["inputs"]]
-        joined = http.post(f"{url}gradio_api/queue/join", json={"data": data, "fn_index": run["id"], "session_hash": session})
-        assert joined.status_code == 200, joined.text
-        with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as stream:
-            for line in stream.iter_lines():
-                if '"process_completed"' in line:
-                    break
-        done = next(d for d in config["dependencies"] if d["trigger_after"] == run["id"] and not d["queue"])
+    for side in ("left", "right"):
+        run, _line = page_run(http, url, prompt, session, side)
+        done = next(d for d in page["config"]["dependencies"] if d["trigger_after"] == run["id"] and not d["queue"])
         answer = http.post(f"{url}gradio_api/run/predict",
                            json={"data": [None] * len(done["inputs"]), "fn_index": done["id"], "session_hash": session})
         assert answer.status_code == 200, answer.text
@@ -117,8 +126,8 @@ def page_comparison(http: httpx.Client, url: str, prompt: str, session: str) -> 
 
 
 def page_run_fn_index(served) -> int:
-    """The fn index of the page's seq2seq run event (what a tab's Run button joins)."""
-    target = served.page.handlers.run[Kind.SEQ2SEQ]
+    """The fn index of the page's left Run event (what a tab's Run button joins)."""
+    target = served.page.handlers.run["left"]
     return next(i for i, fn in served.demo.fns.items() if fn.fn == target)
 
 
@@ -253,21 +262,13 @@ def test_public_limits_are_refused_by_the_api_and_shown_on_the_page(registry, ca
 
         config = http.get(f"{app.url}config").json()
         props = {c["props"].get("elem_id"): c["props"] for c in config["components"]}
-        for side in ("seq2seq", "causal"):
+        for side in ("left", "right"):
             assert props[f"{side}-max-new-tokens"]["maximum"] == 64
             assert "at most 64 new tokens" in props[f"{side}-limits"]["value"]
             assert "at most 24 input tokens" in props[f"{side}-limits"]["value"]
-
-        # the page's own handler refuses a crafted value beyond the slider
-        page, panel, controls = app.page, app.page.panels[Kind.CAUSAL], app.page.controls
-        left = page.panels[Kind.SEQ2SEQ]
-        data = {controls.prompt: "Hi", controls.link: True, panel.model: "tiny-gpt2", panel.custom: "",
-                panel.eight_bit: False, panel.chat_template: True,
-                **dict(zip(left.settings.components(), (65, 0.0, 1.0, 0, 1.0, 0, 0))),
-                **dict(zip(panel.settings.components(), (65, 0.0, 1.0, 0, 1.0, 0, 0)))}
-        updates = list(page.handlers.run[Kind.CAUSAL](data, types.SimpleNamespace(session_hash="s", client=None,
-                                                                                   headers={})))
-        assert "between 1 and 64 on this public server" in updates[-1][panel.stats]
+        # the page's own Run event refuses a crafted value beyond the slider (Gradio's slider check comes first)
+        _run, completed = page_run(http, app.url, "Hi", "crafted", "left", {"left-max-new-tokens": 65})
+        assert '"success":false' in completed and "Value 65 is greater than maximum value 64" in completed
 
 
 # ----- bounded disk -----
@@ -434,22 +435,30 @@ def test_every_response_carries_the_security_headers(registry, cache):
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Chromium at {CHROMIUM}")
-def test_the_page_works_under_its_content_security_policy(registry, cache):
-    """Chromium loads the page, runs both sides and reports no policy violation."""
+def test_the_page_works_under_its_policy_and_says_why_a_second_tab_waits(registry, cache, load_tiny):
+    """Chromium, two tabs of one visitor: the first runs both sides; the second is refused at once
+    with the reason on screen; no Content-Security-Policy violation is reported."""
     from playwright.sync_api import sync_playwright
 
     violations: list[str] = []
-    with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2") as app, sync_playwright() as p:
+    models = [load_tiny("tiny-t5"), load_tiny("tiny-gpt2")]
+    with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2", per_visitor=2) as app, \
+            slowed(models, 0.1), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
         try:
-            page = browser.new_page()
-            page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-            page.goto(app.url)
-            page.locator("#prompt textarea").fill("What is the capital of France?")
-            page.locator("#run-btn").click()
-            for side in ("seq2seq", "causal"):
-                page.locator(f"#{side}-stats", has_text="finish:").wait_for(timeout=60_000)
-            assert page.locator("#causal-output textarea").input_value()
+            tabs = [browser.new_page(), browser.new_page()]
+            for tab in tabs:
+                tab.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+                tab.goto(app.url)
+                tab.locator("#prompt textarea").fill("What is the capital of France?")
+            first, second = tabs
+            first.locator("#run-btn").click()
+            wait_until(lambda: app.page.fair_share.held("127.0.0.1")[0] == 2, 30, "the first tab's two sides to run")
+            second.locator("#run-btn").click()
+            second.get_by_text("Refused: your address already has 2 requests running").first.wait_for(timeout=10_000)
+            for side in ("left", "right"):
+                first.locator(f"#{side}-stats", has_text="finish:").wait_for(timeout=60_000)
+            assert first.locator("#right-output textarea").input_value()
         finally:
             browser.close()
     assert violations == []
