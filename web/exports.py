@@ -51,12 +51,21 @@ class ExportFolder:
                 on_shutdown(self.remove)
             return self._path
 
-    def write(self, comparison: Mapping[str, Any]) -> tuple[Path, Path]:
-        """Write ``comparison`` as JSON and Markdown (pruning old exports first); return both paths."""
+    def private(self, key: str | None = None) -> Path:
+        """A sub-folder only its own download addresses lead to: named by a keyed hash of ``key`` (the same
+        folder for the same key, e.g. a re-rated comparison), or at random without one. Old exports are
+        pruned first. Write every download into one of these, never into :attr:`path` itself."""
         if time.monotonic() - self._pruned > PRUNE_EVERY_S:
             self.prune()
-        name = hmac.new(self._key, str(comparison.get("id", "")).encode(), hashlib.sha256).hexdigest()[:32]
-        return write_exports(comparison, self.path / name)
+        name = (hmac.new(self._key, key.encode(), hashlib.sha256).hexdigest()[:32] if key is not None
+                else secrets.token_hex(16))
+        folder = self.path / name
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    def write(self, comparison: Mapping[str, Any]) -> tuple[Path, Path]:
+        """Write ``comparison`` as JSON and Markdown in its own private folder; return both paths."""
+        return write_exports(comparison, self.private(str(comparison.get("id", ""))))
 
     def prune(self, max_age_s: float | None = None) -> int:
         """Delete exports older than ``max_age_s`` (default: the folder's); return the bytes freed."""

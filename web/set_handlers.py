@@ -192,7 +192,7 @@ class SetHandlers:
                 self.tab.score_plot: scores, self.tab.latency_plot: latency, self.tab.length_plot: lengths}
 
     def _finished(self, result: dict[str, Any]) -> Updates:
-        csv_path, json_path, md_path = write_set_exports(result, self.exports.path)
+        csv_path, json_path, md_path = write_set_exports(result, self.exports.private())  # a folder no other visitor can guess
         return {**self.render(result), self.tab.result: result,
                 self.tab.download_csv: gr.DownloadButton(value=str(csv_path), interactive=True),
                 self.tab.download_json: gr.DownloadButton(value=str(json_path), interactive=True),
