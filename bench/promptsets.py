@@ -86,9 +86,10 @@ def measure_side(loaded: LoadedModel, rows: Sequence[PromptRow], settings: Gener
     single_tokens = sum(r.output_tokens for r in single.values())
     batched_tokens = sum(r.output_tokens for r in batched.values())
     return {
-        "model": loaded.description.name, "params": loaded.description.params, "dtype": loaded.description.dtype,
+        "model": loaded.description.name, "params": loaded.description.params, "dtype": str(loaded.model.dtype).removeprefix("torch."),
         "device": loaded.description.device, "batch_size": size,
         "single_seconds": single_s, "batched_seconds": batched_s,
+        "single_seconds_each": single_times, "batched_seconds_each": batched_times,
         "single_tokens": single_tokens, "batched_tokens": batched_tokens,
         "single_tokens_per_second": single_tokens / single_s, "batched_tokens_per_second": batched_tokens / batched_s,
         "speedup": single_s / batched_s,
@@ -113,7 +114,8 @@ def measure_prompt_sets(loaded_by_kind: Mapping[Any, LoadedModel], rows: int = 2
         ``{"rows", "max_new_tokens", "torch_threads", "load_average_before", "load_average_after",
         "target_causal_speedup", "sides": {kind: {...}}}``; each side holds ``single_seconds``,
         ``batched_seconds``, ``single_tokens_per_second``, ``batched_tokens_per_second``,
-        ``speedup``, ``batch_size``, ``agreement`` (share of rows with identical greedy
+        ``speedup``, ``single_seconds_each`` / ``batched_seconds_each`` (every repeat),
+        ``batch_size``, ``agreement`` (share of rows with identical greedy
         output ids), ``rows_identical``, ``first_difference_at`` (token positions of the first
         difference in the other rows), ``errors`` and the model's name, size, dtype and device.
     """

