@@ -292,6 +292,9 @@ def test_bytes_on_disk_after_comparisons_and_after_a_prune(registry, cache, tmp_
             files = [p for p in cache_dir.rglob("*") if p.is_file()]
             on_disk = folder_bytes(cache_dir)
             assert on_disk == exports.bytes() and len(files) == 2 * comparisons, [p.name for p in files]
+            folders = {path.parent.name for path in files}
+            assert len(folders) == comparisons and all(len(name) == 32 for name in folders), \
+                "each comparison in its own folder, named by a keyed hash: one download address leads to no other"
             for path in files:
                 assert path.read_text(encoding="utf-8").count(prompt) == 1, f"{path.name} holds the prompt once"
             assert on_disk < comparisons * 2 * (len(prompt) + 12_000)
