@@ -42,9 +42,12 @@ def test_generating_functions_carry_the_zerogpu_decorator(registry, cache):
     page, _runner = built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2")
     generating = [block_fn.fn for block_fn in page.demo.fns.values()
                   if block_fn.fn is not None and getattr(block_fn, "concurrency_id", None) == "generate"]
-    assert len(generating) == 3, "both sides' run handlers and the /generate API"
+    names = sorted(fn.__name__ for fn in generating)
+    assert names == ["generate", "run_set", "run_set_tab", "run_side", "run_side"], \
+        "both panels' run handlers, /generate, the prompt-set tab's run and /run_set"
     for fn in generating:
         assert callable(getattr(fn, "zerogpu_duration", None)), fn
+    assert all(fn.zerogpu_duration("x") == MAX_SECONDS for fn in generating if fn.__name__.startswith("run_set"))
     side = next(fn for fn in generating if fn.__name__ == "run_side")
     sliders = {c for p in page.panels.values() for c in [p.settings.max_new_tokens]}
     assert side.zerogpu_duration({c: 512 for c in sliders}) == gpu_seconds(512) > gpu_seconds(16)

@@ -147,3 +147,17 @@ def test_exports_round_trip(tmp_path):
 def test_a_rating_outside_the_set_is_refused():
     with pytest.raises(IndexError, match="row 3"):
         rate({"rows": [{}], "summary": {}}, 2, "left")
+
+
+def test_public_limits_hold_for_prompt_sets_too(registry, cache):
+    from models.settings import PublicLimits
+
+    limits = PublicLimits(max_new_tokens=16)
+    with running_app(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2", limits=limits) as served:
+        client = Client(served.url, verbose=False)
+        with pytest.raises(Exception, match="max_new_tokens"):
+            client.predict(left="tiny-t5", right="tiny-gpt2", rows=ROWS, max_new_tokens=17, api_name="/run_set")
+        final = client.predict(left="tiny-t5", right="tiny-gpt2", rows=ROWS[:1], max_new_tokens=16, api_name="/run_set")
+        assert final["rows"][0]["left"]["stats"]["output_tokens"] == 16
+        slider = served.page.handlers.prompt_set.tab.settings.max_new_tokens
+        assert slider.maximum == 16, "the tab's slider stops at the public limit"

@@ -22,12 +22,14 @@ from components.settings import SHARED_FIELDS
 from models import (GenerationSettings, ModelIdError, ModelLoadError, Precision, SettingsError, UnsupportedModelError,
                     check_precision, parse_precision)
 from models.loader import LoadedModel
+from models.settings import PublicLimits
 from models.promptset import MAX_FILE_BYTES, PromptRow, PromptSetError, Task, builtin_set, parse_prompt_file, validate_rows
 from models.run import Loading, Runner
 from models.setcompare import SIDES, SetProgress, SetResult, compare_set, rate
 
 from .exports import ExportFolder
 from .privacy import NO_REDACTION, PathRedactor
+from .zerogpu import MAX_SECONDS, on_gpu
 
 Updates = dict[Any, Any]
 REFRESH_SECONDS = 0.5  # the table and charts are redrawn at most this often while a set runs
@@ -174,13 +176,16 @@ class SetHandlers:
         redact: hides server paths.
     """
 
-    def __init__(self, runner: Runner, tab: SetTab, exports: ExportFolder, redact: PathRedactor = NO_REDACTION) -> None:
-        self.runner, self.tab, self.exports, self.redact = runner, tab, exports, redact
+    def __init__(self, runner: Runner, tab: SetTab, exports: ExportFolder, redact: PathRedactor = NO_REDACTION, *,
+                 limits: PublicLimits | None = None) -> None:
+        self.runner, self.tab, self.exports, self.redact, self.limits = runner, tab, exports, redact, limits
 
     def _request(self, data: dict[Any, Any]) -> SetRequest:
         tab = self.tab
         values = {name: data[control] for name, control in zip(SHARED_FIELDS, tab.settings.components())}
         settings = GenerationSettings.from_mapping({**values, "task_prefix": data[tab.task_prefix] or ""})
+        if self.limits is not None:
+            self.limits.check(settings)
         name, rows, task = read_rows(data[tab.builtin], data[tab.upload])
         models = {side.side: (data[side.model], data[side.custom], data[side.precision], None) for side in (tab.left, tab.right)}
         return build_request(self.runner, name, rows, task, models, settings, data[tab.batch_size])
@@ -264,7 +269,8 @@ def run_request(runner: Runner, request: SetRequest, session: str,
         runner.track(job, False)  # type: ignore[arg-type]
 
 
-def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION) -> Callable[..., Iterator[dict]]:
+def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION, *,
+                     limits: PublicLimits | None = None) -> Callable[..., Iterator[dict]]:
     """The ``/run_set`` function: many prompts on two models, progress while it runs, every row at the end."""
     def run_set(left: str, right: str, rows: list, max_new_tokens: int = 128, temperature: float = 0.0,
                 top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, seed: int = 0,
@@ -283,6 +289,8 @@ def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION) -> Cal
         try:
             settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                           top_k=top_k, repetition_penalty=repetition_penalty, seed=seed)
+            if limits is not None:
+                limits.check(settings)
             checked = tuple(validate_rows(rows))
             set_request = build_request(runner, "api", checked, Task.OTHER,
                                         {"left": (left, None, precision_left, load_in_8bit_left),
@@ -299,7 +307,7 @@ def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION) -> Cal
                        "stopped": update["stopped"]}
             elif update.startswith("⚠️"):
                 raise gr.Error(update.removeprefix("⚠️ "))
-    return run_set
+    return on_gpu(run_set, duration=lambda *args, **kwargs: MAX_SECONDS)  # a set takes ZeroGPU's longest lease
 
 
 def about_set(builtin: str | None, upload: str | None) -> str:

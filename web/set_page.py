@@ -16,6 +16,7 @@ from models.settings import setting_ranges
 from .config import AppConfig
 from .exports import ExportFolder
 from .privacy import PathRedactor
+from .zerogpu import MAX_SECONDS, on_gpu
 from .set_handlers import SetHandlers, about_set, run_set_endpoint, side_class_handler
 
 PRIVATE = {"show_progress": "hidden", "api_visibility": "private"}
@@ -30,13 +31,20 @@ def build_prompt_set(runner: Runner, config: AppConfig, *, demo: gr.Blocks, expo
         choices={"left": registry.choices(), "right": registry.choices()},  # any generative model on either side
         values={"left": runner.default_model(Kind.SEQ2SEQ, config.seq2seq),
                 "right": runner.default_model(Kind.CAUSAL, config.causal)},
-        allow_custom=registry.allow_custom, precision=precision_options(), limits=setting_ranges(),
+        allow_custom=registry.allow_custom, precision=precision_options(), limits=setting_ranges(config.limits),
         max_upload_mb=MAX_FILE_BYTES / 1e6)
-    handlers = SetHandlers(runner, tab, exports, redact)
+    handlers = SetHandlers(runner, tab, exports, redact, limits=config.limits)
     _wire(tab, handlers, runner, redact, stop, config.concurrency, concurrency_id, demo.load)
-    gr.api(run_set_endpoint(runner, redact), api_name="run_set", concurrency_id=concurrency_id,
+    gr.api(run_set_endpoint(runner, redact, limits=config.limits), api_name="run_set", concurrency_id=concurrency_id,
            concurrency_limit=config.concurrency)
     return handlers
+
+
+def gpu_run(handlers: SetHandlers) -> Callable:
+    """The tab's run handler as a plain function carrying the ZeroGPU decorator (a set takes the longest lease)."""
+    def run_set_tab(data: dict, request: gr.Request):
+        yield from handlers.run(data, request)
+    return on_gpu(run_set_tab, duration=lambda *args, **kwargs: MAX_SECONDS)
 
 
 def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, redact: PathRedactor, stop: Callable,
@@ -51,7 +59,7 @@ def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, redact: PathRedact
               *[c for side in (tab.left, tab.right) for c in (side.model, side.custom, side.precision)]}
     outputs = {tab.progress, tab.summary, tab.table, tab.score_plot, tab.latency_plot, tab.length_plot, tab.result,
                tab.download_csv, tab.download_json, tab.download_md}
-    tab.run.click(handlers.run, inputs=inputs, outputs=outputs, concurrency_id=concurrency_id,
+    tab.run.click(gpu_run(handlers), inputs=inputs, outputs=outputs, concurrency_id=concurrency_id,
                   concurrency_limit=concurrency, **PRIVATE)
     tab.stop.click(stop, None, None, queue=False, api_visibility="private")
     tab.table.select(handlers.select_row, None, tab.rating_row, queue=False, **PRIVATE)
