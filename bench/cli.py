@@ -162,7 +162,7 @@ def _context(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -
     return Context(subjects=subjects, registry=registry, cache=ModelCache(8), reps=args.reps, prompt=PROMPT,
                    max_new_tokens=max_new, ttft_tokens=min(max_new, 8 if args.quick else 16),
                    stop_tokens=256 if any_real else 512, gguf_reps=args.gguf_reps, model_dir=models_root, work=work,
-                   log=log)
+                   log=log, quick=args.quick)
 
 
 def _models(ctx: Context) -> dict[str, Any]:

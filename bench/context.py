@@ -33,6 +33,7 @@ class Context:
         model_dir: ``--model-dir`` of the start-up measurement.
         work: scratch folder, removed at the end.
         log: prints a progress line.
+        quick: a smoke run (``--quick``): sections that take minutes measure a small part of what they would.
     """
 
     subjects: dict[Kind, Subject]
@@ -47,6 +48,7 @@ class Context:
     model_dir: Path
     work: Path
     log: Callable[[str], None]
+    quick: bool = False
     loaded: dict[Kind, LoadedModel] = field(default_factory=dict)
     token_time: dict[Kind, float] = field(default_factory=dict)  # seconds a token, from the streaming section
     served: App | None = None  # set by the runner while the sections that need the app run

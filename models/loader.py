@@ -111,6 +111,7 @@ class LoadedModel:
     architecture: Architecture
     description: ModelDescription
     load_kwargs: dict[str, Any]
+    requested: Precision = Precision.AUTO  # the precision asked for (``description.precision``: what it resolved to)
 
     @property
     def kind(self) -> Kind:
@@ -459,7 +460,7 @@ def load_model(source: ModelSource, *, precision: Precision | str = Precision.AU
         revision=getattr(config, "_commit_hash", None), load_seconds=time.perf_counter() - started,
         precision=resolved.value,
     )
-    return LoadedModel(source, model, tokenizer, arch, description, kwargs)
+    return LoadedModel(source, model, tokenizer, arch, description, kwargs, parse_precision(precision, load_in_8bit or None))
 
 
 class ModelCache:
@@ -502,11 +503,15 @@ class ModelCache:
 
     def put(self, loaded: LoadedModel, precision: Precision | str | bool | None = None) -> None:
         """Insert an already loaded model under the precision it runs in (its description's, else ``precision``),
-        evicting the least recently used beyond the bound."""
+        evicting the least recently used beyond the bound; a request for the precision it was loaded with
+        (``loaded.requested``, e.g. auto) finds it too."""
         description = getattr(loaded, "description", None)
         ran = getattr(description, "precision", None) or (precision if precision is not None else Precision.AUTO)
         key = (loaded.source.name, parse_precision(ran))
+        requested = getattr(loaded, "requested", None)
         with self._lock:
+            if requested is not None:
+                self._resolved[(loaded.source.name, parse_precision(requested))] = key[1]
             self._models[key] = loaded
             self._models.move_to_end(key)
             while len(self._models) > self.max_models:

@@ -7,7 +7,7 @@ A section is one module here: ``measure(ctx)`` runs it and returns samples (plai
 
 from __future__ import annotations
 
-from . import eight_bit, loading, side_by_side, startup, stop, streaming, ttft
+from . import eight_bit, loading, precision_quality, side_by_side, startup, stop, streaming, ttft
 from .base import Row, Section, Table, all_met, row
 
 __all__ = ["REGISTRY", "Row", "Section", "Table", "all_met", "by_key", "row"]
@@ -21,6 +21,8 @@ REGISTRY: tuple[Section, ...] = (
     Section(5, "eight_bit", "8-bit", eight_bit.TARGET, False, eight_bit.measure, eight_bit.summarize),
     Section(6, "loading", "Loading", loading.TARGET, False, loading.measure, loading.summarize, runs_first=True),
     Section(7, "startup", "Start-up", startup.TARGET, False, startup.measure, startup.summarize),
+    Section(8, "precision_quality", "Precision quality", precision_quality.TARGET, False, precision_quality.measure,
+            precision_quality.summarize),
 )
 
 

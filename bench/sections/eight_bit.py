@@ -42,7 +42,7 @@ def measure(ctx: Context) -> Samples:
         return samples
     settings = ctx.settings()
     for kind in SIDES:
-        full = ctx.model(kind)
+        full = ctx.cache.get(ctx.subjects[kind].source, "float32")  # full precision, whatever auto means here
         ctx.log(f"5 8-bit: loading {ctx.name(kind)} in 8-bit")
         started = time.perf_counter()
         quant = load_model(ctx.subjects[kind].source, load_in_8bit=True)

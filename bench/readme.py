@@ -1,0 +1,121 @@
+"""The README's benchmark tables, generated from a results file, never typed.
+
+``python -m bench.readme [RESULTS.json]`` rewrites every block of README.md that sits between
+``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->`` with the table of section KEY in the results file
+(default :data:`RESULTS`); ``tests/test_bench_readme.py`` fails when the README and the file disagree.
+
+Example:
+    >>> print(render("precision_quality", {"results": {"models": {}}}).splitlines()[0])
+    | model | kind | weights | bfloat16: answers identical to float32 | bfloat16: first differing token (mean) | bfloat16 vs float32 speed | 8-bit: answers identical to float32 | 8-bit: first differing token (mean) | 8-bit vs float32 speed |
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "precision-visitors.json"
+
+
+def _share(figures: dict[str, Any] | None) -> str:
+    if not figures:
+        return "–"
+    return f"{figures['identical']}/{figures['prompts']} ({100 * figures['share']:.0f}%)"
+
+
+def _first(figures: dict[str, Any] | None) -> str:
+    if not figures:
+        return "–"
+    mean = figures.get("mean_first_difference")
+    return "none differ" if mean is None else f"token {mean:.1f}"
+
+
+def _speed(model: dict[str, Any], precision: str) -> str:
+    speed = model.get("tokens_per_second") or {}
+    if precision not in speed or "float32" not in speed:
+        return "–"
+    mine, base = speed[precision]["median"], speed["float32"]["median"]
+    return f"{mine:.1f} vs {base:.1f} tok/s ({mine / base:.2f}×)" if mine and base else "–"
+
+
+def precision_table(entry: dict[str, Any]) -> str:
+    """Section 8: per model, bfloat16 and 8-bit against float32 (identical answers, first difference, speed)."""
+    header = ["model", "kind", "weights"]
+    for precision in ("bfloat16", "8-bit"):
+        header += [f"{precision}: answers identical to float32", f"{precision}: first differing token (mean)",
+                   f"{precision} vs float32 speed"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, model in entry["results"]["models"].items():
+        cells = [f"`{name}`", model.get("kind", "?"), "trained" if model.get("real") else "untrained (random)"]
+        for precision in ("bfloat16", "8-bit"):
+            why = (model.get("unavailable") or {}).get(precision)
+            figures = model.get(precision)
+            cells += ([f"not run: {why}", "–", "–"] if figures is None and why else
+                      [_share(figures), _first(figures), _speed(model, precision)])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def visitors_table(entry: dict[str, Any]) -> str:
+    """Section 9: per option and model, aggregate tokens/s and first-text times for 1, 4 and 8 clients."""
+    results = entry["results"]
+    lines = ["| option | model | clients | aggregate tokens/s | first text p50 | first text p95 | vs 1 client | "
+             "answers identical to a lone run |", "|---|---|---|---|---|---|---|---|"]
+    for option, per_kind in results["options"].items():
+        label = option + (" **(as shipped)**" if option == results.get("shipped") else "")
+        for kind, data in per_kind.items():
+            by_n = data["by_clients"]
+            one = by_n.get("1", {}).get("aggregate_tokens_per_second")
+            for n, fig in by_n.items():
+                rate = fig["aggregate_tokens_per_second"]
+                same = fig.get("identical_to_lone")
+                lines.append(f"| {label} | {kind} | {n} | {rate:.1f} | {fig['p50_first_text']:.2f} s | "
+                             f"{fig['p95_first_text']:.2f} s | {rate / one:.2f}× | "
+                             f"{'–' if same is None or 'grouped' not in option else f'{same}/{n}'} |")
+    return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[dict[str, Any]], str]] = {"precision_quality": precision_table, "visitors": visitors_table}
+
+
+def render(key: str, entry: dict[str, Any]) -> str:
+    """The Markdown table of section ``key`` from its entry in a results file."""
+    return TABLES[key](entry)
+
+
+def blocks(readme: str) -> dict[str, str]:
+    """The generated blocks in ``readme``: key -> its current text."""
+    return {m.group(1): m.group(2).strip("\n")
+            for m in re.finditer(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", readme, flags=re.DOTALL)}
+
+
+def rewrite(readme: str, result: dict[str, Any]) -> str:
+    """``readme`` with every generated block redrawn from ``result`` (a block whose section is missing is kept)."""
+    def table(match: re.Match) -> str:
+        key = match.group(1)
+        entry = result["sections"].get(key)
+        if entry is None or "error" in entry:
+            return match.group(0)
+        return f"<!-- bench:{key} -->\n{render(key, entry)}\n<!-- /bench:{key} -->"
+    return re.sub(r"<!-- bench:(\w+) -->\n.*?<!-- /bench:\1 -->", table, readme, flags=re.DOTALL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    results = Path(argv[0]) if argv else RESULTS
+    result = json.loads(results.read_text(encoding="utf-8"))
+    text = README.read_text(encoding="utf-8")
+    new = rewrite(text, result)
+    if new != text:
+        README.write_text(new, encoding="utf-8")
+    print(f"README.md: {len(blocks(new))} generated table(s) from {results.relative_to(ROOT) if results.is_relative_to(ROOT) else results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
