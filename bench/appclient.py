@@ -99,15 +99,17 @@ def generate_via_client(client: Client, model: str, prompt: str, max_new_tokens:
 
 
 def generate_via_sse(base_url: str, model: str, prompt: str, max_new_tokens: int, timeout: float = 300.0, *,
-                     session_hash: str | None = None, on_text: Callable[[], None] | None = None) -> ClientRun:
+                     session_hash: str | None = None, on_text: Callable[[], None] | None = None,
+                     **values: Any) -> ClientRun:
     """POST ``/gradio_api/call/generate`` then read its SSE stream with httpx, no polling.
 
     ``session_hash`` ties the request to a session (so that session's ``/stop`` stops it);
-    ``on_text`` is called once, when the first text arrives.
+    ``on_text`` is called once, when the first text arrives; ``values``: other ``/generate``
+    parameters (``precision="bfloat16"``…).
     """
     run = ClientRun()
     api = base_url.rstrip("/") + "/gradio_api/call/generate"
-    body: dict[str, Any] = {"data": generate_payload(model, prompt, max_new_tokens=max_new_tokens)}
+    body: dict[str, Any] = {"data": generate_payload(model, prompt, max_new_tokens=max_new_tokens, **values)}
     if session_hash:
         body["session_hash"] = session_hash
     with httpx.Client(timeout=timeout) as http:

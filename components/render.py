@@ -80,6 +80,8 @@ def stats_line(stats: Mapping[str, Any], *, markdown: bool = True) -> str:
     parts.append(f"finish: {bold(esc(stats.get('finish_reason', '?')))}")
     if stats.get("precision"):
         parts.append(f"ran in {esc(stats['precision'])}")
+    if (stats.get("batch_rows") or 1) > 1:
+        parts.append(f"answered together with {int(stats['batch_rows']) - 1} other request(s) in one batch")
     return " · ".join(parts)
 
 

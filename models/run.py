@@ -17,6 +17,8 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import os
 import queue
 import threading
 import time
@@ -25,6 +27,7 @@ from typing import Any, Generator, Iterator, Union
 
 from .detect import UnsupportedModelError
 from .explain import ClassReport, PromptView, class_report, prompt_view
+from .grouping import Grouper
 from .loader import LoadedModel, ModelCache, ModelDescription, ModelLoadError
 from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, Kind
 from .prompt import PreparedPrompt, prepare
@@ -191,11 +194,13 @@ class SideRun:
             view, view_error, code = explain(loaded, prepared, self.settings, self.prompt)
             yield Ready(loaded, prepared, view, view_error, code)
             text, stats = "", None
-            for update in stream(loaded, prepared, self.settings, stop_event=self.stop_event,
-                                 first_token_timeout=self.runner.first_token_timeout):
-                text, stats = update.text, update.stats
-                if stats is None:
-                    yield Chunk(text)
+            with self.runner.generating() as threads:
+                for update in stream(loaded, prepared, self.settings, stop_event=self.stop_event,
+                                     first_token_timeout=self.runner.first_token_timeout, grouper=self.runner.grouper,
+                                     threads=threads):
+                    text, stats = update.text, update.stats
+                    if stats is None:
+                        yield Chunk(text)
             yield Finished(RunResult(self.source.name, self.prompt, self.settings, text, stats,
                                      description=loaded.description, prepared=prepared, code=code, token_view=view))
         finally:
@@ -251,12 +256,19 @@ class Runner:
         registry: resolves picked or typed names to sources.
         cache: the process-wide model cache (a model is loaded once for all visitors).
         first_token_timeout: seconds before a silent model counts as failed.
+        grouper: answers simultaneous greedy requests for the same model and settings with one batched
+            ``generate`` (:mod:`models.grouping`); ``None``: every run generates alone.
+        share_threads: give each generation ``cores // generations running`` intra-op threads when it
+            starts, instead of every core to each (measured in the benchmark's "visitors" section).
         max_input_tokens: most tokens a model reads (longer inputs are cut, with a notice); ``None``: its context.
     """
 
     def __init__(self, registry: ModelRegistry, cache: ModelCache, *,
-                 first_token_timeout: float = FIRST_TOKEN_TIMEOUT, max_input_tokens: int | None = None) -> None:
+                 first_token_timeout: float = FIRST_TOKEN_TIMEOUT, max_input_tokens: int | None = None,
+                 grouper: Grouper | None = None, share_threads: bool = False) -> None:
         self.registry, self.cache, self.first_token_timeout = registry, cache, first_token_timeout
+        self.grouper, self.share_threads = grouper, share_threads
+        self._generating = 0  # generations in progress (for share_threads)
         self.max_input_tokens = max_input_tokens
         self._runs: dict[str, set[SideRun]] = {}
         self._lock = threading.Lock()
@@ -361,6 +373,19 @@ class Runner:
               precision: Precision | str | bool = Precision.AUTO, session: str = "anonymous") -> SideRun:
         """A run of ``source`` on the validated ``prompt`` in ``precision``; nothing happens until its events are read."""
         return SideRun(self, source, prompt, settings, precision, session)
+
+    @contextlib.contextmanager
+    def generating(self) -> Iterator[int | None]:
+        """Count a generation while it runs; yields its intra-op threads (``None``: torch's default, unless
+        ``share_threads``: the cores shared by the generations running, this one included)."""
+        with self._lock:
+            self._generating += 1
+            running = self._generating
+        try:
+            yield max(1, (os.cpu_count() or 1) // running) if self.share_threads else None
+        finally:
+            with self._lock:
+                self._generating -= 1
 
     def track(self, run: SideRun, running: bool) -> None:
         """Record that ``run`` started (``True``) or ended (``False``)."""

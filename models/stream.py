@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
@@ -35,6 +35,9 @@ from .loader import LoadedModel
 from .presets import Kind
 from .prompt import GenerateCall, PreparedPrompt, eos_token_ids, generate_call
 from .settings import GenerationSettings
+
+if TYPE_CHECKING:
+    from .grouping import Grouper
 
 FIRST_TOKEN_TIMEOUT = 120.0  # seconds before the first token counts as a failure
 TOKEN_TIMEOUT = 60.0  # seconds between two tokens before it counts as a failure
@@ -70,6 +73,8 @@ class Stats:
         count_unit: ``"tokens"``, or ``"chunks"`` when only stream chunks could be counted (then
             ``tokens_per_second`` is chunks per second).
         precision: the precision the model ran in (``"bfloat16"``, ``"8-bit"``…); ``None`` for an endpoint.
+        batch_rows: requests answered by the same ``generate`` (more than 1 when grouped, see
+            :mod:`models.grouping`).
     """
 
     input_tokens: int | None
@@ -82,6 +87,7 @@ class Stats:
     notices: list[str] = field(default_factory=list)
     count_unit: str = "tokens"
     precision: str | None = None
+    batch_rows: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -91,7 +97,7 @@ class Stats:
             "tokens_per_second": None if self.tokens_per_second is None else round(self.tokens_per_second, 2),
             "total_seconds": round(self.total_seconds, 4), "finish_reason": self.finish_reason.value,
             "error": self.error, "notices": list(self.notices), "count_unit": self.count_unit,
-            "precision": self.precision,
+            "precision": self.precision, "batch_rows": self.batch_rows,
         }
 
 
@@ -183,15 +189,19 @@ class _GenerateThread(threading.Thread):
     """Runs ``model.generate`` once, keeping its output ids or its exception."""
 
     def __init__(self, loaded: LoadedModel, call: GenerateCall, settings: GenerationSettings,
-                 streamer: TimedStreamer, stop_event: threading.Event) -> None:
+                 streamer: TimedStreamer, stop_event: threading.Event, threads: int | None = None) -> None:
         super().__init__(name=f"{THREAD_PREFIX}{loaded.source.name}]", daemon=True)
         self.model, self.call, self.settings, self.streamer = loaded.model, call, settings, streamer
         self.stopping = StoppingCriteriaList([StopOnEvent(stop_event)])
+        self.threads = threads
         self.output_ids: list[int] | None = None
         self.error: BaseException | None = None
+        self.group_size = 1
 
     def run(self) -> None:
         try:
+            if self.threads:  # this thread's OpenMP team (and the default of threads started later); see Runner
+                torch.set_num_threads(self.threads)
             if not self.settings.greedy:
                 torch.manual_seed(self.settings.seed)
             with torch.inference_mode():
@@ -212,7 +222,8 @@ def _error_message(exc: BaseException) -> str:
 def stream(loaded: LoadedModel, prepared: PreparedPrompt, settings: GenerationSettings, *,
            stop_event: threading.Event | None = None,
            first_token_timeout: float = FIRST_TOKEN_TIMEOUT,
-           token_timeout: float = TOKEN_TIMEOUT) -> Iterator[StreamUpdate]:
+           token_timeout: float = TOKEN_TIMEOUT, grouper: Grouper | None = None,
+           threads: int | None = None) -> Iterator[StreamUpdate]:
     """Generate from ``prepared``, yielding the growing text; the last update carries stats.
 
     Errors never raise: the final update has ``finish_reason == "error"``, the message,
@@ -226,14 +237,21 @@ def stream(loaded: LoadedModel, prepared: PreparedPrompt, settings: GenerationSe
         stop_event: set it (from any thread) to stop; also set when this generator is closed.
         first_token_timeout: seconds to wait for the first token before giving up.
         token_timeout: seconds to wait between tokens before giving up.
+        grouper: when given, a greedy run joins the simultaneous requests for the same model and settings
+            in one batched ``generate`` (:mod:`models.grouping`); it streams, stops and ends as its own.
+        threads: intra-op threads for this run's ``generate`` (``None``: torch's default).
     """
     stop_event = stop_event if stop_event is not None else threading.Event()
     call = generate_call(loaded, prepared, settings)
     started = time.perf_counter()
     streamer = TimedStreamer(loaded.tokenizer, first_token_timeout=first_token_timeout, token_timeout=token_timeout,
                              started=started)
-    worker = _GenerateThread(loaded, call, settings, streamer, stop_event)
-    worker.start()
+    worker: Any
+    if grouper is not None and grouper.accepts(settings):
+        worker = grouper.submit(loaded, prepared, call, streamer, stop_event)
+    else:
+        worker = _GenerateThread(loaded, call, settings, streamer, stop_event, threads)
+        worker.start()
     text = ""
     timeout_error: str | None = None
     finished = False
@@ -268,11 +286,12 @@ def _generated_ids(loaded: LoadedModel, prepared: PreparedPrompt, output_ids: li
     return generated
 
 
-def _final_stats(loaded: LoadedModel, prepared: PreparedPrompt, worker: _GenerateThread,
+def _final_stats(loaded: LoadedModel, prepared: PreparedPrompt, worker: Any,
                  stop_event: threading.Event, timeout_error: str | None) -> Stats:
     streamer = worker.streamer
     stats = Stats(input_tokens=len(prepared.input_ids), notices=list(prepared.notices),
-                  total_seconds=time.perf_counter() - streamer.started, precision=loaded.description.precision)
+                  total_seconds=time.perf_counter() - streamer.started, precision=loaded.description.precision,
+                  batch_rows=getattr(worker, "group_size", 1))
     eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)
     generated: list[int] = []
     if worker.output_ids is not None:

@@ -9,6 +9,7 @@ from typing import Sequence
 
 from pydantic import ValidationError
 
+from models.grouping import GROUP_WINDOW
 from models.settings import PublicLimits
 from models.remote import EndpointError, EndpointSpec, parse_endpoint_specs
 from models.sources import MAX_CUSTOM_BYTES_ON_SPACE
@@ -28,7 +29,7 @@ class AppConfig:
         allow_pickle: accept ``.bin`` (pickle) weights.
         online: hub reachable; ``None`` = detect at start.
         max_models: models kept loaded at once (LRU beyond).
-        concurrency: generations running at once, across all users.
+        concurrency: generations running at once, across all users (grouped requests count one each).
         queue_size: requests waiting at most; more get a "busy" answer.
         preload: load the start-up models in the background at start.
         first_token_timeout: seconds before a silent model counts as failed.
@@ -42,6 +43,8 @@ class AppConfig:
         unread_grace: seconds a request's answer may sit unread before the request is cancelled.
         keep_files_s: seconds an export or upload is kept on disk before it is pruned.
         endpoints: models served by inference engines (``--endpoint``), checked but not yet reached.
+        group_window: seconds the first greedy request for a model waits for others with the same settings,
+            to answer them with one batched ``generate`` (``models.grouping``); 0 = every request alone.
     """
 
     model_dirs: list[str] = field(default_factory=list)
@@ -51,7 +54,7 @@ class AppConfig:
     allow_pickle: bool = False
     online: bool | None = None
     max_models: int = 4
-    concurrency: int = 4
+    concurrency: int = 8  # 8 simultaneous visitors are grouped into one batch (see the "visitors" benchmark)
     queue_size: int = 16
     preload: bool = True
     first_token_timeout: float = 120.0
@@ -64,6 +67,7 @@ class AppConfig:
     unread_grace: float = 10.0
     keep_files_s: int = 3600
     endpoints: list[EndpointSpec] = field(default_factory=list)
+    group_window: float = GROUP_WINDOW
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,10 @@ def _parser(on_space: bool) -> argparse.ArgumentParser:
     parser.add_argument("--allow-pickle", action="store_true", help="accept .bin (pickle) weights when no safetensors exist")
     parser.add_argument("--offline", action="store_true", help="never contact the hub")
     parser.add_argument("--max-models", type=int, default=4, help="models kept loaded at once")
-    parser.add_argument("--concurrency", type=int, default=4, help="generations running at once, all users together")
+    parser.add_argument("--concurrency", type=int, default=8, help="generations running at once, all users together")
+    parser.add_argument("--group-window", type=float, default=GROUP_WINDOW, metavar="SECONDS",
+                        help=f"answer simultaneous greedy requests for the same model and settings with one batched "
+                             f"generate, waiting this long for them (default {GROUP_WINDOW:g}; 0 = every request alone)")
     parser.add_argument("--queue-size", type=int, default=16, help="requests waiting at most before 'busy'")
     parser.add_argument("--no-preload", action="store_true", help="do not load the start-up models in the background")
     parser.add_argument("--max-custom-size", type=float, metavar="GB",
@@ -162,9 +169,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AppConfig, Address]:
                        max_custom_bytes=None if args.max_custom_size is None else int(args.max_custom_size * 1e9),
                        show_paths=args.show_paths, auth=_credentials(args, parser), limits=_limits(args, parser),
                        per_visitor=args.per_visitor or None, proxy_hops=args.proxy_hops,
-                       keep_files_s=max(1, round(args.keep_files * 60)), endpoints=_endpoints(args, parser))
-    if args.per_visitor < 0 or args.proxy_hops < 0:
-        parser.error("--per-visitor and --proxy-hops must be 0 or more")
+                       keep_files_s=max(1, round(args.keep_files * 60)), endpoints=_endpoints(args, parser),
+                       group_window=args.group_window)
+    if args.per_visitor < 0 or args.proxy_hops < 0 or args.group_window < 0:
+        parser.error("--per-visitor, --proxy-hops and --group-window must be 0 or more")
     return config, Address(args.host, args.port)
 
 

@@ -14,6 +14,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from models import ModelCache, ModelRegistry, hub_reachable, set_offline
+from models.grouping import Grouper
 from models.remote import connect_all
 from models.run import Runner
 
@@ -56,7 +57,8 @@ def build_runner(config: AppConfig, *, registry: ModelRegistry | None = None, ca
     registry = registry if registry is not None else build_registry(config)
     cache = cache if cache is not None else ModelCache(config.max_models, allow_pickle=config.allow_pickle)
     return Runner(registry, cache, first_token_timeout=config.first_token_timeout,
-                  max_input_tokens=config.limits.max_input_tokens if config.limits else None)
+                  max_input_tokens=config.limits.max_input_tokens if config.limits else None,
+                  grouper=Grouper(config.group_window) if config.group_window > 0 else None)
 
 
 OPEN_HOST_WARNING = ("warning: listening on {host} without --auth: anyone who can reach this machine can use the "

@@ -7,7 +7,7 @@ A section is one module here: ``measure(ctx)`` runs it and returns samples (plai
 
 from __future__ import annotations
 
-from . import eight_bit, loading, precision_quality, side_by_side, startup, stop, streaming, ttft
+from . import eight_bit, loading, precision_quality, side_by_side, startup, stop, streaming, ttft, visitors
 from .base import Row, Section, Table, all_met, row
 
 __all__ = ["REGISTRY", "Row", "Section", "Table", "all_met", "by_key", "row"]
@@ -23,6 +23,7 @@ REGISTRY: tuple[Section, ...] = (
     Section(7, "startup", "Start-up", startup.TARGET, False, startup.measure, startup.summarize),
     Section(8, "precision_quality", "Precision quality", precision_quality.TARGET, False, precision_quality.measure,
             precision_quality.summarize),
+    Section(9, "visitors", "Many visitors", visitors.TARGET, False, visitors.measure, visitors.summarize),
 )
 
 
