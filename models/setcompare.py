@@ -21,11 +21,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence, Union
 
-from .batch import RowResult, generate_rows
+from .batch import RowResult, error_message, generate_rows
 from .loader import LoadedModel
 from .promptset import PromptRow, Task
 from .scores import score_row, summarize_scores
 from .settings import GenerationSettings
+from .stream import FinishReason
 
 SIDES = ("left", "right")
 RATINGS = ("left", "right", "tie")
@@ -91,8 +92,16 @@ class _Sides:
 
 def _side_worker(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings, batch_size: int,
                  stop_event: threading.Event, side: str, out: queue.Queue) -> None:
-    for result in generate_rows(loaded, rows, settings, batch_size=batch_size, stop_event=stop_event):
-        out.put((side, result))
+    """Run one side; if the side itself fails (not a row), its remaining rows end with that error."""
+    reported: set[int] = set()
+    try:
+        for result in generate_rows(loaded, rows, settings, batch_size=batch_size, stop_event=stop_event):
+            reported.add(result.index)
+            out.put((side, result))
+    except Exception as exc:  # noqa: BLE001 - the other side goes on; this side's rows say why they failed
+        message = error_message(exc)
+        for index in sorted(set(range(len(rows))) - reported):
+            out.put((side, RowResult(index, "", 0, 0, 0.0, FinishReason.ERROR, message)))
 
 
 def compare_set(left: LoadedModel, right: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings, *,
@@ -127,8 +136,6 @@ def compare_set(left: LoadedModel, right: LoadedModel, rows: Sequence[PromptRow]
                     continue
                 sides.results[side][result.index] = result
                 yield sides.progress(started, (rows, sides.results, task, ratings or {}))
-            for future in futures:
-                future.result()  # a worker's own failure (not a row's) is not swallowed
         finally:
             if not all(f.done() for f in futures):  # the consumer went away: the workers must end too
                 stop_event.set()

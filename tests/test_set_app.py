@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import time
 import types
 from pathlib import Path
@@ -161,3 +162,45 @@ def test_public_limits_hold_for_prompt_sets_too(registry, cache):
         assert final["rows"][0]["left"]["stats"]["output_tokens"] == 16
         slider = served.page.handlers.prompt_set.tab.settings.max_new_tokens
         assert slider.maximum == 16, "the tab's slider stops at the public limit"
+
+
+# ----- both sides at once (models.setcompare) -----
+
+def _both(load_tiny, rows, **kwargs):
+    from models.setcompare import compare_set
+
+    return list(compare_set(load_tiny("tiny-t5"), load_tiny("tiny-gpt2"), rows, GenerationSettings(max_new_tokens=6),
+                            task="qa", **kwargs))
+
+
+def test_a_side_that_crashes_fails_its_remaining_rows_and_the_other_side_finishes(load_tiny, monkeypatch):
+    import models.setcompare as setcompare
+
+    real = setcompare.generate_rows
+
+    def crash_on_t5(loaded, rows, settings, **kwargs):
+        iterator = real(loaded, rows, settings, **kwargs)
+        if loaded.kind is Kind.SEQ2SEQ:
+            yield next(iterator)
+            raise RuntimeError("worker died")
+        yield from iterator
+
+    monkeypatch.setattr(setcompare, "generate_rows", crash_on_t5)
+    rows = [PromptRow(r["prompt"], r.get("reference")) for r in ROWS]
+    result = _both(load_tiny, rows, batch_size=1)[-1]
+    left = [row["left"]["stats"] for row in result.rows]
+    assert sum(s["finish_reason"] == "error" and "worker died" in s["error"] for s in left) == 2
+    assert all(row["right"]["stats"]["finish_reason"] == "length" for row in result.rows)
+    assert result.summary["left"]["errors"] == 2 and result.summary["right"]["rows_done"] == 3
+
+
+def test_closing_the_set_early_stops_both_workers(load_tiny):
+    from models.setcompare import compare_set
+
+    stop = threading.Event()
+    run = compare_set(load_tiny("tiny-t5"), load_tiny("tiny-gpt2"), [PromptRow(f"row {i}") for i in range(20)],
+                      GenerationSettings(max_new_tokens=50), batch_size=1, stop_event=stop)
+    next(run)
+    run.close()
+    assert stop.is_set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("set_")], "no worker thread left"
