@@ -7,7 +7,11 @@ For each side it generates the same rows twice with greedy decoding through
 :func:`models.batch.generate_rows`: once with ``batch_size=1`` (one ``generate``
 per row, no padding) and once batched (the automatic batch size unless one is
 given), and reports wall time, total tokens/s, the speed-up, and how many rows
-came out token for token the same.
+came out token for token the same. The two modes alternate chunk by chunk (one
+batch's rows one at a time, then the same rows as a batch), so on a shared machine
+both meet the same background load. Rows are taken in turn from the five built-in
+sets, so every batch mixes a long summary passage with short questions: a
+padding-heavy, conservative case for batching.
 
 Example:
     >>> figures = measure_prompt_sets({"causal": smollm2, "seq2seq": tiny_t5})  # doctest: +SKIP
@@ -44,9 +48,9 @@ def benchmark_rows(count: int) -> list[PromptRow]:
 
 
 def _timed_run(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings,
-               batch_size: int) -> tuple[float, dict[int, RowResult]]:
+               batch_size: int, offset: int = 0) -> tuple[float, dict[int, RowResult]]:
     started = time.perf_counter()
-    results = {r.index: r for r in generate_rows(loaded, rows, settings, batch_size=batch_size)}
+    results = {offset + r.index: r for r in generate_rows(loaded, rows, settings, batch_size=batch_size)}
     return time.perf_counter() - started, results
 
 
@@ -62,37 +66,60 @@ def _agreement(single: Mapping[int, RowResult], batched: Mapping[int, RowResult]
             "first_difference_at": sorted(first_diffs)}
 
 
+def _paired_pass(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings,
+                 size: int) -> tuple[float, float, dict[int, RowResult], dict[int, RowResult], list[float]]:
+    """One pass over ``rows`` in chunks of ``size``: each chunk one row at a time, then as one batch.
+
+    Interleaving the two modes chunk by chunk (a few seconds apart) lets both see the same
+    background load, so their ratio holds on a shared machine where absolute speeds drift.
+    """
+    single_s = batched_s = 0.0
+    single: dict[int, RowResult] = {}
+    batched: dict[int, RowResult] = {}
+    ratios = []
+    for start in range(0, len(rows), size):
+        chunk = rows[start:start + size]
+        t_single, found = _timed_run(loaded, chunk, settings, 1, start)
+        single.update(found)
+        t_batched, found = _timed_run(loaded, chunk, settings, size, start)
+        batched.update(found)
+        single_s, batched_s = single_s + t_single, batched_s + t_batched
+        ratios.append(t_single / t_batched)
+    return single_s, batched_s, single, batched, ratios
+
+
 def measure_side(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings, *,
                  batch_size: int = 0, repeats: int = 1) -> dict[str, Any]:
-    """One side's figures: one row at a time against batched, medians over ``repeats``.
+    """One side's figures: one row at a time against batched, chunk by chunk, medians over ``repeats``.
 
     Args:
         loaded: the model.
         rows: the prompts.
         settings: greedy settings (agreement needs deterministic decoding).
         batch_size: rows per batch for the batched run; 0 = :func:`~models.batch.auto_batch_size`.
-        repeats: runs of each mode; times are medians, agreement is from the last pair.
+        repeats: passes over the rows; times are medians of the passes, agreement is from the last.
     """
     size = batch_size or auto_batch_size(loaded, len(rows))
     warm_up = GenerationSettings.from_mapping({**settings.to_dict(), "max_new_tokens": 2})
     list(generate_rows(loaded, rows[:2], warm_up, batch_size=2))  # first-call allocations are not measured
-    single_times, batched_times = [], []
+    single_times, batched_times, ratios = [], [], []
     for _ in range(repeats):
-        t, single = _timed_run(loaded, rows, settings, 1)
-        single_times.append(t)
-        t, batched = _timed_run(loaded, rows, settings, size)
-        batched_times.append(t)
+        t_single, t_batched, single, batched, pass_ratios = _paired_pass(loaded, rows, settings, size)
+        single_times.append(t_single)
+        batched_times.append(t_batched)
+        ratios.extend(pass_ratios)
     single_s, batched_s = statistics.median(single_times), statistics.median(batched_times)
     single_tokens = sum(r.output_tokens for r in single.values())
     batched_tokens = sum(r.output_tokens for r in batched.values())
     return {
-        "model": loaded.description.name, "params": loaded.description.params, "dtype": str(loaded.model.dtype).removeprefix("torch."),
+        "model": loaded.description.name, "params": loaded.description.params,
+        "dtype": str(loaded.model.dtype).removeprefix("torch."),
         "device": loaded.description.device, "batch_size": size,
         "single_seconds": single_s, "batched_seconds": batched_s,
         "single_seconds_each": single_times, "batched_seconds_each": batched_times,
         "single_tokens": single_tokens, "batched_tokens": batched_tokens,
         "single_tokens_per_second": single_tokens / single_s, "batched_tokens_per_second": batched_tokens / batched_s,
-        "speedup": single_s / batched_s,
+        "speedup": single_s / batched_s, "chunk_speedups": ratios, "chunk_speedup_median": statistics.median(ratios),
         "errors": sum(r.error is not None for r in (*single.values(), *batched.values())),
         **_agreement(single, batched),
     }
@@ -114,7 +141,8 @@ def measure_prompt_sets(loaded_by_kind: Mapping[Any, LoadedModel], rows: int = 2
         ``{"rows", "max_new_tokens", "torch_threads", "load_average_before", "load_average_after",
         "target_causal_speedup", "sides": {kind: {...}}}``; each side holds ``single_seconds``,
         ``batched_seconds``, ``single_tokens_per_second``, ``batched_tokens_per_second``,
-        ``speedup``, ``single_seconds_each`` / ``batched_seconds_each`` (every repeat),
+        ``speedup``, ``chunk_speedups`` (each chunk's ratio) and their median
+        ``chunk_speedup_median`` (robust to a load spike hitting one chunk), ``single_seconds_each`` / ``batched_seconds_each`` (every repeat),
         ``batch_size``, ``agreement`` (share of rows with identical greedy
         output ids), ``rows_identical``, ``first_difference_at`` (token positions of the first
         difference in the other rows), ``errors`` and the model's name, size, dtype and device.

@@ -236,9 +236,11 @@ def test_auto_batch_size_follows_model_size_and_row_count(load_tiny):
     assert auto_batch_size(sized(135_000_000, "cuda:0")) > auto_batch_size(sized(135_000_000))
     results = list(generate_rows(loaded, ["a", "b", "c"], GenerationSettings(max_new_tokens=2)))
     assert {r.batch_size for r in results} == {3}, "batch_size=0 picks automatically, capped at the row count"
+    assert {r.batch_size for r in generate_rows(loaded, ["a", "b", "c"], GenerationSettings(max_new_tokens=2),
+                                                batch_size=2.0)} == {2, 1}, "a slider's 2.0 is 2"
 
 
-@pytest.mark.parametrize("size", [-1, MAX_BATCH_SIZE + 1, 2.5, True, "4"])
+@pytest.mark.parametrize("size", [-1, MAX_BATCH_SIZE + 1, 2.5, True, "4", float("nan")])
 def test_bad_batch_sizes_are_refused_before_anything_runs(load_tiny, size):
     with pytest.raises(ValueError, match="batch_size"):
         next(generate_rows(load_tiny("tiny-gpt2"), ["a"], GenerationSettings(), batch_size=size))
@@ -386,3 +388,19 @@ def test_run_set_refuses_bad_batch_sizes_and_empty_sets_before_starting(load_tin
         next(run_set({Side.RIGHT: job}, QA_ROWS))
     with pytest.raises(ValueError, match="empty"):
         next(run_set({Side.RIGHT: dataclasses.replace(job, batch_size=0)}, []))
+
+
+def test_prompt_set_benchmark_measures_both_sides_and_counts_agreement(load32):
+    from bench.promptsets import benchmark_rows, measure_prompt_sets
+
+    rows = benchmark_rows(7)
+    assert len({r.prompt for r in rows}) == 7 and len({len(r.prompt) for r in rows}) > 3, "mixed sets and lengths"
+    figures = measure_prompt_sets({Kind.SEQ2SEQ: load32("tiny-t5"), Kind.CAUSAL: load32("tiny-gpt2")},
+                                  rows=6, max_new_tokens=4, batch_size=3)
+    for kind in ("seq2seq", "causal"):
+        side = figures["sides"][kind]
+        assert side["batch_size"] == 3 and side["dtype"] == "float32" and side["errors"] == 0
+        assert side["single_tokens"] == side["batched_tokens"] == 24
+        assert side["rows_identical"] == 6 and side["agreement"] == 1.0 and side["first_difference_at"] == []
+        assert len(side["chunk_speedups"]) == 2
+        assert side["speedup"] == pytest.approx(side["single_seconds"] / side["batched_seconds"])
