@@ -331,8 +331,9 @@ class RemoteRequest:
 
 
 def build_request(engine: Engine, chat: bool, kind: Kind, prompt: str, settings: GenerationSettings,
-                  load_in_8bit: bool = False) -> RemoteRequest:
-    """Map ``settings`` onto ``engine``'s parameters; every setting it cannot take is named in the notices."""
+                  precision: str = "auto") -> RemoteRequest:
+    """Map ``settings`` onto ``engine``'s parameters; every setting it cannot take is named in the notices
+    (``precision``, the panel's choice, too: the engine decides how it holds the model)."""
     notices: list[str] = []
     text = (settings.task_prefix + prompt) if kind is Kind.SEQ2SEQ and settings.task_prefix else prompt
     use_chat = chat
@@ -363,8 +364,9 @@ def build_request(engine: Engine, chat: bool, kind: Kind, prompt: str, settings:
                            "repetition penalty (its frequency_penalty is a different, additive setting)")
     if settings.no_repeat_ngram_size:
         notices.append(f"no_repeat_ngram_size={settings.no_repeat_ngram_size} not sent: {engine.name} takes no such setting")
-    if load_in_8bit:
-        notices.append("8-bit not applied: the engine decides how the model is loaded")
+    precision = str(getattr(precision, "value", precision))
+    if precision != "auto":
+        notices.append(f"precision {precision} not applied: the engine decides how it holds the model")
     return RemoteRequest(use_chat, text, parameters, extra, notices, settings.max_new_tokens)
 
 
@@ -477,9 +479,9 @@ class Endpoint:
                     timeout=openai.Timeout(None, connect=CONNECT_TIMEOUT))  # read deadlines are kept by stream()
             return self._client
 
-    def request(self, prompt: str, settings: GenerationSettings, load_in_8bit: bool = False) -> RemoteRequest:
-        """What a run of ``prompt`` with ``settings`` sends to this endpoint."""
-        return build_request(self.engine, self.chat, self.kind, prompt, settings, load_in_8bit)
+    def request(self, prompt: str, settings: GenerationSettings, precision: str = "auto") -> RemoteRequest:
+        """What a run of ``prompt`` with ``settings`` sends to this endpoint (``precision``: the panel's choice)."""
+        return build_request(self.engine, self.chat, self.kind, prompt, settings, precision)
 
     async def _pump(self, request: RemoteRequest, out: queue.Queue) -> None:
         """Stream one answer into ``out``: chunks, then ``_END`` or a ``_Failure``. Cancelling it hangs up."""

@@ -209,7 +209,7 @@ class SideRun:
 
     def _served(self, endpoint: Endpoint) -> Iterator[RunEvent]:
         """A run on an inference engine: nothing loads here; the request is built once, then streamed."""
-        request = endpoint.request(self.prompt, self.settings, self.precision is Precision.INT8)
+        request = endpoint.request(self.prompt, self.settings, self.precision)
         prepared, code = request.prepared, endpoint_snippet(endpoint, request)
         yield Ready(endpoint, prepared, None, f"the tokens are made by {endpoint.description.served_by}, "
                     "not on this machine", code)

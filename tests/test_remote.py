@@ -390,11 +390,12 @@ def test_repetition_penalty_reaches_the_engine_as_its_own_parameter(engine, tiny
 
 def test_settings_the_engine_lacks_are_named_not_dropped(tiny):
     request = tiny.request(PROMPT, GenerationSettings(max_new_tokens=4, temperature=0.7, top_k=20, no_repeat_ngram_size=3),
-                           load_in_8bit=True)
+                           precision="8-bit")
     final = list(tiny.stream(request))[-1]
     assert final.stats.error is None, "an unsupported setting is not sent (transformers serve answers 422 to top_k)"
     notices = " | ".join(final.stats.notices)
-    assert "top_k=20 not sent" in notices and "no_repeat_ngram_size=3 not sent" in notices and "8-bit" in notices
+    assert "top_k=20 not sent" in notices and "no_repeat_ngram_size=3 not sent" in notices
+    assert "precision 8-bit not applied: the engine decides" in notices
     assert "samples only when the model's own generation_config" in notices
     assert "top_k=20 not sent" in stats_markdown(final.stats.to_dict())
 
