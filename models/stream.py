@@ -29,7 +29,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
-from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import (LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria,
+                          StoppingCriteriaList, TextIteratorStreamer)
+from transformers import generation as hf_generation
 
 from .loader import LoadedModel
 from .presets import Kind
@@ -133,6 +135,64 @@ class StopOnEvent(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+class SeededSampling(LogitsProcessor):
+    """Sampling with the run's own ``torch.Generator``, so that runs overlapping in other threads never
+    share (and shift) one random stream.
+
+    transformers samples with ``torch.multinomial`` on torch's global generator: two sampled runs at once
+    take turns drawing from it, and neither answer follows from its seed. This processor goes last in a
+    greedy ``generate`` (``do_sample=False``): it applies the sampling warpers transformers would apply
+    (temperature, top-k, top-p, and min-p / typical / epsilon / eta / top-h when the model's generation
+    config sets them, in transformers' order), draws one token per row from the softmax with the run's
+    generator, and leaves only that token finite, so greedy decoding picks it. The draws are the ones
+    ``torch.manual_seed(seed)`` then ``generate(do_sample=True)`` makes alone (checked on SmolLM2 and the
+    tiny models), so the "Show code" script still reproduces the answer.
+
+    Args:
+        settings: the run's (sampled) settings: temperature, top_k, top_p, seed.
+        model: its generation config supplies the other warpers.
+        device: where the generator lives (the model's device).
+    """
+
+    def __init__(self, settings: GenerationSettings, model: PreTrainedModel, device: torch.device | str) -> None:
+        config = model.generation_config
+        warpers: list[LogitsProcessor] = []
+        if settings.temperature != 1.0:
+            warpers.append(hf_generation.TemperatureLogitsWarper(settings.temperature))
+        top_h = getattr(config, "top_h", None)
+        if top_h is not None and hasattr(hf_generation, "TopHLogitsWarper"):
+            warpers.append(hf_generation.TopHLogitsWarper(top_h=top_h))
+        if settings.top_k:
+            warpers.append(hf_generation.TopKLogitsWarper(top_k=settings.top_k, min_tokens_to_keep=1))
+        if settings.top_p < 1.0:
+            warpers.append(hf_generation.TopPLogitsWarper(top_p=settings.top_p, min_tokens_to_keep=1))
+        if getattr(config, "min_p", None) is not None:
+            warpers.append(hf_generation.MinPLogitsWarper(min_p=config.min_p, min_tokens_to_keep=1))
+        if getattr(config, "typical_p", None) is not None and config.typical_p < 1.0:
+            warpers.append(hf_generation.TypicalLogitsWarper(mass=config.typical_p, min_tokens_to_keep=1))
+        if getattr(config, "epsilon_cutoff", None) is not None and 0.0 < config.epsilon_cutoff < 1.0:
+            warpers.append(hf_generation.EpsilonLogitsWarper(epsilon=config.epsilon_cutoff, min_tokens_to_keep=1))
+        if getattr(config, "eta_cutoff", None) is not None and 0.0 < config.eta_cutoff < 1.0:
+            warpers.append(hf_generation.EtaLogitsWarper(epsilon=config.eta_cutoff, min_tokens_to_keep=1, device=device))
+        self.warpers = LogitsProcessorList(warpers)
+        self.generator = torch.Generator(device=device).manual_seed(settings.seed)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = self.warpers(input_ids, scores)
+        probs = torch.nn.functional.softmax(scores, dim=-1)
+        chosen = torch.multinomial(probs, num_samples=1, generator=self.generator)
+        only = torch.full_like(scores, float("-inf"))
+        return only.scatter_(1, chosen, 0.0)
+
+
+def sampling_kwargs(settings: GenerationSettings, model: PreTrainedModel) -> dict[str, Any]:
+    """``generate`` arguments that sample with the run's own generator (:class:`SeededSampling`); ``{}`` when greedy."""
+    if settings.greedy:
+        return {}
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None,
+            "logits_processor": LogitsProcessorList([SeededSampling(settings, model, model.device)])}
+
+
 class TimedStreamer(TextIteratorStreamer):
     """A ``TextIteratorStreamer`` that records when generated tokens arrive and waits for text up to a deadline.
 
@@ -202,10 +262,9 @@ class _GenerateThread(threading.Thread):
         try:
             if self.threads:  # this thread's OpenMP team (and the default of threads started later); see Runner
                 torch.set_num_threads(self.threads)
-            if not self.settings.greedy:
-                torch.manual_seed(self.settings.seed)
-            with torch.inference_mode():
-                output = self.model.generate(**self.call.kwargs(streamer=self.streamer, stopping_criteria=self.stopping))
+            with torch.inference_mode():  # a sampled run draws from its own generator: overlapping runs keep their seeds
+                output = self.model.generate(**self.call.kwargs(streamer=self.streamer, stopping_criteria=self.stopping,
+                                                                **sampling_kwargs(self.settings, self.model)))
             self.output_ids = output[0].tolist()
         except BaseException as exc:  # noqa: BLE001 - reported to the consumer, never lost
             self.error = exc
