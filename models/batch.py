@@ -14,16 +14,19 @@ encoder input on the right (the decoder starts from its own start token either w
 Batched greedy output equals one-at-a-time output only up to floating point: padded
 rows go through matrix products of another shape, so sums are taken in another order
 and can differ in the last bits. A greedy token flips when its two best logits are
-closer than that difference, and every later token follows the flip. Measured here
-(24–64 prompts from the built-in sets, 32 new tokens, batch 8, rows in input order so
-batches carry the most padding):
+closer than that difference, and every later token follows the flip. Measured on the
+2-core CPU, 32 new tokens, batch 8:
 
 - float32: no flip. Tiny models 768 of 768 rows identical (T5, BART, GPT-2, Llama, three
-  seeds each); the real SmolLM2-135M 24 of 24. ``tests/test_batch.py`` asserts equality.
-- bfloat16 (the loader's ``auto`` on a CPU with native bf16): 8 significant bits, so padding
-  moves logits by up to ~0.07 (tiny GPT-2) and ~0.6 (SmolLM2, logits up to ~32) and near-ties
-  flip: tiny models 744 of 768 rows identical (first difference at tokens 0–31, median 19).
-  The prompt-set benchmark reports SmolLM2's agreement share.
+  seeds each, the 64 built-in prompts in input order, so batches carry the most padding);
+  the real SmolLM2-135M 24 of 24 (the benchmark's mixed rows). ``tests/test_batch.py``
+  asserts equality in float32.
+- bfloat16 (the loader's ``auto`` on a CPU with native bf16) keeps 8 significant bits, so
+  padding moves logits by up to ~0.07 (tiny GPT-2) and ~0.6 (SmolLM2, whose logits reach ~32)
+  and near-ties flip: tiny models 744 of 768 rows identical (first difference at tokens
+  0–31, median 19); SmolLM2 13 of 24 (first differences at tokens 0, 2, 3, 4, 4, 5, 9, 17,
+  20, 22, 29). Neither output is the "right" one: both are greedy decodes of the same model
+  within bf16 rounding. Run a set in float32 when rows must match the single-prompt page.
 
 Sampled rows (temperature > 0) are reproducible for the same rows, batch size and seed,
 but not equal to one-at-a-time sampling: a batch draws from one random stream.
@@ -133,8 +136,9 @@ def auto_batch_size(loaded: LoadedModel, rows: int | None = None) -> int:
 
     On CPU a batch turns decoding from memory-bound to compute-bound: on the 2-core
     machine SmolLM2-135M (fp32) decodes 21 tok/s alone and 92–122 tok/s in total at a
-    batch of 8; beyond 8 the gain flattens while padding and memory grow. Bigger models
-    are compute-bound sooner, so they get smaller batches. On a GPU, batches are cheap.
+    batch of 8. 8 keeps padding waste, memory and the time to a batch's first result small;
+    larger batches were not measured reliably (the shared machine gave ±4x noise). Bigger
+    models are compute-bound sooner, so they get smaller batches. On a GPU, batches are cheap.
 
     Args:
         loaded: the model (its parameter count and device decide).
