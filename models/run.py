@@ -249,7 +249,41 @@ class Selection:
     served_by: str | None = None
 
 
-class Runner:
+class RunTracker:
+    """The runs in progress, per session: what a session's Stop stops (a single-prompt run or a prompt set)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, set[SideRun]] = {}
+        self._lock = threading.Lock()
+
+    def track(self, run: SideRun, running: bool) -> None:
+        """Record that ``run`` started (``True``) or ended (``False``)."""
+        with self._lock:
+            runs = self._runs.setdefault(run.session, set())
+            (runs.add if running else runs.discard)(run)
+            if not runs:
+                self._runs.pop(run.session, None)
+
+    def stop(self, session: str) -> int:
+        """Stop every run of ``session``; returns how many were running."""
+        with self._lock:
+            runs = list(self._runs.get(session, ()))
+        for run in runs:
+            run.stop()
+        return len(runs)
+
+    def stop_events(self, session: str) -> list[threading.Event]:
+        """The stop events of ``session``'s runs in progress (a benchmark times how fast they are set)."""
+        with self._lock:
+            return [run.stop_event for run in self._runs.get(session, ())]
+
+    def running(self) -> int:
+        """How many runs are in progress, all sessions together."""
+        with self._lock:
+            return sum(len(runs) for runs in self._runs.values())
+
+
+class Runner(RunTracker):
     """The models every visitor shares, and the runs in progress per session.
 
     Args:
@@ -270,8 +304,7 @@ class Runner:
         self.grouper, self.share_threads = grouper, share_threads
         self._generating = 0  # generations in progress (for share_threads)
         self.max_input_tokens = max_input_tokens
-        self._runs: dict[str, set[SideRun]] = {}
-        self._lock = threading.Lock()
+        super().__init__()
         self._endpoint_reports: dict[str, ClassReport | None] = {}  # endpoint name -> its hub config's class report
 
     # ----- which model -----
@@ -386,32 +419,6 @@ class Runner:
         finally:
             with self._lock:
                 self._generating -= 1
-
-    def track(self, run: SideRun, running: bool) -> None:
-        """Record that ``run`` started (``True``) or ended (``False``)."""
-        with self._lock:
-            runs = self._runs.setdefault(run.session, set())
-            (runs.add if running else runs.discard)(run)
-            if not runs:
-                self._runs.pop(run.session, None)
-
-    def stop(self, session: str) -> int:
-        """Stop every run of ``session``; returns how many were running."""
-        with self._lock:
-            runs = list(self._runs.get(session, ()))
-        for run in runs:
-            run.stop()
-        return len(runs)
-
-    def stop_events(self, session: str) -> list[threading.Event]:
-        """The stop events of ``session``'s runs in progress (a benchmark times how fast they are set)."""
-        with self._lock:
-            return [run.stop_event for run in self._runs.get(session, ())]
-
-    def running(self) -> int:
-        """How many runs are in progress, all sessions together."""
-        with self._lock:
-            return sum(len(runs) for runs in self._runs.values())
 
     def preload(self, names: list[str]) -> concurrent.futures.Future:
         """Load ``names`` in the background (those available now) so the first visitor does not wait."""
