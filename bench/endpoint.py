@@ -122,6 +122,42 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(known) if known else None
 
 
+def _summary(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace, label: str, dtype: str, engine: str,
+             load_at_start: float) -> dict[str, Any]:
+    """Medians per path, and the paired differences, as the JSON the README quotes."""
+    import torch
+    import transformers
+
+    figures = {path: {"first_text_seconds": _median([r["first_text"] for r in runs[path]]),
+                      "tokens_per_second": _median([r["tokens_per_second"] for r in runs[path]]),
+                      "tokens": _median([r["tokens"] for r in runs[path]]),
+                      # the run's own stats: from the start of generation (after the input and the card are
+                      # built) to the first token (in-process: generated; endpoint: first text chunk received)
+                      "own_first_token_seconds": _median([r["own_first_token"] for r in runs[path]]),
+                      "samples": [{k: r[k] for k in ("first_text", "tokens_per_second", "tokens", "own_first_token")}
+                                  for r in runs[path]]}
+               for path in PATHS}
+    pairs = list(zip(runs["in-process"], runs["endpoint"]))  # one repetition: both paths back to back
+    same = [a["text"] == b["text"] for a, b in pairs]
+    inside, served = figures["in-process"], figures["endpoint"]
+    paired_delay = _median([b["first_text"] - a["first_text"] for a, b in pairs
+                            if a["first_text"] is not None and b["first_text"] is not None])
+    paired_ratio = _median([b["tokens_per_second"] / a["tokens_per_second"] for a, b in pairs
+                            if a["tokens_per_second"] and b["tokens_per_second"]])
+    result = {
+        "model": label, "dtype": dtype, "engine": engine, "reps": args.reps, "tokens": args.tokens,
+        "prompt": PROMPT, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                                     f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average_1min": [load_at_start, os.getloadavg()[0]],
+        "figures": figures, "same_text": f"{sum(same)}/{len(same)}",
+        "first_text_overhead_seconds": served["first_text_seconds"] - inside["first_text_seconds"],
+        "tokens_per_second_ratio": served["tokens_per_second"] / inside["tokens_per_second"],
+        # the same, as medians of each repetition's pair (robust to load that changes between repetitions)
+        "paired_first_text_overhead_seconds": paired_delay, "paired_tokens_per_second_ratio": paired_ratio,
+    }
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import torch
@@ -154,33 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
-    figures = {path: {"first_text_seconds": _median([r["first_text"] for r in runs[path]]),
-                      "tokens_per_second": _median([r["tokens_per_second"] for r in runs[path]]),
-                      "tokens": _median([r["tokens"] for r in runs[path]]),
-                      # the run's own stats: from the start of generation (after the input and the card are
-                      # built) to the first token (in-process: generated; endpoint: first text chunk received)
-                      "own_first_token_seconds": _median([r["own_first_token"] for r in runs[path]]),
-                      "samples": [{k: r[k] for k in ("first_text", "tokens_per_second", "tokens", "own_first_token")}
-                                  for r in runs[path]]}
-               for path in PATHS}
-    pairs = list(zip(runs["in-process"], runs["endpoint"]))  # one repetition: both paths back to back
-    same = [a["text"] == b["text"] for a, b in pairs]
-    inside, served = figures["in-process"], figures["endpoint"]
-    paired_delay = _median([b["first_text"] - a["first_text"] for a, b in pairs
-                            if a["first_text"] is not None and b["first_text"] is not None])
-    paired_ratio = _median([b["tokens_per_second"] / a["tokens_per_second"] for a, b in pairs
-                            if a["tokens_per_second"] and b["tokens_per_second"]])
-    result = {
-        "model": label, "dtype": dtype, "engine": endpoint.description.served_by, "reps": args.reps, "tokens": args.tokens,
-        "prompt": PROMPT, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                                     f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average_1min": [load_at_start, os.getloadavg()[0]],
-        "figures": figures, "same_text": f"{sum(same)}/{len(same)}",
-        "first_text_overhead_seconds": served["first_text_seconds"] - inside["first_text_seconds"],
-        "tokens_per_second_ratio": served["tokens_per_second"] / inside["tokens_per_second"],
-        # the same, as medians of each repetition's pair (robust to load that changes between repetitions)
-        "paired_first_text_overhead_seconds": paired_delay, "paired_tokens_per_second_ratio": paired_ratio,
-    }
+    result = _summary(runs, args, label, dtype, endpoint.description.served_by, load_at_start)
+    figures, paired_delay, paired_ratio = (result["figures"], result["paired_first_text_overhead_seconds"],
+                                           result["paired_tokens_per_second_ratio"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{label}, {dtype}, greedy, {args.tokens} new tokens, median of {args.reps}; same text {result['same_text']}; "
