@@ -1,8 +1,9 @@
 """The README's benchmark tables, generated from a results file, never typed.
 
-``python -m bench.readme [RESULTS.json]`` rewrites every block of README.md that sits between
-``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->`` with the table of section KEY in the results file
-(default :data:`RESULTS`); ``tests/test_bench_readme.py`` fails when the README and the file disagree.
+``python -m bench.readme [RESULTS.json ...]`` rewrites every block of README.md that sits between
+``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->`` with the table of section KEY, taken from the results
+files (default :data:`RESULTS`: section 8 from ``precision.json``, section 9 from ``visitors.json``; a later
+file wins for a section both hold); ``tests/test_bench_readme.py`` fails when the README and the files disagree.
 
 Example:
     >>> print(render("precision_quality", {"results": {"models": {}}}).splitlines()[0])
@@ -19,7 +20,10 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-RESULTS = Path(__file__).resolve().parent / "results" / "precision-visitors.json"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: where each README table comes from: ``python -m bench --real --sections 8 --name precision`` and
+#: ``python -m bench --real --sections 9 --name visitors`` (the visitors run also measured section 8, under load)
+RESULTS = {"precision_quality": RESULTS_DIR / "precision.json", "visitors": RESULTS_DIR / "visitors.json"}
 
 
 def _share(figures: dict[str, Any] | None) -> str:
@@ -105,15 +109,30 @@ def rewrite(readme: str, result: dict[str, Any]) -> str:
     return re.sub(r"<!-- bench:(\w+) -->\n.*?<!-- /bench:\1 -->", table, readme, flags=re.DOTALL)
 
 
+def sections(files: dict[str, Path] | list[Path] | None = None) -> dict[str, Any]:
+    """The sections the README's tables come from: ``{key: file}`` (only that key from each file), or every
+    section of each file in a list (later files win)."""
+    files = RESULTS if files is None else files
+    out: dict[str, Any] = {}
+    if isinstance(files, dict):
+        for key, path in files.items():
+            entry = json.loads(path.read_text(encoding="utf-8"))["sections"].get(key)
+            if entry is not None:
+                out[key] = entry
+        return out
+    for path in files:
+        out.update(json.loads(path.read_text(encoding="utf-8"))["sections"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    results = Path(argv[0]) if argv else RESULTS
-    result = json.loads(results.read_text(encoding="utf-8"))
+    chosen = sections([Path(a) for a in argv] if argv else None)
     text = README.read_text(encoding="utf-8")
-    new = rewrite(text, result)
+    new = rewrite(text, {"sections": chosen})
     if new != text:
         README.write_text(new, encoding="utf-8")
-    print(f"README.md: {len(blocks(new))} generated table(s) from {results.relative_to(ROOT) if results.is_relative_to(ROOT) else results}")
+    print(f"README.md: {len(blocks(new))} generated table(s) from {', '.join(argv) or 'bench/results/precision.json, visitors.json'}")
     return 0
 
 

@@ -119,7 +119,7 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
         right = _side("right", "Right model", choices["right"], values["right"], allow_custom, precision)
     settings = build_settings({}, limits, label="Generation settings (both sides)", elem_prefix="set")
     with gr.Row():
-        task_prefix = gr.Textbox("", label="Task prefix for the seq2seq side (rows may set their own)", max_lines=1,
+        task_prefix = gr.Textbox("", label="Task prefix, read by seq2seq models (rows may set their own)", max_lines=1,
                                  max_length=200, elem_id="set-prefix")
         batch_size = gr.Number(0, precision=0, minimum=0, maximum=64, label="Batch size (0 = chosen for the model)",
                                elem_id="set-batch-size")

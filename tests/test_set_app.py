@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 from gradio_client import Client
 
 from components.set_export import to_set_csv, to_set_json, to_set_markdown, write_set_exports
@@ -59,8 +60,13 @@ def test_run_set_streams_progress_then_rows_in_input_order_equal_to_one_at_a_tim
     ({"top_p": 0}, "top_p"),
     ({"left": "/etc/passwd"}, "left"),
     ({"load_in_8bit_right": "yes"}, "load_in_8bit_right"),
+    ({"precision_left": "float64"}, "precision_left: must be one of"),
+    ({"precision_right": "float32", "load_in_8bit_right": True}, "load_in_8bit_right=true asks for 8-bit but precision_right"),
+    ({"precision_left": "float16"}, "precision_left: float16 runs on a GPU only"),
 ])
 def test_bad_requests_are_refused_naming_what_was_wrong(app, values, named):
+    if values.get("precision_left") == "float16" and torch.cuda.is_available():
+        pytest.skip("float16 runs on this machine's GPU")
     client = Client(app.url, verbose=False)
     arguments = {"left": "tiny-t5", "right": "tiny-gpt2", "rows": ROWS, "max_new_tokens": 4, **values}
     with pytest.raises(Exception, match=named):
@@ -204,3 +210,10 @@ def test_closing_the_set_early_stops_both_workers(load_tiny):
     run.close()
     assert stop.is_set()
     assert not [t for t in threading.enumerate() if t.name.startswith("set_")], "no worker thread left"
+
+
+def test_run_set_takes_a_precision_per_side(app):
+    final = Client(app.url, verbose=False).predict(left="tiny-gpt2", right="tiny-gpt2", rows=ROWS[:1], max_new_tokens=3,
+                                                   precision_left="float32", precision_right="bfloat16",
+                                                   api_name="/run_set")
+    assert final["models"]["left"]["precision"] == "float32" and final["models"]["right"]["precision"] == "bfloat16"

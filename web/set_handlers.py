@@ -98,8 +98,9 @@ def build_request(runner: Runner, name: str, rows: tuple[PromptRow, ...], task: 
             sources[side] = runner.resolve(model, custom)
         except ModelIdError as exc:
             raise SetInputError(f"{side}: {exc}") from None
-    right_settings = settings.model_copy(update={"task_prefix": ""})  # the prefix is for a seq2seq input
-    return SetRequest(name, rows, task, sources, precisions, {"left": settings, "right": right_settings}, int(batch_size))
+    # one set of settings for both sides: the task prefix reaches a seq2seq model on either side (prepare() reads it
+    # for seq2seq models only), whichever panel it sits on
+    return SetRequest(name, rows, task, sources, precisions, {"left": settings, "right": settings}, int(batch_size))
 
 
 def load_both(runner: Runner, request: SetRequest, stop_event: threading.Event) -> Iterator[str | dict[str, LoadedModel]]:
