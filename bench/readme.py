@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: where each README table comes from: ``python -m bench --real --sections 8 --name precision`` and
-#: ``python -m bench --real --sections 9 --name visitors`` (the visitors run also measured section 8, under load)
+#: ``python -m bench --real --sections 9 --name visitors``
 RESULTS = {"precision_quality": RESULTS_DIR / "precision.json", "visitors": RESULTS_DIR / "visitors.json"}
 
 
