@@ -7,11 +7,12 @@ For each side it generates the same rows twice with greedy decoding through
 :func:`models.batch.generate_rows`: once with ``batch_size=1`` (one ``generate``
 per row, no padding) and once batched (the automatic batch size unless one is
 given), and reports wall time, total tokens/s, the speed-up, and how many rows
-came out token for token the same. The two modes alternate chunk by chunk (one
-batch's rows one at a time, then the same rows as a batch), so on a shared machine
-both meet the same background load. Rows are taken in turn from the five built-in
-sets, so every batch mixes a long summary passage with short questions: a
-padding-heavy, conservative case for batching.
+came out token for token the same. The rows are grouped into the batches the app
+forms (similar prepared lengths together) and the two modes alternate batch by batch
+(the batch's rows one at a time, then the same rows as one batch), so on a shared
+machine both meet the same background load. Rows are taken in turn from the five
+built-in sets: long summary passages, short questions and translations, instructions
+and story starts.
 
 Example:
     >>> figures = measure_prompt_sets({"causal": smollm2, "seq2seq": tiny_t5})  # doctest: +SKIP
@@ -28,8 +29,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from models.batch import RowResult, auto_batch_size, generate_rows
+from models.batch import RowResult, auto_batch_size, generate_rows, plan_batches, row_prompt, row_settings
 from models.loader import LoadedModel
+from models.prompt import prepare
 from models.promptset import BUILTIN_SETS, PromptRow, builtin_set
 from models.settings import GenerationSettings
 
@@ -48,9 +50,9 @@ def benchmark_rows(count: int) -> list[PromptRow]:
 
 
 def _timed_run(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings,
-               batch_size: int, offset: int = 0) -> tuple[float, dict[int, RowResult]]:
+               batch_size: int) -> tuple[float, dict[int, RowResult]]:
     started = time.perf_counter()
-    results = {offset + r.index: r for r in generate_rows(loaded, rows, settings, batch_size=batch_size)}
+    results = {r.index: r for r in generate_rows(loaded, rows, settings, batch_size=batch_size)}
     return time.perf_counter() - started, results
 
 
@@ -66,23 +68,31 @@ def _agreement(single: Mapping[int, RowResult], batched: Mapping[int, RowResult]
             "first_difference_at": sorted(first_diffs)}
 
 
+def app_batches(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings,
+                size: int) -> list[list[int]]:
+    """The batches :func:`~models.batch.generate_rows` forms for ``rows``: rows of similar prepared length together."""
+    lengths = [len(prepare(loaded.kind, loaded.tokenizer, loaded.model.config, row_prompt(loaded.kind, row),
+                           row_settings(settings, row)).input_ids) for row in rows]
+    return plan_batches(lengths, size)
+
+
 def _paired_pass(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings,
                  size: int) -> tuple[float, float, dict[int, RowResult], dict[int, RowResult], list[float]]:
-    """One pass over ``rows`` in chunks of ``size``: each chunk one row at a time, then as one batch.
+    """One pass over ``rows``, batch by batch as the app forms them: each batch's rows one at a time, then as a batch.
 
-    Interleaving the two modes chunk by chunk (a few seconds apart) lets both see the same
-    background load, so their ratio holds on a shared machine where absolute speeds drift.
+    Interleaving the two modes batch by batch (seconds apart) lets both see the same background
+    load, so their ratio holds on a shared machine where absolute speeds drift.
     """
     single_s = batched_s = 0.0
     single: dict[int, RowResult] = {}
     batched: dict[int, RowResult] = {}
     ratios = []
-    for start in range(0, len(rows), size):
-        chunk = rows[start:start + size]
-        t_single, found = _timed_run(loaded, chunk, settings, 1, start)
-        single.update(found)
-        t_batched, found = _timed_run(loaded, chunk, settings, size, start)
-        batched.update(found)
+    for batch in app_batches(loaded, rows, settings, size):
+        chunk = [rows[i] for i in batch]
+        t_single, found = _timed_run(loaded, chunk, settings, 1)
+        single.update({batch[i]: r for i, r in found.items()})
+        t_batched, found = _timed_run(loaded, chunk, settings, size)
+        batched.update({batch[i]: r for i, r in found.items()})
         single_s, batched_s = single_s + t_single, batched_s + t_batched
         ratios.append(t_single / t_batched)
     return single_s, batched_s, single, batched, ratios
@@ -90,7 +100,7 @@ def _paired_pass(loaded: LoadedModel, rows: Sequence[PromptRow], settings: Gener
 
 def measure_side(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings, *,
                  batch_size: int = 0, repeats: int = 1) -> dict[str, Any]:
-    """One side's figures: one row at a time against batched, chunk by chunk, medians over ``repeats``.
+    """One side's figures: one row at a time against batched, batch by batch, medians over ``repeats``.
 
     Args:
         loaded: the model.
@@ -119,7 +129,8 @@ def measure_side(loaded: LoadedModel, rows: Sequence[PromptRow], settings: Gener
         "single_seconds_each": single_times, "batched_seconds_each": batched_times,
         "single_tokens": single_tokens, "batched_tokens": batched_tokens,
         "single_tokens_per_second": single_tokens / single_s, "batched_tokens_per_second": batched_tokens / batched_s,
-        "speedup": single_s / batched_s, "chunk_speedups": ratios, "chunk_speedup_median": statistics.median(ratios),
+        "speedup": single_s / batched_s, "batch_speedups": ratios,
+        "batch_speedup_median": statistics.median(ratios),
         "errors": sum(r.error is not None for r in (*single.values(), *batched.values())),
         **_agreement(single, batched),
     }
@@ -141,8 +152,9 @@ def measure_prompt_sets(loaded_by_kind: Mapping[Any, LoadedModel], rows: int = 2
         ``{"rows", "max_new_tokens", "torch_threads", "load_average_before", "load_average_after",
         "target_causal_speedup", "sides": {kind: {...}}}``; each side holds ``single_seconds``,
         ``batched_seconds``, ``single_tokens_per_second``, ``batched_tokens_per_second``,
-        ``speedup``, ``chunk_speedups`` (each chunk's ratio) and their median
-        ``chunk_speedup_median`` (robust to a load spike hitting one chunk), ``single_seconds_each`` / ``batched_seconds_each`` (every repeat),
+        ``speedup``, ``batch_speedups`` (each batch's ratio) and their median
+        ``batch_speedup_median`` (robust to a load spike hitting one batch),
+        ``single_seconds_each`` / ``batched_seconds_each`` (every repeat),
         ``batch_size``, ``agreement`` (share of rows with identical greedy
         output ids), ``rows_identical``, ``first_difference_at`` (token positions of the first
         difference in the other rows), ``errors`` and the model's name, size, dtype and device.

@@ -402,5 +402,5 @@ def test_prompt_set_benchmark_measures_both_sides_and_counts_agreement(load32):
         assert side["batch_size"] == 3 and side["dtype"] == "float32" and side["errors"] == 0
         assert side["single_tokens"] == side["batched_tokens"] == 24
         assert side["rows_identical"] == 6 and side["agreement"] == 1.0 and side["first_difference_at"] == []
-        assert len(side["chunk_speedups"]) == 2
+        assert len(side["batch_speedups"]) == 2
         assert side["speedup"] == pytest.approx(side["single_seconds"] / side["batched_seconds"])
