@@ -28,8 +28,10 @@ closer than that difference, and every later token follows the flip. Measured on
   20, 22, 29). Neither output is the "right" one: both are greedy decodes of the same model
   within bf16 rounding. Run a set in float32 when rows must match the single-prompt page.
 
-Sampled rows (temperature > 0) are reproducible for the same rows, batch size and seed,
-but not equal to one-at-a-time sampling: a batch draws from one random stream.
+Sampled rows (temperature > 0) draw from the batch's own generator seeded with the
+run's seed (:func:`~models.stream.sampling_kwargs`), so another thread sampling at the
+same time does not shift them: they repeat for the same rows, batch size and seed, but
+differ from one-at-a-time sampling (a batch draws for all its rows from one stream).
 
 Stop: one ``threading.Event``; a stopping criterion checks it after every decoding
 step and returns one flag per row, so the batch ends within one token. Rows already
@@ -59,7 +61,7 @@ from .presets import Kind
 from .prompt import PreparedPrompt, eos_token_ids, generate_call, prepare
 from .promptset import PromptRow
 from .settings import GenerationSettings
-from .stream import FinishReason
+from .stream import FinishReason, sampling_kwargs
 
 MAX_BATCH_SIZE = 64  # an explicit batch size above this is refused
 NOT_RUN_NOTICE = "not run: stopped before its batch started"
@@ -233,9 +235,8 @@ def _run_batch(loaded: LoadedModel, items: list[_Item], settings: GenerationSett
     input_ids, mask = pad_batch(loaded.kind, [it.prepared.input_ids for it in items], items[0].pad_token_id, model.device)
     options = dict(items[0].options)
     options["max_new_tokens"] = max_new = min(it.options["max_new_tokens"] for it in items)
+    options.update(sampling_kwargs(settings, model))  # sampled: the batch's own seeded generator, not torch's global one
     started = time.perf_counter()
-    if not settings.greedy:
-        torch.manual_seed(settings.seed)
     with torch.inference_mode():
         output = model.generate(input_ids=input_ids, attention_mask=mask, pad_token_id=items[0].pad_token_id,
                                 stopping_criteria=StoppingCriteriaList([StopRowsOnEvent(stop_event)]), **options)
