@@ -7,7 +7,7 @@ A section is one module here: ``measure(ctx)`` runs it and returns samples (plai
 
 from __future__ import annotations
 
-from . import eight_bit, loading, precision_quality, side_by_side, startup, stop, streaming, ttft, visitors
+from . import eight_bit, loading, precision_quality, prompt_sets, side_by_side, startup, stop, streaming, ttft, visitors
 from .base import Row, Section, Table, all_met, row
 
 __all__ = ["REGISTRY", "Row", "Section", "Table", "all_met", "by_key", "row"]
@@ -24,6 +24,7 @@ REGISTRY: tuple[Section, ...] = (
     Section(8, "precision_quality", "Precision quality", precision_quality.TARGET, False, precision_quality.measure,
             precision_quality.summarize),
     Section(9, "visitors", "Many visitors", visitors.TARGET, False, visitors.measure, visitors.summarize),
+    Section(10, "prompt_sets", "Prompt sets", prompt_sets.TARGET, False, prompt_sets.measure, prompt_sets.summarize),
 )
 
 
