@@ -123,7 +123,9 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Tex
         run = runner.start(source, prompt, settings, precision, request.session_hash or "anonymous")
         names = (source.name, data[chooser.model], data[chooser.custom])
         for event in run.events():
-            yield redact(render_event(event, panel, note, blind=blind, names=names))
+            update = render_event(event, panel, note, blind=blind, names=names)
+            # a chunk carries only the model's text: nothing of the server to hide, and it is the hot path
+            yield update if isinstance(event, Chunk) else redact(update)
 
     token_limits = {c.settings.max_new_tokens for c in (panel, shared, other) if c is not None}
     return on_gpu(run_side, duration=lambda data, *_: gpu_seconds(max(data.get(c) or 0 for c in token_limits)))
