@@ -3,7 +3,9 @@
 ``python -m bench.readme [RESULTS.json ...]`` rewrites every block of README.md that sits between
 ``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->`` with the table of section KEY, taken from the results
 files (default :data:`RESULTS`: section 8 from ``precision.json``, section 9 from ``visitors.json``; a later
-file wins for a section both hold); ``tests/test_bench_readme.py`` fails when the README and the files disagree.
+file wins for a section both hold), and the block ``<!-- bench:real -->`` with the header and the table of
+the whole real-model run (:data:`REPORTS`: ``real.json``, sections 1–7 and 10);
+``tests/test_bench_readme.py`` fails when the README and the files disagree.
 
 Example:
     >>> print(render("precision_quality", {"results": {"models": {}}}).splitlines()[0])
@@ -24,6 +26,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: where each README table comes from: ``python -m bench --real --sections 8 --name precision`` and
 #: ``python -m bench --real --sections 9 --name visitors``
 RESULTS = {"precision_quality": RESULTS_DIR / "precision.json", "visitors": RESULTS_DIR / "visitors.json"}
+#: whole runs shown as one block (header lines and the table of every section they hold):
+#: ``python -m bench --real --sections 1,2,3,4,5,6,7,10``
+REPORTS = {"real": RESULTS_DIR / "real.json"}
 
 
 def _share(figures: dict[str, Any] | None) -> str:
@@ -87,6 +92,13 @@ def visitors_table(entry: dict[str, Any]) -> str:
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {"precision_quality": precision_table, "visitors": visitors_table}
 
 
+def report_block(result: dict[str, Any]) -> str:
+    """A whole run: its header lines (machine, versions, commit, load, models, settings) and its table."""
+    from .report import header, table
+
+    return "\n".join(header(result)[2:] + [""] + table(result["sections"]))
+
+
 def render(key: str, entry: dict[str, Any]) -> str:
     """The Markdown table of section ``key`` from its entry in a results file."""
     return TABLES[key](entry)
@@ -98,10 +110,21 @@ def blocks(readme: str) -> dict[str, str]:
             for m in re.finditer(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", readme, flags=re.DOTALL)}
 
 
-def rewrite(readme: str, result: dict[str, Any]) -> str:
-    """``readme`` with every generated block redrawn from ``result`` (a block whose section is missing is kept)."""
+def reports(files: dict[str, Path] | None = None) -> dict[str, dict[str, Any]]:
+    """The whole runs shown as blocks: ``{key: result}`` for every file of ``files`` (default :data:`REPORTS`)."""
+    files = REPORTS if files is None else files
+    return {key: json.loads(path.read_text(encoding="utf-8")) for key, path in files.items() if path.exists()}
+
+
+def rewrite(readme: str, result: dict[str, Any], runs: dict[str, dict[str, Any]] | None = None) -> str:
+    """``readme`` with every generated block redrawn from ``result`` (section tables) and ``runs`` (whole-run
+    blocks, by key); a block whose section or run is missing is kept."""
+    runs = runs or {}
+
     def table(match: re.Match) -> str:
         key = match.group(1)
+        if key in runs:
+            return f"<!-- bench:{key} -->\n{report_block(runs[key])}\n<!-- /bench:{key} -->"
         entry = result["sections"].get(key)
         if entry is None or "error" in entry:
             return match.group(0)
@@ -129,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     chosen = sections([Path(a) for a in argv] if argv else None)
     text = README.read_text(encoding="utf-8")
-    new = rewrite(text, {"sections": chosen})
+    new = rewrite(text, {"sections": chosen}, reports())
     if new != text:
         README.write_text(new, encoding="utf-8")
-    print(f"README.md: {len(blocks(new))} generated table(s) from {', '.join(argv) or 'bench/results/precision.json, visitors.json'}")
+    print(f"README.md: {len(blocks(new))} generated table(s) from {', '.join(argv) or 'bench/results/precision.json, visitors.json'} and "
+          f"{', '.join(str(p.relative_to(ROOT)) for p in REPORTS.values())}")
     return 0
 
 

@@ -83,13 +83,19 @@ def _generate(loaded: LoadedModel, prompt: str, settings: GenerationSettings) ->
     return int(out.shape[1] - (call.input_ids.shape[1] if loaded.kind is Kind.CAUSAL else 1))
 
 
+def _runs(thread: threading.Thread, model_name: str) -> bool:
+    """Whether ``thread`` generates with ``model_name``: a lone run's ``generate[<name>]``, or a group's, which
+    renames itself ``generate[<name> ×<rows>]`` once it knows its rows (:mod:`models.grouping`)."""
+    return thread.name == f"{THREAD_PREFIX}{model_name}]" or thread.name.startswith(f"{THREAD_PREFIX}{model_name} ×")
+
+
 def new_generation_thread(model_name: str, before: set[threading.Thread], timeout: float = 0.0,
                           interval: float = 0.002) -> threading.Thread | None:
     """The generation thread of ``model_name`` that is not in ``before``, looked for every ``interval``
     seconds for up to ``timeout`` seconds; ``None`` if none showed up (or it already ended)."""
     deadline = time.perf_counter() + timeout
     while True:
-        found = next((t for t in generation_threads() if t.name == f"{THREAD_PREFIX}{model_name}]" and t not in before), None)
+        found = next((t for t in generation_threads() if _runs(t, model_name) and t not in before), None)
         if found is not None or time.perf_counter() >= deadline:
             return found
         time.sleep(interval)

@@ -14,8 +14,10 @@ from .panel import dropdown_choices
 from .render import esc
 from .settings import SettingsControls, SliderRange, build_settings
 
-TABLE_HEADERS = ["#", "prompt", "reference", "left output", "right output", "left s", "right s", "left tokens",
-                 "right tokens", "left score", "right score", "rating"]
+TABLE_HEADERS = ["#", "prompt", "reference", "left output", "right output", "left s", "right s", "left tok",
+                 "right tok", "left score", "right score", "rating"]
+#: the two outputs side by side in view, the figures narrow (percent of the table's width)
+COLUMN_WIDTHS = ["2%", "12%", "8%", "21%", "21%", "5%", "5%", "5%", "5%", "5%", "5%", "6%"]
 UPLOAD_TYPES = [".jsonl", ".csv", ".txt"]
 
 
@@ -88,7 +90,8 @@ def _outputs() -> tuple[gr.Markdown, gr.Markdown, gr.Dataframe, gr.BarPlot, gr.B
         latency_plot = gr.BarPlot(x="side", y="seconds per row", title="Time per row", elem_id="set-latency-plot")
         length_plot = gr.ScatterPlot(x="row", y="output tokens", color="side", title="Output length per row",
                                      elem_id="set-length-plot")
-    table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="set-table", max_height=600)
+    table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="set-table", max_height=600,
+                         column_widths=COLUMN_WIDTHS, show_search="search")
     return progress, summary, table, score_plot, latency_plot, length_plot
 
 
@@ -147,7 +150,9 @@ def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
         stats = result.get("stats") or {}
         text = result.get("text", "") if not stats.get("error") else f"⚠️ {stats['error']}"
         score = next(iter((row.get("scores") or {}).get(name, {}).values()), None)
-        return text, stats.get("seconds"), stats.get("output_tokens"), None if score is None else round(score, 1)
+        seconds = stats.get("seconds")
+        return (text, None if seconds is None else round(seconds, 3), stats.get("output_tokens"),
+                None if score is None else round(score, 1))
 
     out = []
     for number, row in enumerate(rows, 1):

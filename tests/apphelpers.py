@@ -4,6 +4,7 @@ and count the figures the README reports from the cases that really ran."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import threading
@@ -70,15 +71,19 @@ _FIGURES_LOCK = threading.Lock()
 
 
 def _write_figures() -> None:
+    """Merge this process's sections into the file. The read-merge-replace holds an exclusive lock on a
+    lock file beside it, so test runs writing at once keep each other's sections."""
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        data = json.loads(ARTIFACT.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data.update(_FIGURES)
-    tmp = ARTIFACT.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(ARTIFACT)
+    with open(ARTIFACT.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            data = json.loads(ARTIFACT.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data.update(_FIGURES)
+        tmp = ARTIFACT.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.replace(ARTIFACT)
 
 
 def _count(section: str, key: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.readme import README, RESULTS, blocks, render, rewrite, sections
+from bench.readme import README, REPORTS, RESULTS, blocks, render, report_block, reports, rewrite, sections
+from bench.sections import by_key
 from bench.sections.precision_quality import ModelSamples, cell, compare, first_difference, prompt_rows
 from bench.sections.visitors import Burst, figures, percentile, shipped_option
 
@@ -63,10 +64,25 @@ def test_rewrite_redraws_only_the_marked_blocks():
     assert rewrite(text, {"sections": {}}) == text, "a section not in the results keeps its block"
 
 
+def test_a_whole_run_block_is_its_header_and_table():
+    run = reports()["real"]
+    text = "a\n<!-- bench:real -->\nold\n<!-- /bench:real -->\nb\n"
+    drawn = blocks(rewrite(text, {"sections": {}}, {"real": run}))["real"]
+    assert drawn == report_block(run)
+    lines = drawn.splitlines()
+    assert lines[0].startswith("- **Machine:**") and f"commit {run['machine']['git']}" in drawn
+    numbers = {int(line.split("|")[1]) for line in lines if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    assert numbers == {by_key(key).number for key in run["sections"]}, "a row for every section the run holds"
+
+
 @pytest.mark.skipif(not all(path.exists() for path in RESULTS.values()), reason="no committed results files yet")
 def test_the_readme_tables_are_the_committed_results():
     committed = sections()
     shown = blocks(README.read_text(encoding="utf-8"))
-    assert set(shown) >= {"precision_quality", "visitors"}
+    runs = reports()
+    assert set(shown) >= {"precision_quality", "visitors", "real"}
     for key, table in shown.items():
-        assert table == render(key, committed[key]), f"README table {key} is not the one {RESULTS[key].name} gives"
+        if key in REPORTS:
+            assert table == report_block(runs[key]), f"README block {key} is not the one {REPORTS[key].name} gives"
+        else:
+            assert table == render(key, committed[key]), f"README table {key} is not the one {RESULTS[key].name} gives"

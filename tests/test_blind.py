@@ -39,7 +39,7 @@ def page_data(page, assignment: dict | None) -> dict[Any, Any]:
 def run_blind(page, swapped: bool) -> tuple[dict, dict, list[dict]]:
     """Start a blind run (the coin forced to ``swapped``), run both sides; (start updates, assignment, every side update)."""
     share = page.share_handlers
-    share.choose = lambda: swapped
+    share.blind.choose = lambda: swapped
     start = share.run_start({page.controls.blind: True})
     assignment = start[page.share.blind_run]
     data = page_data(page, assignment)
@@ -135,7 +135,7 @@ def test_an_unrated_blind_comparison_stays_hidden_when_reopened(page):
 
 def test_unticking_blind_shows_the_panels_and_a_plain_run_is_not_blind(page):
     handlers, share, left = page.share_handlers, page.share, page.panels["left"]
-    shown = handlers.blind_toggled(False)
+    shown = handlers.blind.toggled(False)
     assert shown[left.identity].visible is True and shown[share.reveal] == ""
     start = handlers.run_start({page.controls.blind: False})
     assert start[share.blind_run] == {"blind": False, "swapped": False} and left.identity not in start

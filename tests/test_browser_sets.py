@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -12,6 +14,7 @@ from playwright.sync_api import Page
 from tests.apphelpers import Served, running_app
 from tests.test_browser import browser, pytestmark, wait_for  # noqa: F401 - the shared Chromium fixture and skip mark
 
+ROOT = Path(__file__).resolve().parent.parent
 ROWS = [{"prompt": "What is the capital of France?", "reference": "Paris"},
         {"prompt": "Translate to German: good morning", "reference": "Guten Morgen"},
         {"prompt": "Name a red fruit.", "reference": "apple"}]
@@ -37,7 +40,10 @@ def page(browser, app: Served) -> Iterator[Page]:  # noqa: F811 - uses the impor
 def test_upload_run_and_see_the_table_fill_and_a_chart_drawn(page: Page, tmp_path: Path) -> None:
     upload = tmp_path / "my-set.jsonl"
     upload.write_text("\n".join(json.dumps(row) for row in ROWS) + "\n", encoding="utf-8")
+    assert not page.locator("#set-run").is_visible(), "the set tab's page shows under the single-prompt tab"
     page.get_by_role("tab", name="Prompt set").click()
+    page.locator("#set-run").wait_for(state="visible")
+    assert not page.locator("#run-btn").is_visible(), "the single-prompt page still shows in the set tab"
     page.locator("#set-upload input[type=file]").set_input_files(str(upload))
     wait_for(lambda: "3 rows" in page.locator("#set-about").inner_text(), 20, "the uploaded set's description")
     page.locator("#set-run").click()
@@ -48,7 +54,13 @@ def test_upload_run_and_see_the_table_fill_and_a_chart_drawn(page: Page, tmp_pat
     assert "chrf" in page.locator("#set-summary").inner_text()
     wait_for(lambda: page.locator("#set-score-plot canvas, #set-score-plot svg").count() > 0, 20,
              "the score chart to be drawn")
-    page.screenshot(path=str(Path(__file__).resolve().parent.parent / "artifacts" / "prompt-set.png"), full_page=True)
+    page.mouse.move(0, 0)
+    page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
+    screenshot = ROOT / "artifacts" / "prompt-set.png"
+    screenshot.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(screenshot), full_page=True)
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":  # the README's copy, refreshed on purpose only
+        shutil.copyfile(screenshot, ROOT / "docs" / "prompt-set.png")
 
 
 def test_a_bad_upload_is_refused_with_its_line(page: Page, tmp_path: Path) -> None:

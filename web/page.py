@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from components.export import SIDE_TITLES
 from components.examples import EXAMPLES, Example
 from components.panel import SIDES, Panel, Panels, build_panel
 from components.share import ShareControls, build_share
@@ -20,18 +21,18 @@ from models.settings import setting_ranges
 from models.run import Runner
 
 from .api import generate_endpoint, models_endpoint
+from .blind import BlindView
 from .config import AppConfig
 from .disk import delete_cache
 from .exports import ExportFolder
 from .handlers import selection_handler, side_handler, stop_handler
 from .set_handlers import SetHandlers
-from .set_page import build_prompt_set
+from .set_page import build_set_components, wire_prompt_set
 from .privacy import redactor_for
 from .share_handlers import ShareHandlers
 from .visitors import GENERATE, FairShare
 
 START_KIND = {"left": Kind.SEQ2SEQ, "right": Kind.CAUSAL}  # the kind of each panel's default model
-TITLES = {"left": "Left", "right": "Right"}
 NO_LOCAL_SEQ2SEQ = ("No seq2seq model is available on this machine and the Hugging Face hub cannot be reached. "
                     "To get one: with a connection, run `python -c \"from transformers import pipeline; "
                     "pipeline('text2text-generation', 'google/flan-t5-small')\"` once (it stays in the local cache), "
@@ -114,7 +115,7 @@ def _panels(runner: Runner, config: AppConfig) -> Panels:
             value = runner.default_model(kind, config.seq2seq if kind is Kind.SEQ2SEQ else config.causal)
             preset = get_preset(value or "")
             notice = NO_LOCAL_SEQ2SEQ if kind is Kind.SEQ2SEQ and not runner.has_usable_model(kind) else None
-            panels[side] = build_panel(side, title=TITLES[side], choices=choices, value=value,
+            panels[side] = build_panel(side, title=SIDE_TITLES[side], choices=choices, value=value,
                                        allow_custom=runner.registry.allow_custom, precision=precision,
                                        defaults=preset.defaults if preset else {}, limits=limits, notice=notice)
     return panels
@@ -131,7 +132,8 @@ def _handlers(runner: Runner, config: AppConfig, controls: Controls, panels: Pan
                                                    blind_run=share.blind_run)
                                 for side, panel in panels.items()}),
                     selection=Panels({side: selection_handler(runner, panel, redact) for side, panel in panels.items()}),
-                    share=ShareHandlers(exports, left, right, controls.prompt, share, blind=controls.blind),
+                    share=ShareHandlers(exports, left, right, controls.prompt, share,
+                                        BlindView(left, right, share, controls.blind)),
                     stop=stop_handler(runner))
 
 
@@ -200,8 +202,8 @@ def example_handler(runner: Runner, example: Example, controls: Controls, panels
 def _wire_controls(runner: Runner, controls: Controls, panels: Panels, handlers: Handlers) -> None:
     left, right = panels["left"], panels["right"]
     controls.stop.click(handlers.stop, None, None, queue=False, api_name="stop")
-    controls.blind.change(handlers.share.blind_toggled, controls.blind,
-                          {handlers.share.share.reveal, *handlers.share.panel_visibility(True)}, **PRIVATE)
+    blind = handlers.share.blind
+    controls.blind.change(blind.toggled, controls.blind, blind.toggled_outputs(), **PRIVATE)
     cleared = [controls.prompt, left.output, right.output, left.stats, right.stats, controls.how]
     controls.clear.click(lambda: [""] * len(cleared), None, cleared, **PRIVATE)
     outputs = {controls.prompt, controls.how, controls.run_token,
@@ -219,18 +221,20 @@ def build_page(runner: Runner, config: AppConfig) -> Page:
     with gr.Blocks(title="Seq2seq vs causal playground", analytics_enabled=False,
                    delete_cache=delete_cache(config.keep_files_s)) as demo:
         gr.Markdown(HEADER + ("" if runner.registry.online else OFFLINE))
-        with gr.Tab("Single prompt", elem_id="tab-single"):
-            controls = _controls()
-            panels = _panels(runner, config)
-            share = build_share()
+        with gr.Tabs(elem_id="tabs"):  # one tab bar: a visitor sees one tab's page at a time
+            with gr.Tab("Single prompt", elem_id="tab-single"):
+                controls = _controls()
+                panels = _panels(runner, config)
+                share = build_share()
+            with gr.Tab("Prompt set", elem_id="tab-set"):
+                set_tab = build_set_components(runner, config)
         handlers = _handlers(runner, config, controls, panels, share, fair)
         _wire_panels(demo, controls, panels, handlers)
         _wire_share(handlers.share, _wire_run(config, controls, panels, handlers))
         _wire_controls(runner, controls, panels, handlers)
-        with gr.Tab("Prompt set", elem_id="tab-set"):
-            handlers.prompt_set = build_prompt_set(runner, config, demo=demo, exports=handlers.share.exports,
-                                                   redact=redactor_for(runner.registry, config.show_paths),
-                                                   stop=handlers.stop, concurrency_id=GENERATE)
+        handlers.prompt_set = wire_prompt_set(set_tab, runner, config, demo=demo, exports=handlers.share.exports,
+                                              redact=redactor_for(runner.registry, config.show_paths),
+                                              stop=handlers.stop, concurrency_id=GENERATE)
         gr.api(generate_endpoint(runner, redactor_for(runner.registry, config.show_paths), limits=config.limits,
                                  visitor=fair.visitor),
                api_name="generate", concurrency_id=GENERATE, concurrency_limit=config.concurrency)

@@ -16,23 +16,27 @@ from models.settings import setting_ranges
 from .config import AppConfig
 from .exports import ExportFolder
 from .privacy import PathRedactor
-from .zerogpu import MAX_SECONDS, on_gpu
 from .set_handlers import SetHandlers, about_set, run_set_endpoint, side_class_handler
+from .zerogpu import MAX_SECONDS, on_gpu
 
 PRIVATE = {"show_progress": "hidden", "api_visibility": "private"}
 
 
-def build_prompt_set(runner: Runner, config: AppConfig, *, demo: gr.Blocks, exports: ExportFolder, redact: PathRedactor,
-                     stop: Callable, concurrency_id: str) -> SetHandlers:
-    """Build the tab's components and wire its events (call inside a ``gr.Tab``); registers ``/run_set``."""
+def build_set_components(runner: Runner, config: AppConfig) -> SetTab:
+    """The tab's components (call inside its ``gr.Tab``): the sets, both sides' selectors, settings, table, charts."""
     registry = runner.registry
-    tab = build_set_tab(
+    return build_set_tab(
         sets=[(builtin_set(name).title, name) for name in BUILTIN_SETS],
         choices={"left": registry.choices(), "right": registry.choices()},  # any generative model on either side
         values={"left": runner.default_model(Kind.SEQ2SEQ, config.seq2seq),
                 "right": runner.default_model(Kind.CAUSAL, config.causal)},
         allow_custom=registry.allow_custom, precision=precision_options(), limits=setting_ranges(config.limits),
         max_upload_mb=MAX_FILE_BYTES / 1e6)
+
+
+def wire_prompt_set(tab: SetTab, runner: Runner, config: AppConfig, *, demo: gr.Blocks, exports: ExportFolder,
+                    redact: PathRedactor, stop: Callable, concurrency_id: str) -> SetHandlers:
+    """Wire the tab's events (inside the page's ``gr.Blocks``) and register ``/run_set``."""
     handlers = SetHandlers(runner, tab, exports, redact, limits=config.limits)
     _wire(tab, handlers, runner, redact, stop, config.concurrency, concurrency_id, demo.load)
     gr.api(run_set_endpoint(runner, redact, limits=config.limits), api_name="run_set", concurrency_id=concurrency_id,

@@ -5,25 +5,21 @@ Comparisons are plain dicts (:mod:`components.export`) because they live in ``gr
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import gradio as gr
 
-import random
-
-from components.export import (add_to_history, build_comparison, find_comparison, hidden, history_choices, rating_note,
-                               with_rating)
+from components.export import add_to_history, build_comparison, find_comparison, hidden, history_choices, with_rating
 from components.panel import Panel
-from components.render import card_markdown, error_markdown, esc, md_text, prompt_view_html, stats_markdown
+from components.render import error_markdown, prompt_view_html, stats_markdown
 from components.share import ShareControls
 
+from .blind import NO_CODE, BlindView
 from .exports import ExportFolder
 
 Updates = dict[Any, Any]
-NO_CODE = "# No code: this side produced no answer.\n"
 HIDDEN_CODE = "# Hidden until you rate: the code names the model.\n"
 HIDDEN_TOKENS = "<p>Hidden until you rate: the tokens tell the model apart.</p>"
-TITLES = {"left": "Left", "right": "Right"}
 
 
 class ShareHandlers:
@@ -34,60 +30,13 @@ class ShareHandlers:
         left / right: the two panels.
         prompt_box: the shared prompt (a reopened comparison puts its prompt back).
         share: the section's components.
-        blind: the "Blind" checkbox (``None``: no blind mode on this page).
-        choose: picks whether a blind run swaps the sides (a fair coin; tests pass their own).
+        blind: blind mode (hides and reveals what names the models).
     """
 
     def __init__(self, exports: ExportFolder, left: Panel, right: Panel, prompt_box: gr.Textbox, share: ShareControls,
-                 blind: gr.Checkbox | None = None, choose: Callable[[], bool] = lambda: random.random() < 0.5) -> None:
+                 blind: BlindView) -> None:
         self.exports, self.left, self.right, self.prompt_box, self.share = exports, left, right, prompt_box, share
-        self.blind, self.choose = blind, choose
-
-    def panel_visibility(self, hide: bool, models: Mapping[str, str] | None = None) -> Updates:
-        """Show or hide what names each panel's model (selectors, card, class answer, tokens, code); the headings
-        say the model is hidden, or which model ran (``models``: side -> model, after a reveal)."""
-        updates: Updates = {}
-        for panel in (self.left, self.right):
-            title = TITLES.get(panel.side, panel.side)
-            if hide:
-                heading = f"### {title} · model hidden until you rate"
-            elif models and models.get(panel.side):
-                heading = f"### {title} · {md_text(models[panel.side])}"
-            else:
-                heading = f"### {title}"
-            updates.update({panel.identity: gr.Column(visible=not hide), panel.details: gr.Column(visible=not hide),
-                            panel.heading: heading})
-        return updates
-
-    def blind_toggled(self, blind: bool) -> Updates:
-        """The checkbox itself: hide what names the models (the next run is shuffled), or show it all again."""
-        return {**self.panel_visibility(bool(blind)), self.share.reveal: ""}
-
-    def reveal_updates(self, comparison: Mapping[str, Any]) -> Updates:
-        """After a blind comparison's first rating: each panel's card, tokens, code and full stats (what ran
-        there), the panels shown again, and a line saying which model ran where."""
-        sides = comparison.get("sides") or {}
-        models = {side: str((record or {}).get("model", "")) for side, record in sides.items()}
-        updates = self.panel_visibility(False, models)
-        parts = []
-        for panel in (self.left, self.right):
-            record = sides.get(panel.side) or {}
-            description = record.get("description")
-            stats = record.get("stats") or {}
-            precision = stats.get("precision") or (description or {}).get("precision")
-            parts.append(f"{TITLES.get(panel.side, panel.side).lower()}: **{md_text(record.get('model', '–'))}**"
-                         + (f" in {esc(precision)}" if precision else ""))
-            if description:
-                updates[panel.card] = card_markdown(description)
-            updates[panel.tokens] = prompt_view_html(record.get("prompt_view"))
-            updates[panel.code] = record.get("code") or NO_CODE
-            if stats:
-                updates[panel.stats] = stats_markdown(stats)
-        swapped = (" The sides had been shuffled: the model you picked on the left ran on the right, and the other way "
-                   "round." if comparison.get("swapped") else " The sides were not shuffled this time.")
-        updates[self.share.reveal] = (f"🔓 **Revealed** ({esc(rating_note(comparison))}): " + " · ".join(parts) + "."
-                                      + swapped)
-        return updates
+        self.blind = blind
 
     def downloads(self, comparison: Mapping[str, Any]) -> Updates:
         """Write ``comparison`` as JSON and Markdown and point the download buttons at the files (none while a
@@ -111,14 +60,13 @@ class ShareHandlers:
         models is hidden until the visitor rates.
         """
         share = self.share
-        blind = bool((data or {}).get(self.blind)) if self.blind is not None else False
-        assignment = {"blind": blind, "swapped": bool(self.choose()) if blind else False}
+        assignment = self.blind.assignment(data)
         updates: Updates = {self.left.record: None, self.right.record: None, share.rating: None,
                             share.history: gr.Dropdown(value=None), share.blind_run: assignment, share.reveal: "",
                             share.download_json: gr.DownloadButton(value=None, interactive=False),
                             share.download_md: gr.DownloadButton(value=None, interactive=False)}
-        if blind:
-            updates.update(self.panel_visibility(True))
+        if assignment["blind"]:
+            updates.update(self.blind.visibility(True))
         return updates
 
     def run_start_outputs(self) -> set[Any]:
@@ -139,7 +87,7 @@ class ShareHandlers:
                                       swapped=bool(assignment.get("swapped")))
         updates = self._recorded(add_to_history(data[self.share.comparisons], comparison), comparison)
         if comparison.get("blind") and not hidden(comparison):  # rated while the run was going: reveal now
-            updates.update(self.reveal_updates(comparison))
+            updates.update(self.blind.reveal(comparison))
         return updates
 
     def rate(self, data: dict[Any, Any]) -> Updates:
@@ -151,7 +99,7 @@ class ShareHandlers:
         rated = with_rating(current, data[self.share.rating])
         updates = self._recorded(add_to_history(data[self.share.comparisons], rated), rated)
         if hidden(current) and not hidden(rated):
-            updates.update(self.reveal_updates(rated))
+            updates.update(self.blind.reveal(rated))
         return updates
 
     def rate_outputs(self) -> set[Any]:
@@ -170,7 +118,7 @@ class ShareHandlers:
         updates: Updates = {self.prompt_box: comparison["prompt"], self.share.rating: comparison["rating"],
                             self.share.reveal: "", **self.downloads(comparison)}
         if blind:
-            updates.update(self.panel_visibility(True))
+            updates.update(self.blind.visibility(True))
         for panel in (self.left, self.right):
             record = comparison["sides"].get(panel.side) or {}
             updates[panel.output] = record.get("text", "")
