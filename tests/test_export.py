@@ -13,6 +13,7 @@ import pytest
 from components.export import (FORMAT, FORMAT_VERSION, MAX_HISTORY, RATING_CHOICES, add_to_history, build_comparison,
                                export_form, file_stem, find_comparison, history_choices, to_json, to_markdown, with_rating,
                                write_exports)
+from components.settings import SHARED_FIELDS
 from models import GenerationSettings, Kind
 from tests.apphelpers import built_page, merged, run_side
 from tests.modelhelpers import generate_text
@@ -199,6 +200,30 @@ def test_a_run_becomes_a_comparison_that_can_be_rated_downloaded_and_reopened(pa
     assert "6 out" in restored[right.stats] and "Chat" not in restored[left.tokens] and "Encoder input" in restored[left.tokens]
     assert restored[right.code] == causal[right.code]
     assert reopen({share.history: "missing", share.comparisons: history}) == gr.skip()
+
+
+def test_reopening_puts_each_panels_model_precision_and_settings_back(page):
+    """Reopen, then Run both, repeats the past run: the selectors and settings are what that run used."""
+    built, _runner = page
+    handlers, share = built.share_handlers, built.share
+    left, right = built.panels[Kind.SEQ2SEQ], built.panels[Kind.CAUSAL]
+    seq, causal = run(page, Kind.SEQ2SEQ, "Hi", "tiny-t5"), run(page, Kind.CAUSAL, "Hi", "tiny-gpt2")
+    typed = {**causal[right.record], "model": "someone/not-in-the-list",
+             "settings": {**causal[right.record]["settings"], "temperature": 0.7, "seed": 42, "use_chat_template": False}}
+    history = handlers.side_done({left.record: seq[left.record], right.record: typed, share.comparisons: [],
+                                  share.rating: None})[share.comparisons]
+    restored = handlers.reopen({share.history: history[0]["id"], share.comparisons: history})
+    assert restored[left.model] == "tiny-t5" and restored[left.custom] == ""
+    assert right.model not in restored and restored[right.custom] == "someone/not-in-the-list", "a typed id goes back in its box"
+    assert restored[left.precision] == seq[left.record]["stats"]["precision"]
+    values = dict(zip(SHARED_FIELDS, right.settings.components()))
+    assert restored[values["temperature"]] == 0.7 and restored[values["seed"]] == 42
+    assert restored[values["max_new_tokens"]] == 6 and restored[right.chat_template] is False
+    assert restored[built.controls.link] is False, "the sides ran with different settings: each gets its own back"
+    assert set(restored) <= handlers.reopen_outputs(), "every update goes to a declared output"
+    same = handlers.reopen({share.history: history[0]["id"],
+                            share.comparisons: [{**history[0], "sides": {"left": seq[left.record], "right": causal[right.record]}}]})
+    assert built.controls.link not in same, "equal settings leave the box as it is"
 
 
 def test_refused_runs_do_not_fill_the_history(page):

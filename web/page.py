@@ -133,7 +133,7 @@ def _handlers(runner: Runner, config: AppConfig, controls: Controls, panels: Pan
                                 for side, panel in panels.items()}),
                     selection=Panels({side: selection_handler(runner, panel, redact) for side, panel in panels.items()}),
                     share=ShareHandlers(exports, left, right, controls.prompt, share,
-                                        BlindView(left, right, share, controls.blind)),
+                                        BlindView(left, right, share, controls.blind), link=controls.link),
                     stop=stop_handler(runner))
 
 

@@ -12,6 +12,7 @@ import gradio as gr
 from components.export import add_to_history, build_comparison, find_comparison, hidden, history_choices, with_rating
 from components.panel import Panel
 from components.render import error_markdown, prompt_view_html, stats_markdown
+from components.settings import SHARED_FIELDS
 from components.share import ShareControls
 
 from .blind import NO_CODE, BlindView
@@ -31,12 +32,13 @@ class ShareHandlers:
         prompt_box: the shared prompt (a reopened comparison puts its prompt back).
         share: the section's components.
         blind: blind mode (hides and reveals what names the models).
+        link: the "Same settings for both sides" box (a reopened run whose sides had different settings unticks it).
     """
 
     def __init__(self, exports: ExportFolder, left: Panel, right: Panel, prompt_box: gr.Textbox, share: ShareControls,
-                 blind: BlindView) -> None:
+                 blind: BlindView, link: gr.Checkbox | None = None) -> None:
         self.exports, self.left, self.right, self.prompt_box, self.share = exports, left, right, prompt_box, share
-        self.blind = blind
+        self.blind, self.link = blind, link
 
     def downloads(self, comparison: Mapping[str, Any]) -> Updates:
         """Write ``comparison`` as JSON and Markdown and point the download buttons at the files (none while a
@@ -110,7 +112,8 @@ class ShareHandlers:
         return {share.comparisons, share.history, share.download_json, share.download_md, share.reveal, *per_panel}
 
     def reopen(self, data: dict[Any, Any]) -> Updates:
-        """The history dropdown: puts a past comparison's prompt, outputs, stats and rating back."""
+        """The history dropdown: puts a past comparison's prompt, outputs, stats and rating back, and (unless it is
+        still blind) each panel's model, precision and settings, so that Run both repeats it."""
         comparison = find_comparison(data[self.share.comparisons], data[self.share.history])
         if comparison is None:
             return gr.skip()
@@ -127,11 +130,52 @@ class ShareHandlers:
             updates[panel.tokens] = HIDDEN_TOKENS if blind else prompt_view_html(record.get("prompt_view"))
             updates[panel.code] = HIDDEN_CODE if blind else record.get("code") or NO_CODE
             updates[panel.record] = comparison["sides"].get(panel.side)
+            if not blind:  # the selectors would name the model
+                updates.update(choices_back(panel, record))
+        if not blind and self.link is not None and _settings_differ(comparison):
+            updates[self.link] = False  # each side gets its own settings back
         return updates
 
     def reopen_outputs(self) -> set[Any]:
         """Every component :meth:`reopen` updates."""
         per_panel = {c for p in (self.left, self.right)
-                     for c in (p.output, p.stats, p.tokens, p.code, p.record, p.identity, p.details, p.heading)}
+                     for c in (p.output, p.stats, p.tokens, p.code, p.record, p.identity, p.details, p.heading,
+                               p.model, p.custom, p.precision, p.task_prefix, p.chat_template, *p.settings.components())}
         return {self.prompt_box, self.share.rating, self.share.reveal, self.share.download_json, self.share.download_md,
-                *per_panel}
+                *per_panel, *([self.link] if self.link is not None else [])}
+
+
+def _settings_differ(comparison: Mapping[str, Any]) -> bool:
+    """Whether the two sides of ``comparison`` ran with different shared settings (temperature, length…)."""
+    shared = [{name: ((record or {}).get("settings") or {}).get(name) for name in SHARED_FIELDS}
+              for record in (comparison.get("sides") or {}).values()]
+    return len(shared) == 2 and shared[0] != shared[1]
+
+
+def _values(dropdown: gr.Dropdown) -> set[Any]:
+    return {choice[1] if isinstance(choice, (list, tuple)) else choice for choice in dropdown.choices or []}
+
+
+def choices_back(panel: Panel, record: Mapping[str, Any]) -> Updates:
+    """What a past run chose on ``panel``, put back: the model (the list's entry, else the hub id box), the precision
+    it ran in, and its settings, task prefix and chat-template choice; anything the page no longer offers is left."""
+    updates: Updates = {}
+    model = record.get("model")
+    if model:
+        listed = model in _values(panel.model)
+        updates[panel.custom] = "" if listed else model  # a typed hub id goes back in its box (it wins there)
+        if listed:
+            updates[panel.model] = model
+    stats, description = record.get("stats") or {}, record.get("description") or {}
+    precision = stats.get("precision") or description.get("precision")
+    if precision in _values(panel.precision):
+        updates[panel.precision] = precision
+    settings = record.get("settings") or {}
+    for name, component in zip(SHARED_FIELDS, panel.settings.components()):
+        if name in settings:
+            updates[component] = settings[name]
+    if panel.task_prefix is not None and "task_prefix" in settings:
+        updates[panel.task_prefix] = settings["task_prefix"]
+    if panel.chat_template is not None and "use_chat_template" in settings:
+        updates[panel.chat_template] = bool(settings["use_chat_template"])
+    return updates
