@@ -8,6 +8,9 @@ from typing import Any, Mapping, Sequence
 import gradio as gr
 
 from .render import PROMPT_VIEW_EMPTY, TOKENS_CSS, esc
+
+CODE_EMPTY = "# Run to get a script that reproduces this side's answer.\n"
+TOKENS_EMPTY = f"<p>{esc(PROMPT_VIEW_EMPTY)}</p>"
 from .settings import SettingsControls, SliderRange, build_settings
 
 SIDES = ("left", "right")  # the panels, in page order; also the keys of a comparison's sides
@@ -110,9 +113,9 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
         stats = gr.Markdown("", elem_id=f"{side}-stats")
         with gr.Column(elem_id=f"{side}-details") as details:
             with gr.Accordion("How the prompt enters the model (tokens)", open=False, elem_id=f"{side}-tokens-accordion"):
-                tokens = gr.HTML(f"<p>{esc(PROMPT_VIEW_EMPTY)}</p>", css_template=TOKENS_CSS, elem_id=f"{side}-tokens")
+                tokens = gr.HTML(TOKENS_EMPTY, css_template=TOKENS_CSS, elem_id=f"{side}-tokens")
             with gr.Accordion("Show code (reproduce this run in Python)", open=False, elem_id=f"{side}-code-accordion"):
-                code = gr.Code("# Run to get a script that reproduces this side's answer.\n", language="python",
+                code = gr.Code(CODE_EMPTY, language="python",
                                interactive=False, label="Python", buttons=["copy", "download"], elem_id=f"{side}-code")
         settings = build_settings(defaults, limits, label="Generation settings", elem_prefix=side)
         record = gr.State(None)

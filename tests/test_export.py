@@ -13,6 +13,7 @@ import pytest
 from components.export import (FORMAT, FORMAT_VERSION, MAX_HISTORY, RATING_CHOICES, add_to_history, build_comparison,
                                export_form, file_stem, find_comparison, history_choices, to_json, to_markdown, with_rating,
                                write_exports)
+from components.panel import CODE_EMPTY, TOKENS_EMPTY
 from components.settings import SHARED_FIELDS
 from models import GenerationSettings, Kind
 from tests.apphelpers import built_page, merged, run_side
@@ -224,6 +225,19 @@ def test_reopening_puts_each_panels_model_precision_and_settings_back(page):
     same = handlers.reopen({share.history: history[0]["id"],
                             share.comparisons: [{**history[0], "sides": {"left": seq[left.record], "right": causal[right.record]}}]})
     assert built.controls.link not in same, "equal settings leave the box as it is"
+
+
+def test_clear_blanks_answers_token_views_and_code_and_keeps_the_history(page):
+    built, _runner = page
+    left, right = built.panels["left"], built.panels["right"]
+    ran = run(page, Kind.SEQ2SEQ, "Hi", "tiny-t5")
+    assert ran[left.code] != CODE_EMPTY and ran[left.tokens] != TOKENS_EMPTY
+    clear = next(f for f in built.demo.fns.values() if (built.controls.clear._id, "click") in f.targets)
+    updates = clear.fn()
+    assert set(updates) == set(clear.outputs), "the registered event declares every component it clears"
+    assert updates[built.controls.prompt] == "" and updates[left.output] == "" and updates[right.stats] == ""
+    assert updates[left.tokens] == TOKENS_EMPTY and updates[right.code] == CODE_EMPTY
+    assert built.share.comparisons not in updates and left.model not in updates, "history and choices stay"
 
 
 def test_refused_runs_do_not_fill_the_history(page):

@@ -15,7 +15,7 @@ from components.render import card_markdown, class_markdown, error_markdown, pro
 from components.settings import SHARED_FIELDS
 from models import GenerationSettings, ModelIdError, SettingsError, check_precision, parse_precision, validate_prompt
 from models.settings import PublicLimits
-from models.run import Chunk, Finished, Loading, Ready, Runner, RunEvent
+from models.run import Chunk, Loading, Ready, Runner, RunEvent
 from models.tiny import UNTRAINED_NOTE
 
 from .privacy import NO_REDACTION, PathRedactor

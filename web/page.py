@@ -14,7 +14,7 @@ import gradio as gr
 
 from components.export import SIDE_TITLES
 from components.examples import EXAMPLES, Example
-from components.panel import SIDES, Panel, Panels, build_panel
+from components.panel import CODE_EMPTY, SIDES, TOKENS_EMPTY, Panels, build_panel
 from components.share import ShareControls, build_share
 from models import Kind, get_preset, precision_options
 from models.settings import setting_ranges
@@ -139,7 +139,7 @@ def _handlers(runner: Runner, config: AppConfig, controls: Controls, panels: Pan
 
 def _wire_run(config: AppConfig, controls: Controls, panels: Panels, handlers: Handlers) -> list[Any]:
     """Run both sides at once; returns each side's run event."""
-    left, right, share = panels["left"], panels["right"], handlers.share.share
+    share = handlers.share.share
     triggers = [controls.run.click, controls.run_token.change]
     # Registered before the sides' "start" step: the page runs a trigger's listeners in order.
     gr.on(triggers, handlers.share.run_start, {controls.blind}, handlers.share.run_start_outputs(), **PRIVATE)
@@ -199,13 +199,23 @@ def example_handler(runner: Runner, example: Example, controls: Controls, panels
     return pick
 
 
+def clear_handler(controls: Controls, panels: Panels) -> Callable[[], dict[Any, Any]]:
+    """The Clear button: the prompt, the line on how models read it, and each panel's answer, stats, token view and
+    code back to what a fresh page shows (the models, settings and the history of comparisons stay)."""
+    def clear() -> dict[Any, Any]:
+        updates: dict[Any, Any] = {controls.prompt: "", controls.how: ""}
+        for panel in panels.values():
+            updates.update({panel.output: "", panel.stats: "", panel.tokens: TOKENS_EMPTY, panel.code: CODE_EMPTY})
+        return updates
+    return clear
+
+
 def _wire_controls(runner: Runner, controls: Controls, panels: Panels, handlers: Handlers) -> None:
-    left, right = panels["left"], panels["right"]
     controls.stop.click(handlers.stop, None, None, queue=False, api_name="stop")
     blind = handlers.share.blind
     controls.blind.change(blind.toggled, controls.blind, blind.toggled_outputs(), **PRIVATE)
-    cleared = [controls.prompt, left.output, right.output, left.stats, right.stats, controls.how]
-    controls.clear.click(lambda: [""] * len(cleared), None, cleared, **PRIVATE)
+    clear = clear_handler(controls, panels)
+    controls.clear.click(clear, None, set(clear()), **PRIVATE)
     outputs = {controls.prompt, controls.how, controls.run_token,
                *[c for panel in panels.values() for c in (panel.model, panel.custom, panel.precision, panel.task_prefix)]}
     for button, example in zip(controls.examples, EXAMPLES):  # queued: Gradio 6 fires a State's .change only then
