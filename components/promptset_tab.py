@@ -85,8 +85,8 @@ def _outputs() -> tuple[gr.Markdown, gr.Markdown, gr.Dataframe, gr.BarPlot, gr.B
     progress = gr.Markdown("", elem_id="set-progress")
     summary = gr.Markdown("", elem_id="set-summary")
     with gr.Row():
-        score_plot = gr.BarPlot(x="side", y="score", color="metric", title="Score per side", elem_id="set-score-plot",
-                                y_lim=[0, 100])
+        score_plot = gr.BarPlot(x="bar", y="score", color="side", title="Score per side (0–100)", x_title="metric · side",
+                                elem_id="set-score-plot", y_lim=[0, 100])
         latency_plot = gr.BarPlot(x="side", y="seconds per row", title="Time per row", elem_id="set-latency-plot")
         length_plot = gr.ScatterPlot(x="row", y="output tokens", color="side", title="Output length per row",
                                      elem_id="set-length-plot")

@@ -108,7 +108,9 @@ def test_tab_handler_fills_table_summary_and_charts_then_rates(registry, cache):
     rows = builtin_set("short_answers").rows
     assert len(final[tab.table]) == len(rows) and final[tab.table][0][1] == rows[0].prompt
     assert "exact" in final[tab.summary] and "tokens/s" in final[tab.summary]
-    assert set(final[tab.score_plot]["side"]) == {"left", "right"}
+    scores = final[tab.score_plot]
+    assert set(scores["side"]) == {"left", "right"} and {"chrf", "exact", "contains"} <= set(scores["metric"])
+    assert scores["bar"].is_unique and scores["score"].between(0, 100).all(), "one bar per metric and side, none stacked"
     assert len(final[tab.length_plot]) == 2 * len(rows)
     result = final[tab.result]
     rated = handlers.rate({tab.result: result, tab.rating_row: 2, tab.rating: "right"})

@@ -26,6 +26,7 @@ from models.settings import PublicLimits
 from models.promptset import MAX_FILE_BYTES, PromptRow, PromptSetError, Task, builtin_set, parse_prompt_file, validate_rows
 from models.run import Loading, Runner
 from models.setcompare import SIDES, SetProgress, SetResult, compare_set, rate
+from models.scores import SCORE_INFO
 
 from .exports import ExportFolder
 from .privacy import NO_REDACTION, PathRedactor
@@ -154,15 +155,21 @@ def summary_markdown(result: dict[str, Any]) -> str:
 
 
 def chart_frames(result: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Data for the three charts: score per side and metric (0–100), time per row per side, output length per row."""
+    """Data for the three charts: score per side and metric (0–100), time per row per side, output length per row.
+
+    A score bar is one metric of one side (``"chrF · left"``), coloured by side: bars of one x value would stack,
+    and chrF stacked on ROUGE-L means nothing."""
     summary = result["summary"]
-    scores = [{"side": side, "metric": name, "score": value if name == "chrf" else 100 * value}
-              for side in SIDES for name, value in summary[side].get("scores", {}).items()]
+    scores = []
+    for side in SIDES:
+        for name, value in summary[side].get("scores", {}).items():
+            label, top = SCORE_INFO.get(name, (name, 1.0))
+            scores.append({"bar": f"{label} · {side}", "side": side, "metric": name, "score": value * 100 / top})
     latency = [{"side": side, "seconds per row": summary[side]["mean_seconds_per_row"]}
                for side in SIDES if summary[side].get("mean_seconds_per_row") is not None]
     lengths = [{"row": number, "output tokens": row[side]["stats"]["output_tokens"], "side": side}
                for number, row in enumerate(result["rows"], 1) for side in SIDES if row.get(side)]
-    return (pd.DataFrame(scores, columns=["side", "metric", "score"]),
+    return (pd.DataFrame(scores, columns=["bar", "side", "metric", "score"]),
             pd.DataFrame(latency, columns=["side", "seconds per row"]),
             pd.DataFrame(lengths, columns=["row", "output tokens", "side"]))
 
