@@ -125,6 +125,9 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
         task_prefix = gr.Textbox("", label="Task prefix, read by seq2seq models (rows may set their own)", max_lines=1,
                                  max_length=200, elem_id="set-prefix")
         batch_size = gr.Number(0, precision=0, minimum=0, maximum=64, label="Batch size (0 = chosen for the model)",
+                               info="1 = one row at a time, no padding (greedy: the single-prompt answers). Batches "
+                                    "are several times faster; in bfloat16 padding can flip a near-tied token in some "
+                                    "rows, in float32 rarely.",
                                elem_id="set-batch-size")
     with gr.Row():
         run = gr.Button("Run set", variant="primary", elem_id="set-run")
