@@ -51,7 +51,7 @@ def test_upload_run_and_see_the_table_fill_and_a_chart_drawn(page: Page, tmp_pat
              lambda: f"the set to finish (progress: {page.locator('#set-progress').inner_text()!r})")
     table = page.locator("#set-table")
     wait_for(lambda: all(row["prompt"] in table.inner_text() for row in ROWS), 20, "every prompt in the table")
-    assert "chrf" in page.locator("#set-summary").inner_text()
+    assert "chrF (0–100)" in page.locator("#set-summary").inner_text()
     wait_for(lambda: page.locator("#set-score-plot canvas, #set-score-plot svg").count() > 0, 20,
              "the score chart to be drawn")
     page.mouse.move(0, 0)

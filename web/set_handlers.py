@@ -147,7 +147,8 @@ def summary_markdown(result: dict[str, Any]) -> str:
              f"| mean output length | {cell('left', 'mean_output_tokens', '{:.1f} tokens')} | {cell('right', 'mean_output_tokens', '{:.1f} tokens')} |"]
     for name in sorted(set(summary["left"].get("scores", {})) | set(summary["right"].get("scores", {}))):
         scores = [summary[side].get("scores", {}).get(name) for side in SIDES]
-        lines.append(f"| {esc(name)} | " + " | ".join("–" if s is None else f"{s:.3g}" for s in scores) + " |")
+        label, top = SCORE_INFO.get(name, (name, 1.0))
+        lines.append(f"| {esc(label)} (0–{top:g}) | " + " | ".join("–" if s is None else f"{s:.3g}" for s in scores) + " |")
     tally = summary.get("ratings", {})
     lines.append(f"| your ratings | left better: {tally.get('left', 0)} | right better: {tally.get('right', 0)} · "
                  f"tie: {tally.get('tie', 0)} |")
