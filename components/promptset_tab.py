@@ -86,7 +86,7 @@ def _outputs() -> tuple[gr.Markdown, gr.Markdown, gr.Dataframe, gr.BarPlot, gr.B
     summary = gr.Markdown("", elem_id="set-summary")
     with gr.Row():
         score_plot = gr.BarPlot(x="bar", y="score", color="side", title="Score per side (0–100)", x_title="metric · side",
-                                elem_id="set-score-plot", y_lim=[0, 100])
+                                x_label_angle=-30, elem_id="set-score-plot", y_lim=[0, 100])
         latency_plot = gr.BarPlot(x="side", y="seconds per row", color="side", title="Time per row",
                                   elem_id="set-latency-plot",
                                   y_lim=[0, None])  # from zero: a cut axis makes 0.31 s look 10× 0.27 s

@@ -217,5 +217,5 @@ def test_readme_commands_exist():
     assert "python app.py" in readme
     assert "python -m pytest" in readme
     assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
-    for shot in ("screenshot.png", "prompt-set.png"):
+    for shot in ("screenshot.png", "prompt-set.png", "prompt-set-real.png"):
         assert (ROOT / "docs" / shot).is_file() and f"docs/{shot}" in readme, shot

@@ -153,6 +153,27 @@ def test_exports_round_trip(tmp_path):
     assert markdown == to_set_markdown(result) and "0 / 0 / 1" in markdown
 
 
+def test_charts_name_both_sides_from_their_first_frame(registry, cache):
+    """Gradio's plots keep the colour scale of their first frame: a side missing from it is never drawn. So the
+    charts wait until both sides have a row, and then every frame lists both (empty values where one has none)."""
+    page, _runner = built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2")
+    handlers, tab = page.handlers.prompt_set, page.handlers.prompt_set.tab
+    done = {"text": "Paris", "stats": {"seconds": 0.2, "output_tokens": 2}}
+    partial = {"rows": [{"prompt": "Capital of France?", "reference": "Paris", "right": done, "left": None,
+                         "scores": {"right": {"chrf": 100.0, "exact": 1.0}}}],
+               "summary": {"right": {"rows_done": 1, "mean_seconds_per_row": 0.2, "scores": {"chrf": 100.0, "exact": 1.0}},
+                           "left": {"rows_done": 0, "scores": {}}, "ratings": {}}}
+    assert tab.latency_plot not in handlers.render(partial), "one side only: no chart is drawn yet"
+    final = handlers.render(partial, final=True)
+    scores, latency, lengths = final[tab.score_plot], final[tab.latency_plot], final[tab.length_plot]
+    for frame in (scores, latency, lengths):
+        assert set(frame["side"]) == {"left", "right"}, frame
+    assert scores.set_index("bar")["score"].to_dict() == pytest.approx(
+        {"chrF · left": float("nan"), "exact match · left": float("nan"), "chrF · right": 100.0, "exact match · right": 100.0},
+        nan_ok=True)
+    assert latency.set_index("side")["seconds per row"].isna().to_dict() == {"left": True, "right": False}
+
+
 def test_a_rating_outside_the_set_is_refused():
     with pytest.raises(IndexError, match="row 3"):
         rate({"rows": [{}], "summary": {}}, 2, "left")

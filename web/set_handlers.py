@@ -159,17 +159,21 @@ def chart_frames(result: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd
     """Data for the three charts: score per side and metric (0–100), time per row per side, output length per row.
 
     A score bar is one metric of one side (``"chrF · left"``), coloured by side: bars of one x value would stack,
-    and chrF stacked on ROUGE-L means nothing."""
+    and chrF stacked on ROUGE-L means nothing. Every frame names both sides, with empty values for a side that has
+    nothing yet: Gradio 6's plots fix their colour scale to the sides in the first frame drawn, so a side missing
+    from it (the slower one, while the set runs) would never be drawn."""
     summary = result["summary"]
+    metrics = list(dict.fromkeys(name for side in SIDES for name in summary[side].get("scores", {})))
     scores = []
     for side in SIDES:
-        for name, value in summary[side].get("scores", {}).items():
+        for name in metrics:
             label, top = SCORE_INFO.get(name, (name, 1.0))
-            scores.append({"bar": f"{label} · {side}", "side": side, "metric": name, "score": value * 100 / top})
-    latency = [{"side": side, "seconds per row": summary[side]["mean_seconds_per_row"]}
-               for side in SIDES if summary[side].get("mean_seconds_per_row") is not None]
-    lengths = [{"row": number, "output tokens": row[side]["stats"]["output_tokens"], "side": side}
-               for number, row in enumerate(result["rows"], 1) for side in SIDES if row.get(side)]
+            value = summary[side].get("scores", {}).get(name)
+            scores.append({"bar": f"{label} · {side}", "side": side, "metric": name,
+                           "score": None if value is None else value * 100 / top})
+    latency = [{"side": side, "seconds per row": summary[side].get("mean_seconds_per_row")} for side in SIDES]
+    lengths = [{"row": number, "output tokens": ((row.get(side) or {}).get("stats") or {}).get("output_tokens"),
+                "side": side} for number, row in enumerate(result["rows"], 1) for side in SIDES]
     return (pd.DataFrame(scores, columns=["bar", "side", "metric", "score"]),
             pd.DataFrame(latency, columns=["side", "seconds per row"]),
             pd.DataFrame(lengths, columns=["row", "output tokens", "side"]))
@@ -199,15 +203,18 @@ class SetHandlers:
         models = {side.side: (data[side.model], data[side.custom], data[side.precision], None) for side in (tab.left, tab.right)}
         return build_request(self.runner, name, rows, task, models, settings, data[tab.batch_size])
 
-    def render(self, result: dict[str, Any]) -> Updates:
-        """Table, summary and charts for a (partial or final) result."""
-        scores, latency, lengths = chart_frames(result)
-        return {self.tab.table: table_rows(result["rows"]), self.tab.summary: summary_markdown(result),
-                self.tab.score_plot: scores, self.tab.latency_plot: latency, self.tab.length_plot: lengths}
+    def render(self, result: dict[str, Any], final: bool = False) -> Updates:
+        """Table, summary and charts for a (partial or ``final``) result. The charts are first drawn once both
+        sides have a row done, or at the end: see :func:`chart_frames` for why the first frame must hold both."""
+        updates: Updates = {self.tab.table: table_rows(result["rows"]), self.tab.summary: summary_markdown(result)}
+        if final or all(result["summary"][side].get("rows_done") for side in SIDES):
+            scores, latency, lengths = chart_frames(result)
+            updates.update({self.tab.score_plot: scores, self.tab.latency_plot: latency, self.tab.length_plot: lengths})
+        return updates
 
     def _finished(self, result: dict[str, Any]) -> Updates:
         csv_path, json_path, md_path = write_set_exports(result, self.exports.private())  # a folder no other visitor can guess
-        return {**self.render(result), self.tab.result: result,
+        return {**self.render(result, final=True), self.tab.result: result,
                 self.tab.download_csv: gr.DownloadButton(value=str(csv_path), interactive=True),
                 self.tab.download_json: gr.DownloadButton(value=str(json_path), interactive=True),
                 self.tab.download_md: gr.DownloadButton(value=str(md_path), interactive=True)}
