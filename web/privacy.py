@@ -45,14 +45,15 @@ def redactor_for(registry: ModelRegistry, show_paths: bool) -> PathRedactor:
     model id when it is a folder path, the GGUF conversion cache and the hub cache; none at all with ``show_paths``."""
     if show_paths:
         return NO_REDACTION
-    replacements = {str(GGUF_CACHE_DIR): "<playground cache>", str(hub_constants.HF_HUB_CACHE): "<hub cache>"}
+    # square brackets, never angle ones: cards and errors are Markdown, where "<hub cache>" is an HTML tag and vanishes
+    replacements = {str(GGUF_CACHE_DIR): "[playground cache]", str(hub_constants.HF_HUB_CACHE): "[hub cache]"}
     for source in registry.local.values():
         if source.gguf_file:
             replacements[f"{source.path}/{source.gguf_file}"] = source.gguf_file
-            replacements.setdefault(source.path, f"<folder of {source.gguf_file}>")
+            replacements.setdefault(source.path, f"[folder of {source.gguf_file}]")
         else:
             replacements[source.path] = source.name
     for source in registry.endpoints.values():  # an engine serving a folder by its path (transformers serve)
         if source.path.startswith("/"):
-            replacements[source.path] = f"<folder {source.path.rstrip('/').rsplit('/', 1)[-1]} on {source.name}>"
+            replacements[source.path] = f"[folder {source.path.rstrip('/').rsplit('/', 1)[-1]} on {source.name}]"
     return PathRedactor(replacements)
