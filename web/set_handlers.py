@@ -29,6 +29,7 @@ from models.setcompare import SIDES, SetProgress, SetResult, compare_set, rate
 from models.scores import SCORE_INFO
 
 from .exports import ExportFolder
+from .handlers import class_answer
 from .privacy import NO_REDACTION, PathRedactor
 from .zerogpu import MAX_SECONDS, on_gpu
 
@@ -347,5 +348,5 @@ def side_class_handler(runner: Runner, side: SideSelector, redact: PathRedactor 
         selection = runner.inspect(data[side.model], data[side.custom], precision)
         if selection.error is not None:
             return {side.class_info: class_markdown(error=redact(selection.error))}
-        return {side.class_info: class_markdown(selection.report.to_dict())}
+        return {side.class_info: class_answer(selection)}
     return show_class
