@@ -486,7 +486,7 @@ class ModelCache:
         self.allow_pickle = allow_pickle
         self._loader = loader
         self._models: OrderedDict[tuple[str, Precision], LoadedModel] = OrderedDict()
-        self._key_locks: dict[tuple[str, Precision], threading.Lock] = {}
+        self._key_locks: dict[str, threading.Lock] = {}
         self._resolved: dict[tuple[str, Precision], Precision] = {}  # (name, requested) -> the precision it ran in
         self._lock = threading.Lock()
         self.loads = 0  # how many real loads happened (for tests and the benchmark)
@@ -528,7 +528,8 @@ class ModelCache:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            key_lock = self._key_locks.setdefault((source.name, requested), threading.Lock())
+            # one lock per model, not per requested precision: "auto" and what it resolves to are one cache entry
+            key_lock = self._key_locks.setdefault(source.name, threading.Lock())
         with key_lock:
             with self._lock:
                 key = self._key(source.name, requested)
@@ -541,6 +542,10 @@ class ModelCache:
                 self.loads += 1
                 if ran is not None:
                     self._resolved[(source.name, requested)] = parse_precision(ran)
+                    held = self._models.get((source.name, parse_precision(ran)))
+                    if held is not None:  # loaded under another name (e.g. bfloat16, then auto): keep one copy
+                        self._models.move_to_end((source.name, parse_precision(ran)))
+                        return held
             self.put(loaded, requested)
             return loaded
 
@@ -548,6 +553,7 @@ class ModelCache:
         """Forget every loaded model."""
         with self._lock:
             self._models.clear()
+            self._resolved.clear()
 
     def __len__(self) -> int:
         return len(self._models)

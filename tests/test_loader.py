@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from types import SimpleNamespace
 
@@ -216,7 +217,8 @@ def test_eight_bit_on_cpu(load_tiny, name):
 
 def test_eight_bit_is_cached_separately(cache, registry, load_tiny):
     source = registry.resolve("tiny-gpt2")
-    assert cache.peek("tiny-gpt2", True) is load_tiny("tiny-gpt2", load_in_8bit=True)
+    eight_bit = load_tiny("tiny-gpt2", load_in_8bit=True)  # loaded first: the test must not rely on an earlier one
+    assert cache.peek("tiny-gpt2", True) is eight_bit
     assert cache.get(source) is not cache.get(source, load_in_8bit=True)
 
 
@@ -255,6 +257,28 @@ def test_cache_loads_once_under_concurrent_requests(registry):
     assert cache.loads == 1 and len(cache) == 1
     assert all(r is results[0] for r in results) and results[0] is not None
     assert cache.get(source) is results[0] and cache.loads == 1
+
+
+def test_auto_and_the_precision_it_resolves_to_share_one_cached_copy_even_when_loaded_at_once():
+    """Two visitors, one asking for auto and one for what auto resolves to (bfloat16 here), at the same moment:
+    the loads run one after the other under the model's lock, and one copy stays in memory."""
+    def resolving_loader(source, precision, **kwargs):
+        time.sleep(0.2)  # both requests arrive while the first load runs
+        return SimpleNamespace(source=source, description=SimpleNamespace(precision="bfloat16"), requested=precision)
+
+    cache, source = ModelCache(max_models=4, loader=resolving_loader), _source("m")
+    barrier = threading.Barrier(2)
+
+    def request(precision: str):
+        barrier.wait(timeout=30)
+        return cache.get(source, precision)
+
+    with ThreadPoolExecutor(2) as pool:
+        auto, explicit = pool.map(request, ("auto", "bfloat16"))
+    assert auto is explicit and len(cache) == 1, "one copy of the model, whichever name it was asked by"
+    assert cache.get(source, "auto") is auto and cache.get(source, "bfloat16") is auto
+    cache.clear()
+    assert len(cache) == 0 and cache.peek("m", "auto") is None
 
 
 def _fake_loader(counter: list[str]):
