@@ -22,7 +22,6 @@ import os
 import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from models.remote import connect, parse_endpoint_spec  # noqa: E402
 from models.run import Chunk, Finished, Runner  # noqa: E402
 from models.sources import smollm2_gguf  # noqa: E402
 
+from .figures import median  # noqa: E402
 from .runs import order  # noqa: E402
 from .subjects import build_bench_tiny  # noqa: E402
 
@@ -117,32 +117,27 @@ def _timed(runner: Runner, name: str, settings: GenerationSettings) -> dict[str,
             "own_first_token": stats.get("time_to_first_token")}
 
 
-def _median(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
-
-
 def _summary(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace, label: str, dtype: str, engine: str,
              load_at_start: float) -> dict[str, Any]:
     """Medians per path, and the paired differences, as the JSON the README quotes."""
     import torch
     import transformers
 
-    figures = {path: {"first_text_seconds": _median([r["first_text"] for r in runs[path]]),
-                      "tokens_per_second": _median([r["tokens_per_second"] for r in runs[path]]),
-                      "tokens": _median([r["tokens"] for r in runs[path]]),
+    figures = {path: {"first_text_seconds": median([r["first_text"] for r in runs[path]]),
+                      "tokens_per_second": median([r["tokens_per_second"] for r in runs[path]]),
+                      "tokens": median([r["tokens"] for r in runs[path]]),
                       # the run's own stats: from the start of generation (after the input and the card are
                       # built) to the first token (in-process: generated; endpoint: first text chunk received)
-                      "own_first_token_seconds": _median([r["own_first_token"] for r in runs[path]]),
+                      "own_first_token_seconds": median([r["own_first_token"] for r in runs[path]]),
                       "samples": [{k: r[k] for k in ("first_text", "tokens_per_second", "tokens", "own_first_token")}
                                   for r in runs[path]]}
                for path in PATHS}
     pairs = list(zip(runs["in-process"], runs["endpoint"]))  # one repetition: both paths back to back
     same = [a["text"] == b["text"] for a, b in pairs]
     inside, served = figures["in-process"], figures["endpoint"]
-    paired_delay = _median([b["first_text"] - a["first_text"] for a, b in pairs
+    paired_delay = median([b["first_text"] - a["first_text"] for a, b in pairs
                             if a["first_text"] is not None and b["first_text"] is not None])
-    paired_ratio = _median([b["tokens_per_second"] / a["tokens_per_second"] for a, b in pairs
+    paired_ratio = median([b["tokens_per_second"] / a["tokens_per_second"] for a, b in pairs
                             if a["tokens_per_second"] and b["tokens_per_second"]])
     result = {
         "model": label, "dtype": dtype, "engine": engine, "reps": args.reps, "tokens": args.tokens,
@@ -161,7 +156,6 @@ def _summary(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace, la
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import torch
-    import transformers
 
     if args.threads:
         torch.set_num_threads(args.threads)

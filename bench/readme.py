@@ -14,9 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -149,8 +149,13 @@ def sections(files: dict[str, Path] | list[Path] | None = None) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    chosen = sections([Path(a) for a in argv] if argv else None)
+    parser = argparse.ArgumentParser(prog="python -m bench.readme",
+                                     description="Redraw README.md's generated benchmark blocks from the results files.")
+    parser.add_argument("results", nargs="*", type=Path,
+                        help="results files to take the section tables from (default: precision.json, visitors.json)")
+    files = parser.parse_args(argv).results
+    argv = [str(f) for f in files]
+    chosen = sections(files or None)
     text = README.read_text(encoding="utf-8")
     new = rewrite(text, {"sections": chosen}, reports())
     if new != text:

@@ -46,10 +46,10 @@ from .loader import LoadedModel
 from .presets import Kind
 from .prompt import GenerateCall, PreparedPrompt, eos_token_ids
 from .settings import GenerationSettings
+from .stream import THREAD_PREFIX  # grouped runs' threads are named like lone runs': generation_threads() lists both
 
 GROUP_WINDOW = 0.1  # seconds the first request of a group waits for others of the same model and settings
 MAX_GROUP_ROWS = 8  # rows in one batched generate at most (a 2-core CPU gains little beyond 8)
-THREAD_PREFIX = "generate["  # as models.stream's worker threads: generation_threads() lists both
 
 
 class RowRun:

@@ -741,7 +741,8 @@ def endpoint_rows(endpoint: Endpoint, rows: Sequence[Any], settings: GenerationS
         except Exception as exc:  # noqa: BLE001 - a row whose settings are refused fails alone
             yield RowResult(index, "", 0, 0, 0.0, FinishReason.ERROR, f"could not prepare the prompt: {exc}"[:500])
             continue
-        final = list(endpoint.stream(request, stop_event=stop_event))[-1]
+        for final in endpoint.stream(request, stop_event=stop_event):  # each update holds the text so far: keep the last
+            pass
         stats = final.stats
         yield RowResult(index, final.text, stats.output_tokens, stats.input_tokens or 0, stats.total_seconds,
                         stats.finish_reason, stats.error, batch_size=1, batch_seconds=stats.total_seconds,

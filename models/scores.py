@@ -114,6 +114,13 @@ def rouge_l(prediction: str, reference: str) -> float:
 _ROW_SCORERS = {"chrf": chrf, "rouge_l": rouge_l, "exact": exact_match, "contains": contains_match}
 
 
+@lru_cache(maxsize=2048)
+def _row_score(name: str, prediction: str, reference: str) -> float:
+    """One row's score, remembered: a running set redraws its table and summary every half second, and a finished
+    row's scores never change (ROUGE-L costs about 2 ms a row)."""
+    return _ROW_SCORERS[name](prediction, reference)
+
+
 def score_row(task: Task | str, prediction: str | None, reference: str | None) -> dict[str, float]:
     """The scores of one output, by task (see the module table).
 
@@ -127,7 +134,7 @@ def score_row(task: Task | str, prediction: str | None, reference: str | None) -
     """
     if prediction is None or reference is None:
         return {}
-    return {name: _ROW_SCORERS[name](prediction, reference) for name in TASK_SCORES[Task(task)]}
+    return {name: _row_score(name, prediction, reference) for name in TASK_SCORES[Task(task)]}
 
 
 @dataclass(frozen=True)
@@ -177,5 +184,5 @@ def summarize_scores(task: Task | str, predictions: Sequence[str | None],
         if name == "chrf":
             scores[name] = float(sacrebleu.corpus_chrf([p for p, _ in pairs], [[r for _, r in pairs]]).score)
         else:
-            scores[name] = sum(_ROW_SCORERS[name](p, r) for p, r in pairs) / len(pairs)
+            scores[name] = sum(_row_score(name, p, r) for p, r in pairs) / len(pairs)
     return ScoreSummary(scores, len(pairs), len(predictions))

@@ -287,7 +287,7 @@ class ModelRegistry:
                 out.append((source.name, f"{source.name}{tag(source.kind)} · local", None))
         for preset in PRESETS:
             if kind in (None, preset.kind):
-                label = preset.choice_label if kind is not None else f"{preset.label}{tag(preset.kind)} · {preset.params} · ~{preset.memory}"
+                label = f"{preset.label}{tag(preset.kind)} · {preset.params} · ~{preset.memory}"
                 out.append((preset.id, label, self.availability(preset.id)))
         return out
 

@@ -31,6 +31,7 @@ from models.scores import SCORE_INFO
 from .exports import ExportFolder
 from .handlers import class_answer
 from .privacy import NO_REDACTION, PathRedactor
+from .quiet import refuse
 from .zerogpu import MAX_SECONDS, on_gpu
 
 Updates = dict[Any, Any]
@@ -314,7 +315,7 @@ def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION, *,
                                          "right": (right, None, precision_right, load_in_8bit_right)},
                                         settings, batch_size)
         except (SetInputError, PromptSetError, SettingsError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise refuse("/run_set", str(exc)) from None  # one log line, as /generate's refusals, no traceback
         session = (request.session_hash if request is not None else None) or "api"
         for update in run_request(runner, set_request, session, redact):
             if isinstance(update, SetProgress):
@@ -323,7 +324,7 @@ def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION, *,
                 yield {"rows": update["rows"], "summary": update["summary"], "models": update["models"],
                        "stopped": update["stopped"]}
             elif update.startswith("⚠️"):
-                raise gr.Error(update.removeprefix("⚠️ "))
+                raise refuse("/run_set", update.removeprefix("⚠️ "))
     return on_gpu(run_set, duration=lambda *args, **kwargs: MAX_SECONDS)  # a set takes ZeroGPU's longest lease
 
 

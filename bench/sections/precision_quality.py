@@ -23,11 +23,12 @@ from typing import Any, Sequence
 from models import PRESETS, GenerationSettings, Kind, ModelRegistry, ModelSource, Precision, load_model, smollm2_gguf
 from models.batch import generate_rows
 from models.loader import ModelLoadError, precision_refusal, pick_device
-from models.promptset import BUILTIN_SETS, PromptRow, builtin_set
+from models.promptset import PromptRow
 from models.tiny import build_tiny
 
 from ..context import Context
 from ..figures import figure, tps
+from ..promptsets import benchmark_rows
 from .base import Table, row
 
 TARGET = "reported: identical greedy answers vs float32, and where the others part"
@@ -38,10 +39,8 @@ COMPARED = (Precision.BFLOAT16, Precision.INT8)
 
 
 def prompt_rows(count: int = PROMPTS) -> list[PromptRow]:
-    """``count`` rows taken in turn from each built-in set (summaries, translations, questions, stories, instructions)."""
-    sets = [builtin_set(name).rows for name in BUILTIN_SETS]
-    rows = [s[i] for i in range(max(len(s) for s in sets)) for s in sets if i < len(s)]
-    return [rows[i % len(rows)] for i in range(count)]
+    """``count`` rows taken in turn from each built-in set (the prompt-set section's rows: one picker)."""
+    return benchmark_rows(count)
 
 
 def first_difference(a: Sequence[int], b: Sequence[int]) -> int | None:
