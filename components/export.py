@@ -153,18 +153,18 @@ def _fence(text: str, info: str = "text") -> str:
     return f"{fence}{info}\n{text}\n{fence}"
 
 
-def _cell(value: Any) -> str:
-    """Text for a Markdown table cell: escaped, one line, pipes escaped."""
-    return " ".join(esc(value).split()).replace("|", "\\|")
+def table_cell(value: Any) -> str:
+    """Text for a Markdown table cell: escaped, one line, pipes escaped (``None``: empty)."""
+    return " ".join(esc("" if value is None else value).split()).replace("|", "\\|")
 
 
 def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
     title = SIDE_TITLES.get(side, side)
     if not record:
         return [f"## {title}", "", "_No result._", ""]
-    lines = [f"## {title}: {_cell(record.get('model', 'unknown model'))}", ""]
+    lines = [f"## {title}: {table_cell(record.get('model', 'unknown model'))}", ""]
     if record.get("error") and not record.get("stats"):
-        return lines + [f"⚠️ {_cell(record['error'])}", ""]
+        return lines + [f"⚠️ {table_cell(record['error'])}", ""]
     model = record.get("description") or {}
     rows: list[tuple[str, Any]] = []
     if model.get("served_by"):  # a model an inference engine serves: its endpoint and model id, never its URL or token
@@ -189,7 +189,7 @@ def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
             rows.append(("Notice", notice))
         if stats.get("error"):
             rows.append(("Error", stats["error"]))
-    lines += ["| | |", "|---|---|", *[f"| {name} | {_cell(value)} |" for name, value in rows], ""]
+    lines += ["| | |", "|---|---|", *[f"| {name} | {table_cell(value)} |" for name, value in rows], ""]
     model_input = record.get("model_input")
     if model_input is not None:
         if "text" in model_input:
@@ -213,8 +213,8 @@ def to_markdown(comparison: Mapping[str, Any]) -> str:
     lines = [
         "# One prompt, two models, side by side",
         "",
-        f"{_cell(comparison.get('created', ''))} · rating: **{_cell(comparison.get('rating_label', 'not rated'))}**"
-        + (f" ({_cell(note)})" if note else ""),
+        f"{table_cell(comparison.get('created', ''))} · rating: **{table_cell(comparison.get('rating_label', 'not rated'))}**"
+        + (f" ({table_cell(note)})" if note else ""),
         "",
         "## Prompt",
         "",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .promptset_tab import TABLE_HEADERS, table_rows
-from .render import esc
+from .export import table_cell
 
 FORMAT = "seq2seq-causal-playground/prompt-set"
 FORMAT_VERSION = 1
@@ -42,32 +42,37 @@ def to_set_csv(result: Mapping[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def _cell(value: Any) -> str:
-    return " ".join(esc("" if value is None else value).split()).replace("|", "\\|")
+def summary_markdown(result: Mapping[str, Any]) -> str:
+    """The summary table (the page shows it above the set's table; the Markdown export starts with it): per side
+    rows done, errors, time per row, tokens/s, output length, each score with its scale, and the rating tally."""
+    summary, models = result.get("summary") or {}, result.get("models") or {}
+    sides = {side: summary.get(side) or {} for side in ("left", "right")}
 
+    def row(label: str, key: str, fmt: str = "{}") -> str:
+        cells = ["–" if sides[side].get(key) is None else fmt.format(sides[side][key]) for side in sides]
+        return f"| {label} | " + " | ".join(table_cell(c) for c in cells) + " |"
 
-def _summary_lines(result: Mapping[str, Any]) -> list[str]:
-    summary = result.get("summary") or {}
-    models = result.get("models") or {}
     lines = ["| | left | right |", "|---|---|---|",
-             f"| model | {_cell(models.get('left', {}).get('name'))} | {_cell(models.get('right', {}).get('name'))} |"]
-    for key, label in (("rows_done", "rows done"), ("errors", "errors"), ("mean_seconds_per_row", "s per row"),
-                       ("tokens_per_second", "tokens/s"), ("mean_output_tokens", "mean output tokens")):
-        lines.append(f"| {label} | {_cell(summary.get('left', {}).get(key))} | {_cell(summary.get('right', {}).get(key))} |")
-    names = sorted({*summary.get("left", {}).get("scores", {}), *summary.get("right", {}).get("scores", {})})
-    for name in names:
-        lines.append(f"| {name} | {_cell(summary['left'].get('scores', {}).get(name))} | "
-                     f"{_cell(summary['right'].get('scores', {}).get(name))} |")
+             f"| model | {table_cell(models.get('left', {}).get('name'))} | {table_cell(models.get('right', {}).get('name'))} |",
+             row("rows done", "rows_done"), row("errors", "errors"), row("mean time per row", "mean_seconds_per_row", "{:.2f} s"),
+             row("tokens/s", "tokens_per_second", "{:.1f}"), row("mean output length", "mean_output_tokens", "{:.1f} tokens")]
+    labels = summary.get("score_labels") or {}
+    for name in sorted({*sides["left"].get("scores", {}), *sides["right"].get("scores", {})}):
+        label, top = labels.get(name, (name, None))
+        scores = [sides[side].get("scores", {}).get(name) for side in sides]
+        lines.append(f"| {table_cell(label)}{f' (0–{top:g})' if top else ''} | "
+                     + " | ".join("–" if v is None else f"{v:.3g}" for v in scores) + " |")
     tally = summary.get("ratings") or {}
-    lines.append(f"| ratings (left / right / tie) | {tally.get('left', 0)} / {tally.get('right', 0)} / {tally.get('tie', 0)} | |")
-    return lines
+    lines.append(f"| your ratings | left better: {tally.get('left', 0)} | right better: {tally.get('right', 0)} · "
+                 f"tie: {tally.get('tie', 0)} |")
+    return "\n".join(lines)
 
 
 def to_set_markdown(result: Mapping[str, Any]) -> str:
     """The summary table, then one row per prompt; every cell HTML-escaped and on one line."""
-    lines = [f"# Prompt set: {_cell(result.get('set', 'uploaded'))}", "", *_summary_lines(result), "",
+    lines = [f"# Prompt set: {table_cell(result.get('set', 'uploaded'))}", "", summary_markdown(result), "",
              "| " + " | ".join(TABLE_HEADERS) + " |", "|" + "---|" * len(TABLE_HEADERS)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table_rows(result.get("rows", []))]
+    lines += ["| " + " | ".join(table_cell(v) for v in row) + " |" for row in table_rows(result.get("rows", []))]
     return "\n".join(lines) + "\n"
 
 

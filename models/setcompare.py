@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence, Union
 from .batch import RowResult, error_message, generate_rows
 from .loader import LoadedModel
 from .promptset import PromptRow, Task
-from .scores import score_row, summarize_scores
+from .scores import SCORE_INFO, TASK_SCORES, score_row, summarize_scores
 from .settings import GenerationSettings
 from .stream import FinishReason
 
@@ -184,6 +184,7 @@ def summarize(rows: Sequence[PromptRow], results: dict[str, dict[int, RowResult]
             **summarize_scores(task, predictions, references).to_dict(),
         }
     summary["ratings"] = {rating: sum(1 for r in ratings.values() if r == rating) for rating in RATINGS}
+    summary["score_labels"] = {name: list(SCORE_INFO[name]) for name in TASK_SCORES[Task(task)]}  # label, top
     return summary
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from gradio_client import Client
 
-from components.set_export import to_set_csv, to_set_json, to_set_markdown, write_set_exports
+from components.set_export import summary_markdown, to_set_csv, to_set_json, to_set_markdown, write_set_exports
 from models import GenerationSettings, Kind
 from models.batch import generate_rows
 from models.promptset import MAX_ROWS, PromptRow, builtin_set
@@ -104,7 +104,8 @@ def test_tab_handler_fills_table_summary_and_charts_then_rates(registry, cache):
     final = updates[-1]
     rows = builtin_set("short_answers").rows
     assert len(final[tab.table]) == len(rows) and final[tab.table][0][1] == rows[0].prompt
-    assert "exact" in final[tab.summary] and "tokens/s" in final[tab.summary]
+    assert "exact match (0–1)" in final[tab.summary] and "chrF (0–100)" in final[tab.summary] and "tokens/s" in final[tab.summary]
+    assert final[tab.result]["summary"]["score_labels"]["chrf"] == ["chrF", 100.0], "the export says each score's scale"
     scores = final[tab.score_plot]
     assert set(scores["side"]) == {"left", "right"} and {"chrf", "exact", "contains"} <= set(scores["metric"])
     assert scores["bar"].is_unique and scores["score"].between(0, 100).all(), "one bar per metric and side, none stacked"
@@ -147,7 +148,8 @@ def test_exports_round_trip(tmp_path):
     assert to_set_csv(result) == csv_path.read_text(encoding="utf-8")
     markdown = md_path.read_text(encoding="utf-8")
     assert "&lt;b&gt;a&lt;/b&gt;" in markdown and "<b>" not in markdown and "Hi \\| there" in markdown
-    assert markdown == to_set_markdown(result) and "0 / 0 / 1" in markdown
+    assert markdown == to_set_markdown(result) and "tie: 1" in markdown
+    assert summary_markdown(result) in markdown, "the file starts with the summary the page shows"
 
 
 def test_charts_name_both_sides_from_their_first_frame(registry, cache):
@@ -159,7 +161,8 @@ def test_charts_name_both_sides_from_their_first_frame(registry, cache):
     partial = {"rows": [{"prompt": "Capital of France?", "reference": "Paris", "right": done, "left": None,
                          "scores": {"right": {"chrf": 100.0, "exact": 1.0}}}],
                "summary": {"right": {"rows_done": 1, "mean_seconds_per_row": 0.2, "scores": {"chrf": 100.0, "exact": 1.0}},
-                           "left": {"rows_done": 0, "scores": {}}, "ratings": {}}}
+                           "left": {"rows_done": 0, "scores": {}}, "ratings": {},
+                           "score_labels": {"chrf": ["chrF", 100.0], "exact": ["exact match", 1.0]}}}
     assert tab.latency_plot not in handlers.render(partial), "one side only: no chart is drawn yet"
     final = handlers.render(partial, final=True)
     scores, latency, lengths = final[tab.score_plot], final[tab.latency_plot], final[tab.length_plot]

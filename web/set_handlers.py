@@ -17,7 +17,7 @@ import pandas as pd
 
 from components.promptset_tab import SetTab, SideSelector, table_rows
 from components.render import class_markdown, esc
-from components.set_export import write_set_exports
+from components.set_export import summary_markdown, write_set_exports
 from components.settings import SHARED_FIELDS
 from models import (GenerationSettings, ModelIdError, ModelLoadError, Precision, SettingsError, UnsupportedModelError,
                     check_precision, parse_precision)
@@ -26,7 +26,6 @@ from models.settings import PublicLimits
 from models.promptset import MAX_FILE_BYTES, PromptRow, PromptSetError, Task, builtin_set, parse_prompt_file, validate_rows
 from models.run import Loading, Runner
 from models.setcompare import SIDES, SetProgress, SetResult, compare_set, rate
-from models.scores import SCORE_INFO
 
 from .exports import ExportFolder
 from .handlers import class_answer
@@ -135,28 +134,6 @@ def progress_line(progress: SetProgress) -> str:
     return f"{left} · {right} · {progress.elapsed:.0f} s{rest}"
 
 
-def summary_markdown(result: dict[str, Any]) -> str:
-    """The summary above the table: per side rows, time per row, tokens/s, output length, scores, ratings."""
-    summary, models = result["summary"], result.get("models", {})
-    def cell(side: str, key: str, fmt: str = "{}") -> str:
-        value = summary[side].get(key)
-        return "–" if value is None else esc(fmt.format(value))
-    lines = ["| | left | right |", "|---|---|---|",
-             f"| model | {esc(models.get('left', {}).get('name', ''))} | {esc(models.get('right', {}).get('name', ''))} |",
-             f"| rows done | {cell('left', 'rows_done')} | {cell('right', 'rows_done')} |",
-             f"| mean time per row | {cell('left', 'mean_seconds_per_row', '{:.2f} s')} | {cell('right', 'mean_seconds_per_row', '{:.2f} s')} |",
-             f"| tokens/s | {cell('left', 'tokens_per_second', '{:.1f}')} | {cell('right', 'tokens_per_second', '{:.1f}')} |",
-             f"| mean output length | {cell('left', 'mean_output_tokens', '{:.1f} tokens')} | {cell('right', 'mean_output_tokens', '{:.1f} tokens')} |"]
-    for name in sorted(set(summary["left"].get("scores", {})) | set(summary["right"].get("scores", {}))):
-        scores = [summary[side].get("scores", {}).get(name) for side in SIDES]
-        label, top = SCORE_INFO.get(name, (name, 1.0))
-        lines.append(f"| {esc(label)} (0–{top:g}) | " + " | ".join("–" if s is None else f"{s:.3g}" for s in scores) + " |")
-    tally = summary.get("ratings", {})
-    lines.append(f"| your ratings | left better: {tally.get('left', 0)} | right better: {tally.get('right', 0)} · "
-                 f"tie: {tally.get('tie', 0)} |")
-    return "\n".join(lines)
-
-
 def chart_frames(result: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Data for the three charts: score per side and metric (0–100), time per row per side, output length per row.
 
@@ -169,7 +146,7 @@ def chart_frames(result: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd
     scores = []
     for side in SIDES:
         for name in metrics:
-            label, top = SCORE_INFO.get(name, (name, 1.0))
+            label, top = summary.get("score_labels", {}).get(name, (name, 1.0))
             value = summary[side].get("scores", {}).get(name)
             scores.append({"bar": f"{label} · {side}", "side": side, "metric": name,
                            "score": None if value is None else value * 100 / top})
