@@ -39,11 +39,6 @@ class Panel:
     tokens: gr.HTML  # how the prompt enters the model, token by token (updated when a run starts)
     code: gr.Code  # a script reproducing the last run
 
-    @property
-    def eight_bit(self) -> gr.Dropdown:
-        """The precision selector under its old name (it replaced the 8-bit checkbox; ``True`` still means 8-bit)."""
-        return self.precision
-
 
 class Panels(dict):
     """The two panels (or anything per panel) by side, ``"left"`` / ``"right"``.

@@ -31,11 +31,6 @@ class SideSelector:
     precision: gr.Dropdown  # auto, float32, bfloat16, float16 (GPU only), 8-bit
     class_info: gr.Markdown  # which class runs it: the same answer as the single page
 
-    @property
-    def eight_bit(self) -> gr.Dropdown:
-        """The precision selector under its old name (it replaced the 8-bit checkbox; ``True`` still means 8-bit)."""
-        return self.precision
-
 
 @dataclass
 class SetTab:

@@ -258,7 +258,7 @@ def side_data(page, kind: Kind, model: str, prompt: str = PROMPT, **settings: An
     left, panel, controls = page.panels[Kind.SEQ2SEQ], page.panels[kind], page.controls
     ordered = [values[name] for name in SHARED_FIELDS]
     # the precision control replaces the 8-bit checkbox; either way: full precision, the default
-    precision = {panel.precision: "auto"} if hasattr(panel, "precision") else {panel.eight_bit: False}
+    precision = {panel.precision: "auto"}
     data = {controls.prompt: prompt, controls.link: True, panel.model: model, panel.custom: "", **precision,
             **dict(zip(left.settings.components(), ordered)), **dict(zip(panel.settings.components(), ordered))}
     if panel.task_prefix is not None:

@@ -176,7 +176,7 @@ def raw_call(base_url: str, timeout: float = 60.0, **values: Any) -> tuple[str, 
 
 def card_shown(runner: Runner, panel: Panel, model: str | None, custom: str | None) -> str:
     """The card line the page shows for a panel's selection (through the page's selection handler)."""
-    shown = selection_handler(runner, panel)({panel.model: model, panel.custom: custom, panel.eight_bit: False})
+    shown = selection_handler(runner, panel)({panel.model: model, panel.custom: custom, panel.precision: "auto"})
     return shown[panel.card]
 
 

@@ -98,8 +98,8 @@ def test_tab_handler_fills_table_summary_and_charts_then_rates(registry, cache):
     tab, handlers = page.handlers.prompt_set.tab, page.handlers.prompt_set
     data = {tab.builtin: "short_answers", tab.upload: None, tab.task_prefix: "", tab.batch_size: 0,
             **dict(zip(tab.settings.components(), (5, 0.0, 1.0, 0, 1.0, 0, 0))),
-            tab.left.model: "tiny-t5", tab.left.custom: "", tab.left.eight_bit: False,
-            tab.right.model: "tiny-gpt2", tab.right.custom: "", tab.right.eight_bit: False}
+            tab.left.model: "tiny-t5", tab.left.custom: "", tab.left.precision: "auto",
+            tab.right.model: "tiny-gpt2", tab.right.custom: "", tab.right.precision: "auto"}
     updates = list(handlers.run(data, types.SimpleNamespace(session_hash="set-tab")))
     final = updates[-1]
     rows = builtin_set("short_answers").rows
@@ -126,8 +126,8 @@ def test_tab_refuses_a_bad_upload_with_its_line(registry, cache, tmp_path):
     bad.write_text('{"prompt": "fine"}\n{"prompt": \n')
     data = {tab.builtin: None, tab.upload: str(bad), tab.task_prefix: "", tab.batch_size: 0,
             **dict(zip(tab.settings.components(), (5, 0.0, 1.0, 0, 1.0, 0, 0))),
-            tab.left.model: "tiny-t5", tab.left.custom: "", tab.left.eight_bit: False,
-            tab.right.model: "tiny-gpt2", tab.right.custom: "", tab.right.eight_bit: False}
+            tab.left.model: "tiny-t5", tab.left.custom: "", tab.left.precision: "auto",
+            tab.right.model: "tiny-gpt2", tab.right.custom: "", tab.right.precision: "auto"}
     updates = list(handlers.run(data, types.SimpleNamespace(session_hash="bad-upload")))
     assert len(updates) == 1 and "line 2" in updates[0][tab.progress]
 
