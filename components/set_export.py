@@ -80,7 +80,7 @@ def write_set_exports(result: Mapping[str, Any], folder: str | Path) -> tuple[Pa
     """Write ``<stem>.csv``, ``.json`` and ``.md`` into ``folder``; return the three paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = result.get("created") or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")  # the run's time: re-rated, the same files
     stem = f"prompt-set-{re.sub(r'[^0-9A-Za-z_-]', '', str(result.get('set', 'uploaded')))[:40]}-{stamp}"
     paths = folder / f"{stem}.csv", folder / f"{stem}.json", folder / f"{stem}.md"
     for path, text in zip(paths, (to_set_csv(result), to_set_json(result), to_set_markdown(result))):

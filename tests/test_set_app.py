@@ -117,6 +117,10 @@ def test_tab_handler_fills_table_summary_and_charts_then_rates(registry, cache):
     value = rated[tab.download_json].value
     saved = json.loads(Path(value["path"] if isinstance(value, dict) else value).read_text(encoding="utf-8"))
     assert saved["rows"][1]["rating"] == "right", "the download holds the rating"
+    again = handlers.rate({tab.result: rated[tab.result], tab.rating_row: 3, tab.rating: "tie"})
+    assert again[tab.download_json].value == value, "a rating rewrites the run's files, it does not add new ones"
+    folder = Path(value["path"] if isinstance(value, dict) else value).parent
+    assert len(list(folder.iterdir())) == 3, sorted(p.name for p in folder.iterdir())
 
 
 def test_tab_refuses_a_bad_upload_with_its_line(registry, cache, tmp_path):

@@ -7,9 +7,11 @@ Everything about running lives in :mod:`models.setcompare` (no Gradio); this mod
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 import gradio as gr
@@ -192,7 +194,8 @@ class SetHandlers:
         return updates
 
     def _finished(self, result: dict[str, Any]) -> Updates:
-        csv_path, json_path, md_path = write_set_exports(result, self.exports.private())  # a folder no other visitor can guess
+        # the run's own folder, which no other visitor can guess: a rating rewrites the same three files
+        csv_path, json_path, md_path = write_set_exports(result, self.exports.private(result.get("id")))
         return {**self.render(result, final=True), self.tab.result: result,
                 self.tab.download_csv: gr.DownloadButton(value=str(csv_path), interactive=True),
                 self.tab.download_json: gr.DownloadButton(value=str(json_path), interactive=True),
@@ -254,7 +257,8 @@ def run_request(runner: Runner, request: SetRequest, session: str,
             else:
                 yield event
         assert final is not None
-        yield redact({"set": request.name, "task": request.task.value, "batch_size": request.batch_size,
+        yield redact({"id": secrets.token_hex(8), "created": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"),
+                      "set": request.name, "task": request.task.value, "batch_size": request.batch_size,
                       "settings": {side: s.to_dict() for side, s in request.settings.items()},
                       "models": {side: loaded[side].description.to_dict() for side in SIDES}, **final.to_dict()})
     except SetInputError as exc:
