@@ -164,13 +164,12 @@ class Grouper:
     Args:
         window (float, default :data:`GROUP_WINDOW`): seconds the first request waits for others.
         max_rows (int, default :data:`MAX_GROUP_ROWS`): rows per group; a full group starts at once.
-        threads: intra-op threads of each group's ``generate`` (``None``: torch's default).
     """
 
-    def __init__(self, window: float = GROUP_WINDOW, max_rows: int = MAX_GROUP_ROWS, threads: int | None = None) -> None:
+    def __init__(self, window: float = GROUP_WINDOW, max_rows: int = MAX_GROUP_ROWS) -> None:
         if window < 0 or max_rows < 1:
             raise ValueError("window must be >= 0 and max_rows >= 1")
-        self.window, self.max_rows, self.threads = window, max_rows, threads
+        self.window, self.max_rows = window, max_rows
         self._open: dict[tuple, _Group] = {}
         self._lock = threading.Lock()
         self.groups = 0  # batched generates started (tests and the benchmark read it)
@@ -223,8 +222,6 @@ class Grouper:
             return
         starts = [self._start(group.loaded, row) for row in live]
         try:
-            if self.threads:
-                torch.set_num_threads(self.threads)
             self._generate(group, live, starts)
         except BaseException as exc:  # noqa: BLE001 - every row's consumer is told; nothing is lost
             for row in live:
