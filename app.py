@@ -18,25 +18,34 @@ from models.remote import EndpointError  # noqa: E402
 from web.config import parse_args  # noqa: E402
 from web.disk import handle_signals  # noqa: E402
 from web.page import build_page  # noqa: E402
-from web.serving import build_runner, launch_kwargs, open_host_warning  # noqa: E402
+from web.serving import LaunchError, build_runner, launch, open_host_warning  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Start the playground."""
+    """Start the playground: serve, then (once the server answers) preload the start-up models, then
+    serve until SIGTERM or SIGINT. A server that cannot start ends the process: exit status 1 and one
+    ``error: could not start the server: ...`` line, never a page left without the process behind it."""
     config, address = parse_args(argv)
     try:
         runner = build_runner(config)
     except EndpointError as exc:  # an --endpoint that cannot be used: refuse to start, saying why
         raise SystemExit(f"error: {exc}") from None
     page = build_page(runner, config)
-    if config.preload:
-        runner.preload([name for name in (runner.default_model(Kind.SEQ2SEQ, config.seq2seq),
-                                          runner.default_model(Kind.CAUSAL, config.causal)) if name])
     warning = open_host_warning(address.host, config)
     if warning:
         print(warning)
     handle_signals()  # SIGTERM and SIGINT: remove the exports, close the server (Gradio deletes its cache files)
-    page.demo.launch(server_name=address.host, server_port=address.port, **launch_kwargs(config))
+    try:
+        try:
+            launch(page.demo, config, host=address.host, port=address.port)  # returns once the server answers
+        except LaunchError as exc:  # nothing is left running
+            raise SystemExit(f"error: could not start the server: {exc}") from None
+        if config.preload:  # only now: loading earlier would slow the server's own start-up check
+            runner.preload([name for name in (runner.default_model(Kind.SEQ2SEQ, config.seq2seq),
+                                              runner.default_model(Kind.CAUSAL, config.causal)) if name])
+        page.demo.block_thread()  # until SIGTERM or SIGINT, when Gradio closes the server
+    except KeyboardInterrupt:  # a signal while starting: the cleanups ran; the server is closed if it started
+        page.demo.close(verbose=False)
 
 
 if __name__ == "__main__":

@@ -13,34 +13,18 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 from gradio_client import Client
 from gradio_client.client import Job
 
-from models.run import Runner
 from web.api import generate_payload
 from web.config import AppConfig
 from web.serving import serving
 
-if TYPE_CHECKING:
-    from .context import Context
+from .context import App, Context
 
-
-@dataclass
-class App:
-    """The app served in-process, as the sections that need it see it.
-
-    Args:
-        url: its loopback address.
-        runner: its run layer (``stop_events(session)`` lets a section time the stop handler).
-        client: a ``gradio_client`` connected to it.
-    """
-
-    url: str
-    runner: Runner
-    client: Client
 
 
 @contextlib.contextmanager

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
+
+from gradio_client import Client
 
 from models import GenerationSettings, Kind, LoadedModel, ModelCache, ModelRegistry
+from models.run import Runner
 
 from .subjects import Subject
 
-if TYPE_CHECKING:
-    from .appclient import App
-
 SIDES = (Kind.SEQ2SEQ, Kind.CAUSAL)
+
+
+@dataclass
+class App:
+    """The app served in-process, as the sections that need it see it.
+
+    Args:
+        url: its loopback address.
+        runner: its run layer (``stop_events(session)`` lets a section time the stop handler).
+        client: a ``gradio_client`` connected to it.
+    """
+
+    url: str
+    runner: Runner
+    client: Client
 
 
 @dataclass

@@ -33,7 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is import
 
 from models import GenerationSettings, Kind, ModelCache, ModelRegistry, ModelSource  # noqa: E402
 from models.loader import convert_gguf  # noqa: E402
-from models.remote import connect, parse_endpoint_spec  # noqa: E402
+from models.engine import Engines  # noqa: E402
+from models.local import LocalEngines  # noqa: E402
+from models.remote import RemoteEngines, connect, parse_endpoint_spec  # noqa: E402
+from models.request import RunRequest  # noqa: E402
 from models.run import Chunk, Finished, Runner  # noqa: E402
 from models.sources import smollm2_gguf  # noqa: E402
 
@@ -104,7 +107,7 @@ def _timed(runner: Runner, name: str, settings: GenerationSettings) -> dict[str,
     """One run through the run layer: first text, tokens/s between first and last text, the run's own stats."""
     started = time.perf_counter()
     first = last = None
-    for event in runner.start(runner.resolve(name), PROMPT, settings).events():
+    for event in runner.start(runner.resolve(name), RunRequest.parse(prompt=PROMPT, settings=settings)).events():
         if isinstance(event, Chunk):
             last = time.perf_counter() - started
             first = first if first is not None else last
@@ -172,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         endpoint = connect(parse_endpoint_spec(f"endpoint={url},model={folder}"))
         registry.register_endpoint(endpoint.source)
-        runner = Runner(registry, cache)
+        runner = Runner(registry, Engines([LocalEngines(cache, registry), RemoteEngines([endpoint])]))
         settings = GenerationSettings(max_new_tokens=args.tokens)
         for path in PATHS:  # warm-up of each path
             _timed(runner, path, settings)

@@ -4,7 +4,7 @@ Self-contained measuring function for the benchmark's "prompt sets" section (the
 section wrapper, report rows and target check live with the benchmark registry).
 
 For each side it generates the same rows twice with greedy decoding through
-:func:`models.batch.generate_rows`: once with ``batch_size=1`` (one ``generate``
+:func:`models.sets.batch.generate_rows`: once with ``batch_size=1`` (one ``generate``
 per row, no padding) and once batched (the automatic batch size unless one is
 given), and reports wall time, total tokens/s, the speed-up, and how many rows
 came out token for token the same. The rows are grouped into the batches the app
@@ -29,10 +29,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from models.batch import RowResult, auto_batch_size, generate_rows, plan_batches, row_prompt, row_settings
+from models.sets.batch import RowResult, auto_batch_size, generate_rows, plan_batches, row_prompt, row_settings
 from models.loader import LoadedModel
 from models.prompt import prepare
-from models.promptset import BUILTIN_SETS, PromptRow, builtin_set
+from models.sets.rows import BUILTIN_SETS, PromptRow, builtin_set
 from models.settings import GenerationSettings
 
 TARGET_CAUSAL_SPEEDUP = 3.0  # batched vs one row at a time, causal side, on the 2-core CPU
@@ -70,7 +70,7 @@ def _agreement(single: Mapping[int, RowResult], batched: Mapping[int, RowResult]
 
 def app_batches(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings,
                 size: int) -> list[list[int]]:
-    """The batches :func:`~models.batch.generate_rows` forms for ``rows``: rows of similar prepared length together."""
+    """The batches :func:`~models.sets.batch.generate_rows` forms for ``rows``: rows of similar prepared length together."""
     lengths = [len(prepare(loaded.kind, loaded.tokenizer, loaded.model.config, row_prompt(loaded.kind, row),
                            row_settings(settings, row)).input_ids) for row in rows]
     return plan_batches(lengths, size)
@@ -106,7 +106,7 @@ def measure_side(loaded: LoadedModel, rows: Sequence[PromptRow], settings: Gener
         loaded: the model.
         rows: the prompts.
         settings: greedy settings (agreement needs deterministic decoding).
-        batch_size: rows per batch for the batched run; 0 = :func:`~models.batch.auto_batch_size`.
+        batch_size: rows per batch for the batched run; 0 = :func:`~models.sets.batch.auto_batch_size`.
         repeats: passes over the rows; times are medians of the passes, agreement is from the last.
     """
     size = batch_size or auto_batch_size(loaded, len(rows))

@@ -1,11 +1,11 @@
-"""The README's benchmark tables, generated from a results file, never typed.
+"""The benchmark tables of ``docs/benchmarks.md``, generated from a results file, never typed.
 
-``python -m bench.readme [RESULTS.json ...]`` rewrites every block of README.md that sits between
-``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->`` with the table of section KEY, taken from the results
-files (default :data:`RESULTS`: section 8 from ``precision.json``, section 9 from ``visitors.json``; a later
-file wins for a section both hold), and the block ``<!-- bench:real -->`` with the header and the table of
-the whole real-model run (:data:`REPORTS`: ``real.json``, sections 1–7 and 10);
-``tests/test_bench_readme.py`` fails when the README and the files disagree.
+``python -m bench.readme [RESULTS.json ...]`` rewrites every block of the page that sits between
+``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->``: a section table (:data:`RESULTS`: section 8 from
+``precision.json``, section 9 from ``visitors.json``; a later file wins for a section both hold), or a whole
+results file (:data:`REPORTS`: ``real.json``, the header and table of the real-model run of sections 1–7 and 10;
+``endpoint.json``, what the endpoint path costs). ``--check`` writes nothing and fails when a block differs from
+what the files give; ``tests/test_bench_readme.py`` fails in the same case.
 
 Example:
     >>> print(render("precision_quality", {"results": {"models": {}}}).splitlines()[0])
@@ -18,17 +18,20 @@ import argparse
 import json
 import re
 from pathlib import Path
+from statistics import median
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+#: the docs page that holds the generated blocks
+PAGE = ROOT / "docs" / "benchmarks.md"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-#: where each README table comes from: ``python -m bench --real --sections 8 --name precision`` and
+#: where each section table comes from: ``python -m bench --real --sections 8 --name precision`` and
 #: ``python -m bench --real --sections 9 --name visitors``
 RESULTS = {"precision_quality": RESULTS_DIR / "precision.json", "visitors": RESULTS_DIR / "visitors.json"}
-#: whole runs shown as one block (header lines and the table of every section they hold):
-#: ``python -m bench --real --sections 1,2,3,4,5,6,7,10``
-REPORTS = {"real": RESULTS_DIR / "real.json"}
+#: whole results files shown as one block each: ``python -m bench --real --sections 1,2,3,4,5,6,7,10``
+#: (header lines and the table of every section the run holds) and ``python -m bench.endpoint``
+REPORTS = {"real": RESULTS_DIR / "real.json", "endpoint": RESULTS_DIR / "endpoint.json"}
+_BLOCK = re.compile(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", flags=re.DOTALL)
 
 
 def _share(figures: dict[str, Any] | None) -> str:
@@ -99,41 +102,81 @@ def report_block(result: dict[str, Any]) -> str:
     return "\n".join(header(result)[2:] + [""] + table(result["sections"]))
 
 
+def _ms(seconds: float, signed: bool = False) -> str:
+    text = f"{1000 * seconds:+.0f} ms" if signed else f"{1000 * seconds:.0f} ms"
+    return text.replace("-", "−")
+
+
+def endpoint_block(result: dict[str, Any]) -> str:
+    """What the endpoint path costs (``bench/results/endpoint.json``, ``python -m bench.endpoint``): the run,
+    medians per path, and each repetition's pair (both paths back to back) as the median of its differences."""
+    inside, served = result["figures"]["in-process"], result["figures"]["endpoint"]
+    pairs = [(a["own_first_token"], b["own_first_token"]) for a, b in zip(inside["samples"], served["samples"])
+             if a.get("own_first_token") is not None and b.get("own_first_token") is not None]
+    own = median([b - a for a, b in pairs]) if pairs else None
+    ratio = result["paired_tokens_per_second_ratio"]
+    start, end = result["load_average_1min"]
+    per_token = 1 / served["tokens_per_second"] - 1 / inside["tokens_per_second"]
+    return "\n".join([
+        f"- **Run:** {result['model']}, {result['dtype']}, greedy, {result['tokens']} new tokens, "
+        f"{result['reps']} repetitions; {result['machine']}; {result['date']}; load average (1 min) at start/end: "
+        f"{start:.1f} / {end:.1f}",
+        f"- **Same text on both paths:** {result['same_text']} repetitions",
+        "",
+        "| path | time to first text | tokens/s | the run's own time to first token |",
+        "|---|---|---|---|",
+        f"| in-process (`models.stream`) | {_ms(inside['first_text_seconds'])} | {inside['tokens_per_second']:.1f} | "
+        f"{_ms(inside['own_first_token_seconds'])} |",
+        f"| endpoint (`transformers serve` on loopback) | {_ms(served['first_text_seconds'])} | "
+        f"{served['tokens_per_second']:.1f} | {_ms(served['own_first_token_seconds'])} |",
+        f"| endpoint vs in-process, median of each repetition's pair | "
+        f"**{_ms(result['paired_first_text_overhead_seconds'], signed=True)}** | **× {ratio:.2f}** | "
+        f"{'–' if own is None else _ms(own, signed=True)} |",
+        "",
+        f"On the endpoint: tokens/s {f'{100 * (ratio - 1):+.0f} %'.replace('-', '−')} (median of the pairs' ratios), "
+        f"{f'{1000 * per_token:+.1f} ms'.replace('-', '−')} a token (1 / tokens/s, from the two medians).",
+    ])
+
+
+#: the whole-file blocks: key -> how its results file reads on the page
+WHOLE: dict[str, Callable[[dict[str, Any]], str]] = {"real": report_block, "endpoint": endpoint_block}
+
+
 def render(key: str, entry: dict[str, Any]) -> str:
     """The Markdown table of section ``key`` from its entry in a results file."""
     return TABLES[key](entry)
 
 
-def blocks(readme: str) -> dict[str, str]:
-    """The generated blocks in ``readme``: key -> its current text."""
-    return {m.group(1): m.group(2).strip("\n")
-            for m in re.finditer(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", readme, flags=re.DOTALL)}
+def blocks(page: str) -> dict[str, str]:
+    """The generated blocks in ``page``: key -> its current text."""
+    return {m.group(1): m.group(2).strip("\n") for m in _BLOCK.finditer(page)}
 
 
 def reports(files: dict[str, Path] | None = None) -> dict[str, dict[str, Any]]:
-    """The whole runs shown as blocks: ``{key: result}`` for every file of ``files`` (default :data:`REPORTS`)."""
+    """The whole results files shown as blocks: ``{key: result}`` for every file of ``files`` (default
+    :data:`REPORTS`) that exists."""
     files = REPORTS if files is None else files
     return {key: json.loads(path.read_text(encoding="utf-8")) for key, path in files.items() if path.exists()}
 
 
-def rewrite(readme: str, result: dict[str, Any], runs: dict[str, dict[str, Any]] | None = None) -> str:
-    """``readme`` with every generated block redrawn from ``result`` (section tables) and ``runs`` (whole-run
-    blocks, by key); a block whose section or run is missing is kept."""
+def rewrite(page: str, result: dict[str, Any], runs: dict[str, dict[str, Any]] | None = None) -> str:
+    """``page`` with every generated block redrawn from ``result`` (section tables) and ``runs`` (whole-file
+    blocks, by key, drawn by :data:`WHOLE`); a block whose section or file is missing is kept."""
     runs = runs or {}
 
     def table(match: re.Match) -> str:
         key = match.group(1)
-        if key in runs:
-            return f"<!-- bench:{key} -->\n{report_block(runs[key])}\n<!-- /bench:{key} -->"
+        if key in runs and key in WHOLE:
+            return f"<!-- bench:{key} -->\n{WHOLE[key](runs[key])}\n<!-- /bench:{key} -->"
         entry = result["sections"].get(key)
-        if entry is None or "error" in entry:
+        if entry is None or "error" in entry or key not in TABLES:
             return match.group(0)
         return f"<!-- bench:{key} -->\n{render(key, entry)}\n<!-- /bench:{key} -->"
-    return re.sub(r"<!-- bench:(\w+) -->\n.*?<!-- /bench:\1 -->", table, readme, flags=re.DOTALL)
+    return _BLOCK.sub(table, page)
 
 
 def sections(files: dict[str, Path] | list[Path] | None = None) -> dict[str, Any]:
-    """The sections the README's tables come from: ``{key: file}`` (only that key from each file), or every
+    """The sections the page's tables come from: ``{key: file}`` (only that key from each file), or every
     section of each file in a list (later files win)."""
     files = RESULTS if files is None else files
     out: dict[str, Any] = {}
@@ -148,20 +191,46 @@ def sections(files: dict[str, Path] | list[Path] | None = None) -> dict[str, Any
     return out
 
 
+def stale(old: str, new: str) -> list[str]:
+    """The keys of the blocks that differ between two versions of the page (one missing counts)."""
+    before, after = blocks(old), blocks(new)
+    return sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.readme",
-                                     description="Redraw README.md's generated benchmark blocks from the results files.")
+                                     description="Redraw the generated benchmark blocks of docs/benchmarks.md "
+                                                 "from the results files.")
     parser.add_argument("results", nargs="*", type=Path,
                         help="results files to take the section tables from (default: precision.json, visitors.json)")
-    files = parser.parse_args(argv).results
-    argv = [str(f) for f in files]
+    parser.add_argument("--page", type=Path, default=PAGE, help="the page to redraw (default: docs/benchmarks.md)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 and name the blocks that differ from the results files")
+    args = parser.parse_args(argv)
+    files = args.results
     chosen = sections(files or None)
-    text = README.read_text(encoding="utf-8")
+    text = args.page.read_text(encoding="utf-8")
     new = rewrite(text, {"sections": chosen}, reports())
+    sources = (", ".join(str(f) for f in files) or "bench/results/precision.json, visitors.json") + " and " + \
+        ", ".join(_shown(p) for p in REPORTS.values())
+    if args.check:
+        differ = stale(text, new)
+        if differ:
+            print(f"{_shown(args.page)}: block(s) {', '.join(differ)} differ from {sources}; "
+                  f"run python -m bench.readme")
+            return 1
+        print(f"{_shown(args.page)}: {len(blocks(text))} generated block(s), all equal to {sources}")
+        return 0
     if new != text:
-        README.write_text(new, encoding="utf-8")
-    print(f"README.md: {len(blocks(new))} generated table(s) from {', '.join(argv) or 'bench/results/precision.json, visitors.json'} and "
-          f"{', '.join(str(p.relative_to(ROOT)) for p in REPORTS.values())}")
+        args.page.write_text(new, encoding="utf-8")
+    print(f"{_shown(args.page)}: {len(blocks(new))} generated block(s) from {sources}")
     return 0
 
 

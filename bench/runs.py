@@ -13,7 +13,8 @@ import torch
 
 from models import GenerationSettings, Kind, LoadedModel, stream, validate_prompt
 from models.prompt import PreparedPrompt, generate_call, prepare
-from models.stream import THREAD_PREFIX, generation_threads
+from models.stream import generation_threads
+from models.types import THREAD_PREFIX
 
 T = TypeVar("T")
 

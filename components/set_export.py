@@ -1,6 +1,6 @@
 """A prompt set's result as CSV, JSON and Markdown files. Plain Python.
 
-The result is the JSON form of ``models.setcompare.SetResult`` plus what the page adds: the set's
+The result is the JSON form of ``models.sets.compare.SetResult`` plus what the page adds: the set's
 name, the settings and the two models' descriptions (with revisions). JSON keeps everything; CSV
 has one line per row; Markdown has the summary and one table row per prompt, every cell escaped.
 

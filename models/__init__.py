@@ -1,6 +1,6 @@
-"""The model layer: presets, detection, loading, prompt building and streaming.
+"""The model layer: presets, detection, loading, prompt building, engines, streaming and the run layer.
 
-Knows transformers and torch; knows nothing of Gradio.
+Knows transformers and torch; knows nothing of Gradio. ``docs/architecture.md`` maps its files.
 """
 
 from .detect import Architecture, UnsupportedModelError, detect, wrong_class_refusal
@@ -9,12 +9,13 @@ from .loader import (LoadedModel, ModelCache, ModelDescription, ModelLoadError, 
                      check_precision, load_config, load_model, pick_device, precision_options,
                      resolve_precision)
 from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, PRESETS, Kind, Preset, get_preset
-from .prompt import GenerateCall, PreparedPrompt, generate_call, prepare
+from .prompt import GenerateCall, generate_call, prepare
 from .settings import GenerationSettings, Precision, SettingsError, parse_precision, validate_prompt
 from .snippet import build_snippet
 from .sources import (ModelIdError, ModelRegistry, ModelSource, hub_reachable, scan_model_dir, set_offline, smollm2_gguf,
                       validate_hub_id)
-from .stream import FinishReason, Stats, StreamUpdate, generation_threads, stream
+from .stream import generation_threads, stream
+from .types import FinishReason, PreparedPrompt, RowResult, Stats, StreamUpdate
 
 __all__ = [
     "Architecture", "UnsupportedModelError", "detect", "wrong_class_refusal",
@@ -25,5 +26,5 @@ __all__ = [
     "GenerateCall", "PreparedPrompt", "generate_call", "prepare", "GenerationSettings", "SettingsError", "validate_prompt",
     "ModelIdError", "ModelRegistry", "ModelSource", "hub_reachable", "scan_model_dir", "set_offline", "smollm2_gguf",
     "validate_hub_id",
-    "FinishReason", "Stats", "StreamUpdate", "generation_threads", "stream",
+    "FinishReason", "RowResult", "Stats", "StreamUpdate", "generation_threads", "stream",
 ]

@@ -32,7 +32,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, 
 from .detect import detect, lookup_class, wrong_class_refusal
 from .loader import LoadedModel, load_config
 from .presets import Kind
-from .prompt import PreparedPrompt, has_chat_template
+from .prompt import has_chat_template
+from .types import PreparedPrompt
 from .settings import GenerationSettings
 from .sources import ModelSource
 

@@ -17,7 +17,7 @@ as one ``generate`` in a thread named like a lone run's (``generate[<model>]``).
   the other rows go on;
 - its own Stop: :class:`StopRowsOnEvents` returns one flag per row (its visitor's stop event).
 
-Rows are padded as for prompt sets (:func:`models.batch.pad_batch`: left for decoder-only models).
+Rows are padded as for prompt sets (:func:`models.generation.pad_rows`: left for decoder-only models).
 In float32 a padded row gives the same greedy tokens as a lone run (measured on SmolLM2); in
 bfloat16 the padding can move near-tied logits enough to flip a token, so an answer may depend on
 who else asked at the same moment (the benchmark counts how often).
@@ -26,8 +26,8 @@ Nothing here schedules beyond that: there is no queue of its own, no preemption,
 batch that already runs; a request arriving after the window starts the next group.
 
 Example:
-    >>> grouper = Grouper(window=0.05)                                           # doctest: +SKIP
-    >>> for update in stream(loaded, prepared, settings, grouper=grouper):       # doctest: +SKIP
+    >>> engine = LocalEngine(loaded, grouper=Grouper(window=0.05))              # doctest: +SKIP
+    >>> for update in engine.stream(engine.prepare("Hi", settings), settings):  # doctest: +SKIP
     ...     print(update.delta, end="")
 """
 
@@ -38,15 +38,14 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from .batch import pad_batch
+from .generation import StopOnEvents, pad_rows
 from .loader import LoadedModel
-from .presets import Kind
-from .prompt import GenerateCall, PreparedPrompt, eos_token_ids
+from .prompt import GenerateCall, eos_token_ids
 from .settings import GenerationSettings
-from .stream import THREAD_PREFIX  # grouped runs' threads are named like lone runs': generation_threads() lists both
+from .types import THREAD_PREFIX, PreparedPrompt  # grouped threads are named like lone runs': generation_threads() lists both
 
 GROUP_WINDOW = 0.1  # seconds the first request of a group waits for others of the same model and settings
 MAX_GROUP_ROWS = 8  # rows in one batched generate at most (a 2-core CPU gains little beyond 8)
@@ -65,7 +64,7 @@ class RowRun:
         self.prepared, self.streamer, self.stop_event = prepared, streamer, stop_event
         self.streamer.next_tokens_are_prompt = False  # the group skips the prompt once for every row
         self.tokens: list[int] = []
-        self.output_ids: list[int] | None = None  # like a lone run's output[0]: prompt (causal) or start token, then new
+        self.generated: list[int] | None = None  # its new tokens, once it ended without an error
         self.error: BaseException | None = None
         self.group_size = 1  # rows in the generate that answered it
         self._done = threading.Event()
@@ -77,25 +76,15 @@ class RowRun:
     def is_alive(self) -> bool:
         return not self._done.is_set()
 
-    def finish(self, start: Sequence[int], error: BaseException | None = None) -> None:
-        """End this row: its ids (``start`` + its tokens), or the error; wake its consumer."""
+    def finish(self, error: BaseException | None = None) -> None:
+        """End this row: its new tokens, or the error; wake its consumer."""
         if self._done.is_set():
             return
         self.error = error
         if error is None:
-            self.output_ids = list(start) + self.tokens
+            self.generated = list(self.tokens)
         self.streamer.end()
         self._done.set()
-
-
-class StopRowsOnEvents(StoppingCriteria):
-    """One flag per row: a row is done once its own visitor's stop event is set."""
-
-    def __init__(self, rows: Sequence[RowRun]) -> None:
-        self.rows = rows
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        return torch.tensor([row.stop_event.is_set() for row in self.rows], dtype=torch.bool, device=input_ids.device)
 
 
 class RowsStreamer(BaseStreamer):
@@ -107,13 +96,11 @@ class RowsStreamer(BaseStreamer):
 
     Args:
         rows: the group's rows, in batch order.
-        starts: per row, the ids its output starts with (its prompt for a decoder-only model, the
-            decoder start token for an encoder-decoder one), as a lone run's output does.
         eos: the end-of-sequence ids.
     """
 
-    def __init__(self, rows: Sequence[RowRun], starts: Sequence[Sequence[int]], eos: set[int]) -> None:
-        self.rows, self.starts, self.eos = rows, starts, eos
+    def __init__(self, rows: Sequence[RowRun], eos: set[int]) -> None:
+        self.rows, self.eos = rows, eos
         self.active = [True] * len(rows)
         self.prompt_seen = False
 
@@ -140,7 +127,7 @@ class RowsStreamer(BaseStreamer):
 
     def _finish(self, i: int) -> None:
         self.active[i] = False
-        self.rows[i].finish(self.starts[i])
+        self.rows[i].finish()
 
 
 @dataclass
@@ -217,32 +204,22 @@ class Grouper:
         live = [row for row in rows if not row.stop_event.is_set()]
         for row in rows:
             if row.stop_event.is_set():
-                row.finish(self._start(group.loaded, row))
+                row.finish()
         if not live:
             return
-        starts = [self._start(group.loaded, row) for row in live]
         try:
-            self._generate(group, live, starts)
+            self._generate(group, live)
         except BaseException as exc:  # noqa: BLE001 - every row's consumer is told; nothing is lost
             for row in live:
-                row.finish((), exc)
+                row.finish(exc)
 
     @staticmethod
-    def _start(loaded: LoadedModel, row: RowRun) -> list[int]:
-        if loaded.kind is Kind.CAUSAL:
-            return list(row.prepared.input_ids)
-        start = getattr(loaded.model.generation_config, "decoder_start_token_id", None)
-        if start is None:
-            start = getattr(loaded.model.config, "decoder_start_token_id", 0)
-        return [int(start if not isinstance(start, (list, tuple)) else start[0])]
-
-    @staticmethod
-    def _generate(group: _Group, rows: list[RowRun], starts: list[list[int]]) -> None:
+    def _generate(group: _Group, rows: list[RowRun]) -> None:
         loaded, call = group.loaded, group.call
         model = loaded.model
-        input_ids, mask = pad_batch(loaded.kind, [row.prepared.input_ids for row in rows], call.pad_token_id, model.device)
-        streamer = RowsStreamer(rows, starts, set(eos_token_ids(model, loaded.tokenizer)))
-        stopping = StoppingCriteriaList([StopRowsOnEvents(rows)])
+        input_ids, mask = pad_rows(loaded.kind, loaded.tokenizer, [row.prepared.input_ids for row in rows], model.device)
+        streamer = RowsStreamer(rows, set(eos_token_ids(model, loaded.tokenizer)))
+        stopping = StoppingCriteriaList([StopOnEvents([row.stop_event for row in rows])])
         with torch.inference_mode():
             model.generate(input_ids=input_ids, attention_mask=mask, pad_token_id=call.pad_token_id, **call.options,
                            streamer=streamer, stopping_criteria=stopping)

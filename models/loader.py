@@ -187,18 +187,19 @@ def resolve_precision(requested: Precision | str | bool, config: PretrainedConfi
     return precision
 
 
-def check_precision(precision: Any, load_in_8bit: Any = None, device: str | None = None) -> Precision:
+def check_precision(precision: Any, load_in_8bit: Any = None, device: str | None = None, *,
+                    field: str = "precision", legacy_field: str = "load_in_8bit") -> Precision:
     """The :class:`Precision` a visitor or API caller asked for, refused before anything runs when it cannot
     run on this machine at all (float16 without a GPU, 8-bit without bitsandbytes). What depends on the model
     (float16 on T5) is refused when it loads.
 
     Raises:
-        SettingsError: naming ``precision`` (or ``load_in_8bit`` for a conflict) with the reason.
+        SettingsError: naming ``field`` (or ``legacy_field`` for a conflict) with the reason.
     """
-    chosen = parse_precision(precision, load_in_8bit)
+    chosen = parse_precision(precision, load_in_8bit, field=field, legacy_field=legacy_field)
     refusal = precision_refusal(chosen, device or pick_device())
     if refusal:
-        raise SettingsError("precision", refusal)
+        raise SettingsError(field, refusal)
     return chosen
 
 

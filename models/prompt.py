@@ -12,48 +12,19 @@ for the reproducing script and for the benchmark.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import torch
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from .loader import LoadedModel
 from .presets import Kind
 from .settings import GenerationSettings
-
-if TYPE_CHECKING:
-    from .loader import LoadedModel
+from .types import PreparedPrompt
 
 FALLBACK_CONTEXT = 512  # when neither config nor tokenizer states a limit (T5's relative positions)
-
-
-@dataclass
-class PreparedPrompt:
-    """What goes into the model.
-
-    Args:
-        text: the text the model really sees (after template or prefix).
-        input_ids: its token ids (batch of one, as a list).
-        max_new_tokens: tokens allowed after capping to the model's limit.
-        used_chat_template: whether the chat template wrapped the prompt.
-        decoder_start: seq2seq only: the token the decoder starts from.
-        notices: human-readable notes (truncation, caps).
-        full_length: tokens before any cut (``len(input_ids)`` when nothing was cut).
-    """
-
-    text: str
-    input_ids: list[int]
-    max_new_tokens: int
-    used_chat_template: bool = False
-    decoder_start: str | None = None
-    notices: list[str] = field(default_factory=list)
-    full_length: int = 0
-
-    @property
-    def truncated(self) -> bool:
-        """True when the input was cut to fit the model's context."""
-        return self.full_length > len(self.input_ids)
 
 
 def context_limit(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:

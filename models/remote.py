@@ -52,15 +52,16 @@ from urllib.parse import urlsplit
 import httpx2  # the HTTP client inside openai 3 (a fork of httpx): its errors are what the client wraps
 import openai
 
+from .endpoint_spec import EndpointError, EndpointSpec, parse_endpoint_spec, parse_endpoint_specs
+from .engine import Explanation, Selection
+from .explain import ClassReport, class_report
 from .presets import Kind
-from .prompt import PreparedPrompt
-from .settings import GenerationSettings
+from .settings import GenerationSettings, Precision
+from .sets.rows import PromptRow, row_prompt, row_settings
 from .sources import ModelIdError, ModelSource, validate_hub_id
-from .stream import FIRST_TOKEN_TIMEOUT, TOKEN_TIMEOUT, FinishReason, Stats, StreamUpdate
+from .stream import FIRST_TOKEN_TIMEOUT, TOKEN_TIMEOUT
+from .types import FinishReason, RowResult, Stats, StreamUpdate, finish_reason
 
-ENDPOINT_OPTIONS = ("model", "token_env", "kind", "chat")  # what may follow the URL, comma-separated
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
-ENV_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NO_TOKEN = "EMPTY"  # sent as the bearer token when the endpoint needs none (the client requires one)
 START_TIMEOUT = 10.0  # seconds for each request made at start (model list, chat probe)
 PROBE_TIMEOUT = 3.0  # seconds for each question about the engine at start (/info, /openapi.json)
@@ -68,100 +69,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to open a connection when streaming
 POLL_SECONDS = 0.05  # how often a waiting stream notices a stop
 MIN_RATE_SPAN = 0.005  # seconds: chunks read in one burst from the socket give no rate (tokens/s stays empty)
 ENDPOINT_SOURCE_PREFIX = "endpoint "  # ModelSource.origin of an endpoint model starts with this
-
-
-class EndpointError(ValueError):
-    """An ``--endpoint`` value is malformed, or the endpoint cannot be used; the message names it."""
-
-
-# ----- the command line -----
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    """One ``--endpoint`` value, checked but not yet connected.
-
-    Args:
-        name: what visitors pick in the model list.
-        url: the base of the OpenAI-compatible API (``http://host:8000/v1``), no trailing ``/``.
-        model: the model id to request; ``None``: ask the server's ``/v1/models`` at start.
-        token_env: the environment variable holding a bearer token; ``None``: no token.
-        kind: the panel it appears in.
-        chat: ``True``: ``/v1/chat/completions`` with messages; ``False``: ``/v1/completions`` with the
-            raw prompt; ``None``: chat when the server accepts it (probed at start).
-    """
-
-    name: str
-    url: str
-    model: str | None = None
-    token_env: str | None = None
-    kind: Kind = Kind.CAUSAL
-    chat: bool | None = None
-
-    def token(self) -> str | None:
-        """The bearer token from :attr:`token_env` (never stored elsewhere, never shown)."""
-        return os.environ.get(self.token_env) if self.token_env else None
-
-
-def parse_endpoint_spec(value: str) -> EndpointSpec:
-    """Check one ``NAME=URL[,model=ID][,token_env=VAR][,kind=causal|seq2seq][,chat=true|false]``.
-
-    Raises:
-        EndpointError: saying what is wrong (no name, not http(s), an unknown or repeated option,
-            a bad value, an unset token variable), quoting the value without any token.
-    """
-    name, sep, rest = value.partition("=")
-    name = name.strip()
-    where = f"--endpoint {value!r}"
-    if not sep or not name:
-        raise EndpointError(f"{where}: expected NAME=URL (a name for the model list, then '=' and the API's base URL)")
-    if not NAME_PATTERN.fullmatch(name):
-        raise EndpointError(f"{where}: the name {name!r} must start with a letter or digit and hold only letters, "
-                            "digits and . _ : / - (at most 64 characters)")
-    url, *options = [part.strip() for part in rest.split(",")]
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise EndpointError(f"--endpoint {name}: {url!r} is not an http:// or https:// URL "
-                            "(give the base of an OpenAI-compatible API, e.g. http://host:8000/v1)")
-    if parts.username or parts.password:
-        raise EndpointError(f"--endpoint {name}: put no credentials in the URL; name the variable holding the token "
-                            "with token_env=VAR")
-    seen: dict[str, str] = {}
-    for option in options:
-        key, eq, val = option.partition("=")
-        key, val = key.strip(), val.strip()
-        if key not in ENDPOINT_OPTIONS:
-            raise EndpointError(f"--endpoint {name}: unknown option {key or option!r} (known: {', '.join(ENDPOINT_OPTIONS)})")
-        if not eq or not val:
-            raise EndpointError(f"--endpoint {name}: option {key} needs a value ({key}=...)")
-        if key in seen:
-            raise EndpointError(f"--endpoint {name}: option {key} is given twice")
-        seen[key] = val
-    kind = seen.get("kind", Kind.CAUSAL.value)
-    if kind not in (Kind.CAUSAL.value, Kind.SEQ2SEQ.value):
-        raise EndpointError(f"--endpoint {name}: kind must be causal or seq2seq, got {kind!r}")
-    chat = seen.get("chat")
-    if chat is not None and chat.lower() not in ("true", "false"):
-        raise EndpointError(f"--endpoint {name}: chat must be true or false, got {chat!r}")
-    token_env = seen.get("token_env")
-    if token_env is not None:
-        if not ENV_PATTERN.fullmatch(token_env):
-            raise EndpointError(f"--endpoint {name}: token_env must name an environment variable, got {token_env!r}")
-        if not os.environ.get(token_env):
-            raise EndpointError(f"--endpoint {name}: token_env={token_env}, but that environment variable is not set")
-    return EndpointSpec(name, url.rstrip("/"), seen.get("model"), token_env, Kind(kind),
-                        None if chat is None else chat.lower() == "true")
-
-
-def parse_endpoint_specs(values: Sequence[str]) -> list[EndpointSpec]:
-    """Every ``--endpoint`` value checked; a name given twice is refused."""
-    specs: list[EndpointSpec] = []
-    for value in values:
-        spec = parse_endpoint_spec(value)
-        if any(other.name == spec.name for other in specs):
-            raise EndpointError(f"--endpoint {spec.name}: the name is used by another --endpoint; give each a different name")
-        specs.append(spec)
-    return specs
-
+REMOTE_ENGINE = "openai"  # ModelSource.engine of a model an inference server serves
 
 # ----- engines: what each one calls our settings -----
 
@@ -324,11 +232,6 @@ class RemoteRequest:
             args["extra_body"] = dict(self.extra)
         return args
 
-    @property
-    def prepared(self) -> PreparedPrompt:
-        """The run layer's view of the input: the text sent (token ids are the engine's business)."""
-        return PreparedPrompt(self.text, [], self.max_new_tokens, used_chat_template=self.chat, notices=list(self.notices))
-
 
 def build_request(engine: Engine, chat: bool, kind: Kind, prompt: str, settings: GenerationSettings,
                   precision: str = "auto") -> RemoteRequest:
@@ -461,7 +364,7 @@ class Endpoint:
     def source(self) -> ModelSource:
         """The model source visitors pick (named after the endpoint)."""
         return ModelSource(self.name, self.model_id, f"{ENDPOINT_SOURCE_PREFIX}{self.name} ({self.engine.name})",
-                           kind=self.kind, endpoint=self)
+                           kind=self.kind, engine=REMOTE_ENGINE, server=self.engine.name)
 
     def hub_source(self) -> ModelSource | None:
         """The model id as a hub model, when it is a valid hub id (its config may then be readable here)."""
@@ -479,9 +382,45 @@ class Endpoint:
                     timeout=openai.Timeout(None, connect=CONNECT_TIMEOUT))  # read deadlines are kept by stream()
             return self._client
 
-    def request(self, prompt: str, settings: GenerationSettings, precision: str = "auto") -> RemoteRequest:
+    def request(self, prompt: str, settings: GenerationSettings, precision: Precision | str = "auto") -> RemoteRequest:
         """What a run of ``prompt`` with ``settings`` sends to this endpoint (``precision``: the panel's choice)."""
         return build_request(self.engine, self.chat, self.kind, prompt, settings, precision)
+
+    # ----- the engine interface (models.engine.Engine) -----
+    def prepare(self, prompt: str, settings: GenerationSettings, precision: Precision = Precision.AUTO, *,
+                max_input_tokens: int | None = None) -> RemoteRequest:
+        """The request, built once (the server applies its own context limits: ``max_input_tokens`` is not sent)."""
+        return self.request(prompt, settings, precision)
+
+    def explain(self, prepared: RemoteRequest, settings: GenerationSettings, prompt: str) -> Explanation:
+        """No token view (the server tokenizes); the code is the same request through the ``openai`` client."""
+        return Explanation(None, f"the tokens are made on the server ({self.engine.name} serving {self.model_id}), "
+                           "not on this machine", endpoint_snippet(self, prepared))
+
+    def rows(self, rows: Sequence[PromptRow | str], settings: GenerationSettings, *, batch_size: int = 0,
+             stop_event: threading.Event | None = None) -> Iterator[RowResult]:
+        """Every row of a prompt set, one request each, in order, errors included (nothing raises once it starts).
+
+        The engine batches concurrent requests on its side (``batch_size`` is not sent); here rows go one after
+        another, so Stop ends the running request at once and leaves the rest not run.
+        """
+        stop_event = stop_event if stop_event is not None else threading.Event()
+        for index, row in enumerate(rows):
+            row = PromptRow(row) if isinstance(row, str) else row
+            if stop_event.is_set():
+                yield RowResult.not_run(index)
+                continue
+            try:
+                request = self.request(row_prompt(self.kind, row), row_settings(settings, row))
+            except Exception as exc:  # noqa: BLE001 - a row whose settings are refused fails alone
+                yield RowResult.failed(index, f"could not prepare the prompt: {exc}"[:500])
+                continue
+            for final in self.stream(request, stop_event=stop_event):  # each update holds the text so far: keep the last
+                pass
+            stats = final.stats
+            yield RowResult(index, final.text, stats.output_tokens, stats.input_tokens or 0, stats.total_seconds,
+                            stats.finish_reason, stats.error, batch_size=1, batch_seconds=stats.total_seconds,
+                            notices=tuple(stats.notices))
 
     async def _pump(self, request: RemoteRequest, out: queue.Queue) -> None:
         """Stream one answer into ``out``: chunks, then ``_END`` or a ``_Failure``. Cancelling it hangs up."""
@@ -497,9 +436,11 @@ class Endpoint:
         except BaseException as exc:  # noqa: BLE001 - reported to the consumer, never lost
             out.put(_Failure(exc))
 
-    def stream(self, request: RemoteRequest, *, stop_event: threading.Event | None = None,
-               first_token_timeout: float = FIRST_TOKEN_TIMEOUT, token_timeout: float = TOKEN_TIMEOUT) -> Iterator[StreamUpdate]:
-        """Stream the answer to ``request``, yielding the growing text; the last update carries the stats.
+    def stream(self, request: RemoteRequest, settings: GenerationSettings | None = None, *,
+               stop_event: threading.Event | None = None, first_token_timeout: float = FIRST_TOKEN_TIMEOUT,
+               token_timeout: float = TOKEN_TIMEOUT) -> Iterator[StreamUpdate]:
+        """Stream the answer to ``request``, yielding the growing text; the last update carries the stats
+        (``settings`` are already in the request).
 
         Never raises for a failure of the server or the network: the last update then has
         ``finish_reason == "error"``, the message and the partial text. Setting ``stop_event`` (or
@@ -592,16 +533,13 @@ class _Counter:
             stats.time_to_first_token = self.first_at - self.started
             if stats.output_tokens > 1 and self.last_at and self.last_at - self.first_at >= MIN_RATE_SPAN:
                 stats.tokens_per_second = (stats.output_tokens - 1) / (self.last_at - self.first_at)
-        if error:
-            stats.finish_reason, stats.error = FinishReason.ERROR, error
-        elif stopped:
-            stats.finish_reason = FinishReason.STOPPED
-        elif finish in FINISH_REASONS:
-            stats.finish_reason = FINISH_REASONS[finish]
-        elif finish is None and not text:
-            stats.finish_reason, stats.error = FinishReason.ERROR, f"endpoint {endpoint.name} ended the stream without an answer"
-        else:
-            stats.finish_reason = FinishReason.EOS
+        if not error and not stopped and finish is None and not text:
+            error = f"endpoint {endpoint.name} ended the stream without an answer"
+        told = FINISH_REASONS.get(finish) if not stopped else None  # the server's reason, unless the visitor stopped
+        stats.error = error
+        stats.finish_reason = finish_reason(error=error, eos=told is FinishReason.EOS, length=told is FinishReason.LENGTH,
+                                            stopped=stopped, otherwise=FinishReason.EOS)
+        if stats.finish_reason is FinishReason.EOS and told is None:
             stats.notices.append(f"the server's finish reason: {finish}" if finish else "the server gave no finish reason")
         return stats
 
@@ -717,33 +655,41 @@ def endpoint_snippet(endpoint: Endpoint, request: RemoteRequest) -> str:
             "print()\n")
 
 
-# ----- prompt sets -----
+# ----- the provider -----
 
-def endpoint_rows(endpoint: Endpoint, rows: Sequence[Any], settings: GenerationSettings, *,
-                  stop_event: threading.Event | None = None) -> Iterator[Any]:
-    """Every row of a prompt set on ``endpoint``, one request each, in order: one
-    :class:`~models.batch.RowResult` per row, errors included (nothing raises once it starts).
+class RemoteEngines:
+    """The provider of the endpoints registered at start (``--endpoint``), for sources whose ``engine`` is
+    ``"openai"``: nothing loads here, each endpoint is its own engine.
 
-    The engine batches concurrent requests on its side; here rows go one after another, so Stop
-    ends the running request at once and leaves the rest not run.
+    Args:
+        endpoints: the connected endpoints.
     """
-    from .batch import NOT_RUN_NOTICE, RowResult, row_prompt, row_settings  # batch.generate_rows calls this
-    from .promptset import PromptRow
 
-    stop_event = stop_event if stop_event is not None else threading.Event()
-    for index, row in enumerate(rows):
-        row = PromptRow(row) if isinstance(row, str) else row
-        if stop_event.is_set():
-            yield RowResult(index, "", 0, 0, 0.0, FinishReason.STOPPED, batch_size=0, notices=(NOT_RUN_NOTICE,))
-            continue
-        try:
-            request = endpoint.request(row_prompt(endpoint.kind, row), row_settings(settings, row))
-        except Exception as exc:  # noqa: BLE001 - a row whose settings are refused fails alone
-            yield RowResult(index, "", 0, 0, 0.0, FinishReason.ERROR, f"could not prepare the prompt: {exc}"[:500])
-            continue
-        for final in endpoint.stream(request, stop_event=stop_event):  # each update holds the text so far: keep the last
-            pass
-        stats = final.stats
-        yield RowResult(index, final.text, stats.output_tokens, stats.input_tokens or 0, stats.total_seconds,
-                        stats.finish_reason, stats.error, batch_size=1, batch_seconds=stats.total_seconds,
-                        notices=tuple(stats.notices))
+    name = REMOTE_ENGINE
+
+    def __init__(self, endpoints: Sequence[Endpoint] = ()) -> None:
+        self.endpoints = {endpoint.name: endpoint for endpoint in endpoints}
+        self._reports: dict[str, ClassReport | None] = {}  # endpoint name -> its hub config's class report
+
+    def ready(self, source: ModelSource, precision: Precision) -> Endpoint:
+        return self.endpoints[source.name]
+
+    def unavailable(self, source: ModelSource) -> str | None:
+        return None if source.name in self.endpoints else f"{source.name}: no such endpoint"
+
+    def open(self, source: ModelSource, precision: Precision, on_status: Any = None) -> Endpoint:
+        return self.endpoints[source.name]
+
+    def inspect(self, source: ModelSource, precision: Precision) -> Selection:
+        """The endpoint's description, and the class report of its model id's hub config when that can be read
+        here (tried once per endpoint)."""
+        endpoint = self.endpoints[source.name]
+        if endpoint.name not in self._reports:
+            report, hub = None, endpoint.hub_source()
+            if hub is not None:
+                try:
+                    report = class_report(hub)
+                except Exception:  # noqa: BLE001 - not on the hub, gated, offline and not cached: nothing to show
+                    report = None
+            self._reports[endpoint.name] = report
+        return Selection(self._reports[endpoint.name], endpoint.description, served_by=endpoint.description.served_by)

@@ -1,15 +1,17 @@
-"""One side's run, with no Gradio: load (with status lines), prepare once, stream, stop, a typed result.
+"""The run layer, with no Gradio: one side's run and a prompt set's run, from a parsed request to a typed result.
 
-A :class:`Runner` is shared by every visitor: it holds the registry, the process-wide
-model cache and the stop events of the runs in progress, per session. :meth:`Runner.start`
-gives a :class:`SideRun`; iterating :meth:`SideRun.events` loads the model, builds its
-input once, streams the answer and ends with a :class:`Finished` event carrying a
-:class:`RunResult`. The page, the API and the benchmark only translate these events.
+A :class:`Runner` is shared by every visitor: it holds the model registry, the engines
+(:class:`~models.engine.Engines`: which provider answers for which model) and the runs in progress, per
+session. :meth:`Runner.start` gives a :class:`SideRun`; iterating :meth:`SideRun.events` gets the engine
+(loading the model, with status lines), builds its input once, streams the answer and ends with a
+:class:`Finished` event carrying a :class:`RunResult`. :meth:`Runner.start_set` gives a :class:`SetRun`:
+both sides' engines, then the set's progress and its result. The page, the API and the benchmark only
+translate these events; nothing here asks which kind of engine it has.
 
 Example:
-    >>> runner = Runner(registry, cache)                                       # doctest: +SKIP
-    >>> run = runner.start(runner.resolve("tiny-gpt2"), "Hello", GenerationSettings(), session="s1")
-    >>> for event in run.events():                                             # doctest: +SKIP
+    >>> runner = Runner(registry, Engines([LocalEngines(cache, registry)]))   # doctest: +SKIP
+    >>> request = RunRequest.parse(prompt="Hello")                            # doctest: +SKIP
+    >>> for event in runner.start(runner.resolve("tiny-gpt2"), request, session="s1").events():  # doctest: +SKIP
     ...     if isinstance(event, Finished):
     ...         print(event.result.text, event.result.stats.finish_reason)
 """
@@ -17,28 +19,29 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import os
 import queue
+import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Generator, Iterator, Union
+from datetime import datetime, timezone
+from typing import Any, Generator, Iterator, Protocol, Union
 
 from .detect import UnsupportedModelError
-from .explain import ClassReport, PromptView, class_report, prompt_view
-from .grouping import Grouper
-from .loader import LoadedModel, ModelCache, ModelDescription, ModelLoadError
+from .engine import Engine, EngineUnavailable, Engines, Selection
+from .explain import PromptView
+from .loader import ModelLoadError
 from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, Kind
-from .prompt import PreparedPrompt, prepare
-from .remote import Endpoint, EndpointDescription, endpoint_snippet
-from .settings import GenerationSettings, Precision, parse_precision
-from .snippet import build_snippet
+from .request import RunRequest, SetRequest
+from .settings import GenerationSettings, Precision
+from .sets.compare import SIDES, SetProgress, SetResult, compare_set
 from .sources import ModelIdError, ModelRegistry, ModelSource
-from .stream import FIRST_TOKEN_TIMEOUT, Stats, stream
+from .stream import FIRST_TOKEN_TIMEOUT
+from .types import Description, Prepared, Stats
 
 LOAD_POLL_SECONDS = 0.25  # how often a waiting load reports its status (and notices a stop)
 _LOADS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="load")
+LOAD_ERRORS = (ModelLoadError, UnsupportedModelError, EngineUnavailable)  # a model that cannot be had: said, not raised
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,8 @@ class RunResult:
         text: the answer (partial when stopped or failed while generating).
         stats: the figures of a generation that started (``None`` when it never did).
         error: why there is no answer (load failure, stopped before generating), else ``None``.
-        description: the loaded model's description (an endpoint's: its name, engine and model id).
-        prepared: the model input (``prepared.text`` is what the model saw).
+        description: the engine's description of the model (an endpoint's: its name, engine and model id).
+        prepared: the engine's input (``prepared.text`` is what the model saw).
         code: a script reproducing the run.
         token_view: the tokens the model received, tagged by origin.
         stopped: the visitor stopped the run before it generated.
@@ -65,8 +68,8 @@ class RunResult:
     text: str = ""
     stats: Stats | None = None
     error: str | None = None
-    description: ModelDescription | EndpointDescription | None = None
-    prepared: PreparedPrompt | None = None
+    description: Description | None = None
+    prepared: Prepared | None = None
     code: str | None = None
     token_view: PromptView | None = None
     stopped: bool = False
@@ -104,14 +107,14 @@ class Loading:
 
 @dataclass(frozen=True)
 class Ready:
-    """The model is loaded (or its endpoint known) and its input built; generation starts next.
+    """The engine is ready (the model loaded, or its server known) and the input built; generation starts next.
 
-    ``token_view_error`` says why the token view could not be made (it never stops a run).
-    ``loaded.description`` is what the card shows.
+    ``description`` is what the card shows; ``token_view_error`` says why the token view could not be made
+    (it never stops a run).
     """
 
-    loaded: LoadedModel | Endpoint
-    prepared: PreparedPrompt
+    description: Description
+    prepared: Prepared
     token_view: PromptView | None
     token_view_error: str | None
     code: str
@@ -134,129 +137,161 @@ class Finished:
 RunEvent = Union[Loading, Ready, Chunk, Finished]
 
 
-def explain(loaded: LoadedModel, prepared: PreparedPrompt, settings: GenerationSettings,
-            prompt: str) -> tuple[PromptView | None, str | None, str]:
-    """``(token view, why it is missing, reproducing code)`` for a run; a failure here never stops the run."""
-    view, view_error = None, None
-    try:
-        view = prompt_view(loaded, prepared, settings, prompt)
-    except Exception as exc:  # noqa: BLE001
-        view_error = f"could not show the tokens ({type(exc).__name__}: {exc})"
-    try:
-        code = build_snippet(loaded, prepared, settings, prompt)
-    except Exception as exc:  # noqa: BLE001
-        code = f"# could not write the code for this run ({type(exc).__name__}: {' '.join(str(exc).split())})\n"
-    return view, view_error, code
-
-
 class SideRun:
     """One model answering one prompt for one session. Iterate :meth:`events` once; :meth:`stop` from anywhere.
 
     Args:
         runner: the runner that tracks this run's stop event.
         source: the model.
-        prompt: the validated prompt.
-        settings: validated settings.
-        precision: the precision asked for (auto, float32, bfloat16, float16, 8-bit; ``True`` = 8-bit).
+        request: the parsed request (prompt, settings, precision).
         session: the visitor's session (its Stop stops this run).
     """
 
-    def __init__(self, runner: "Runner", source: ModelSource, prompt: str, settings: GenerationSettings,
-                 precision: Precision | str | bool, session: str) -> None:
-        self.runner, self.source, self.prompt, self.settings = runner, source, prompt, settings
-        self.precision, self.session = parse_precision(precision), session
+    def __init__(self, runner: "Runner", source: ModelSource, request: RunRequest, session: str) -> None:
+        self.runner, self.source, self.request, self.session = runner, source, request, session
+        self.prompt, self.settings = request.prompt, request.settings
         self.stop_event = threading.Event()
 
     def stop(self) -> None:
         """Stop this run: a load in progress is abandoned (it finishes in the background), generation ends."""
         self.stop_event.set()
 
-    def _failed(self, message: str, loaded: LoadedModel | None = None) -> Finished:
-        return Finished(RunResult(self.source.name, self.prompt, self.settings, error=message,
-                                  description=loaded.description if loaded is not None else None,
+    def _failed(self, message: str, description: Description | None = None) -> Finished:
+        return Finished(RunResult(self.source.name, self.prompt, self.settings, error=message, description=description,
                                   stopped=self.stop_event.is_set()))
 
     def events(self) -> Iterator[RunEvent]:
-        """Load, prepare, stream; the last event is :class:`Finished`. Closing the iterator stops the run."""
+        """Get the engine, prepare, stream; the last event is :class:`Finished`. Closing the iterator stops the run."""
         self.runner.track(self, True)
         try:
-            if self.source.endpoint is not None:
-                yield from self._served(self.source.endpoint)
+            try:
+                engine = yield from self.runner.engine(self.source, self.request.precision, self.stop_event)
+            except LOAD_ERRORS as exc:
+                yield self._failed(str(exc))
                 return
-            loaded = yield from self._load()
-            if loaded is None:
+            except Exception as exc:  # noqa: BLE001 - nothing raw reaches a visitor
+                yield self._failed(f"{self.source.name} could not be loaded ({type(exc).__name__}: {exc})")
                 return
             if self.stop_event.is_set():
-                yield self._failed("stopped before generating", loaded)
+                yield self._failed("stopped before generating", engine.description)
                 return
-            prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, self.prompt, self.settings,
-                               max_input_tokens=self.runner.max_input_tokens)
-            view, view_error, code = explain(loaded, prepared, self.settings, self.prompt)
-            yield Ready(loaded, prepared, view, view_error, code)
+            prepared = engine.prepare(self.prompt, self.settings, self.request.precision,
+                                      max_input_tokens=self.runner.max_input_tokens)
+            explained = engine.explain(prepared, self.settings, self.prompt)
+            yield Ready(engine.description, prepared, explained.token_view, explained.token_view_error, explained.code)
             text, stats = "", None
-            with self.runner.generating() as threads:
-                for update in stream(loaded, prepared, self.settings, stop_event=self.stop_event,
-                                     first_token_timeout=self.runner.first_token_timeout, grouper=self.runner.grouper,
-                                     threads=threads):
-                    text, stats = update.text, update.stats
-                    if stats is None:
-                        yield Chunk(text)
+            for update in engine.stream(prepared, self.settings, stop_event=self.stop_event,
+                                        first_token_timeout=self.runner.first_token_timeout):
+                text, stats = update.text, update.stats
+                if stats is None:
+                    yield Chunk(text)
             yield Finished(RunResult(self.source.name, self.prompt, self.settings, text, stats,
-                                     description=loaded.description, prepared=prepared, code=code, token_view=view))
+                                     description=engine.description, prepared=prepared, code=explained.code,
+                                     token_view=explained.token_view))
         finally:
             self.stop_event.set()  # the consumer went away or the run ended: the worker must end too
             self.runner.track(self, False)
 
-    def _served(self, endpoint: Endpoint) -> Iterator[RunEvent]:
-        """A run on an inference engine: nothing loads here; the request is built once, then streamed."""
-        request = endpoint.request(self.prompt, self.settings, self.precision)
-        prepared, code = request.prepared, endpoint_snippet(endpoint, request)
-        yield Ready(endpoint, prepared, None, f"the tokens are made by {endpoint.description.served_by}, "
-                    "not on this machine", code)
-        text, stats = "", None
-        for update in endpoint.stream(request, stop_event=self.stop_event, first_token_timeout=self.runner.first_token_timeout):
-            text, stats = update.text, update.stats
-            if stats is None:
-                yield Chunk(text)
-        yield Finished(RunResult(self.source.name, self.prompt, self.settings, text, stats,
-                                 description=endpoint.description, prepared=prepared, code=code))
 
-    def _load(self) -> Iterator[RunEvent]:
-        """Yield :class:`Loading` events until the model is ready; return it, or ``None`` after a
-        :class:`Finished` event with the reason it could not be had."""
-        try:
-            return (yield from self.runner.load(self.source, self.precision, self.stop_event))
-        except (ModelLoadError, UnsupportedModelError) as exc:
-            yield self._failed(str(exc))
-        except Exception as exc:  # noqa: BLE001 - nothing raw reaches a visitor
-            yield self._failed(f"{self.source.name} could not be loaded ({type(exc).__name__}: {exc})")
-        return None
+@dataclass(frozen=True)
+class SetLoading:
+    """One side's model of a set is loading (``status`` names the side)."""
+
+    status: str
 
 
 @dataclass(frozen=True)
-class Selection:
-    """A panel's selected model before any run: its class report, its description when already
-    loaded, whether it is an untrained demo model, or why it cannot be used.
+class SetRefused:
+    """The set could not run (a model that cannot be had); ``message`` names the side and says why."""
 
-    An endpoint model has its description at once, ``served_by`` set, and a class report only when
-    its model id is a hub id whose config can be read here.
+    message: str
+
+
+@dataclass(frozen=True)
+class SetFinished:
+    """The set ended (all rows, or stopped); ``result`` is its JSON form, with its id, time, set, task and models."""
+
+    result: dict[str, Any]
+
+
+SetEvent = Union[SetLoading, SetProgress, SetRefused, SetFinished]
+
+
+class SetRun:
+    """One prompt set on two models for one session. Iterate :meth:`events` once; :meth:`stop` from anywhere.
+
+    Args:
+        runner: the runner that tracks this run (the session's Stop stops it).
+        request: the parsed set request.
+        session: the visitor's session.
     """
 
-    report: ClassReport | None = None
-    description: ModelDescription | EndpointDescription | None = None
-    untrained: bool = False
-    error: str | None = None
-    served_by: str | None = None
+    def __init__(self, runner: "Runner", request: SetRequest, session: str) -> None:
+        self.runner, self.request, self.session = runner, request, session
+        self.stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _engines(self) -> Generator[SetLoading, None, dict[str, Engine]]:
+        engines: dict[str, Engine] = {}
+        for side in SIDES:
+            loading = self.runner.engine(self.request.sources[side], self.request.precision[side], self.stop_event)
+            try:
+                while True:
+                    event = next(loading)
+                    yield SetLoading(f"{side}: {event.status}")
+            except StopIteration as done:
+                engines[side] = done.value
+            except LOAD_ERRORS as exc:
+                raise ModelLoadError(f"{side}: {exc}") from None
+        return engines
+
+    def events(self) -> Iterator[SetEvent]:
+        """Both engines (status lines), then progress after every row, then :class:`SetFinished`; a model that
+        cannot be had ends it with :class:`SetRefused`. Closing the iterator stops the run."""
+        request = self.request
+        self.runner.track(self, True)
+        try:
+            try:
+                engines = yield from self._engines()
+            except ModelLoadError as exc:
+                yield SetRefused(str(exc))
+                return
+            final: SetResult | None = None
+            for event in compare_set(engines["left"], engines["right"], request.rows, request.settings, task=request.task,
+                                     batch_size=request.batch_size, stop_event=self.stop_event):
+                if isinstance(event, SetResult):
+                    final = event
+                else:
+                    yield event
+            assert final is not None
+            yield SetFinished({"id": secrets.token_hex(8), "created": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"),
+                               "set": request.name, "task": request.task.value, "batch_size": request.batch_size,
+                               "settings": {side: request.settings.to_dict() for side in SIDES},
+                               "models": {side: engines[side].description.to_dict() for side in SIDES}, **final.to_dict()})
+        finally:
+            self.stop_event.set()
+            self.runner.track(self, False)
+
+
+class Stoppable(Protocol):
+    """A run the tracker can stop: a side's or a set's."""
+
+    session: str
+    stop_event: threading.Event
+
+    def stop(self) -> None: ...
 
 
 class RunTracker:
     """The runs in progress, per session: what a session's Stop stops (a single-prompt run or a prompt set)."""
 
     def __init__(self) -> None:
-        self._runs: dict[str, set[SideRun]] = {}
+        self._runs: dict[str, set[Stoppable]] = {}
         self._lock = threading.Lock()
 
-    def track(self, run: SideRun, running: bool) -> None:
+    def track(self, run: Stoppable, running: bool) -> None:
         """Record that ``run`` started (``True``) or ended (``False``)."""
         with self._lock:
             runs = self._runs.setdefault(run.session, set())
@@ -288,24 +323,16 @@ class Runner(RunTracker):
 
     Args:
         registry: resolves picked or typed names to sources.
-        cache: the process-wide model cache (a model is loaded once for all visitors).
+        engines: the providers that answer for the sources (the local models, the inference servers…).
         first_token_timeout: seconds before a silent model counts as failed.
-        grouper: answers simultaneous greedy requests for the same model and settings with one batched
-            ``generate`` (:mod:`models.grouping`); ``None``: every run generates alone.
-        share_threads: give each generation ``cores // generations running`` intra-op threads when it
-            starts, instead of every core to each (measured in the benchmark's "visitors" section).
         max_input_tokens: most tokens a model reads (longer inputs are cut, with a notice); ``None``: its context.
     """
 
-    def __init__(self, registry: ModelRegistry, cache: ModelCache, *,
-                 first_token_timeout: float = FIRST_TOKEN_TIMEOUT, max_input_tokens: int | None = None,
-                 grouper: Grouper | None = None, share_threads: bool = False) -> None:
-        self.registry, self.cache, self.first_token_timeout = registry, cache, first_token_timeout
-        self.grouper, self.share_threads = grouper, share_threads
-        self._generating = 0  # generations in progress (for share_threads)
+    def __init__(self, registry: ModelRegistry, engines: Engines, *, first_token_timeout: float = FIRST_TOKEN_TIMEOUT,
+                 max_input_tokens: int | None = None) -> None:
+        self.registry, self.engines, self.first_token_timeout = registry, engines, first_token_timeout
         self.max_input_tokens = max_input_tokens
         super().__init__()
-        self._endpoint_reports: dict[str, ClassReport | None] = {}  # endpoint name -> its hub config's class report
 
     # ----- which model -----
     def resolve(self, name: str | None, custom: str | None = None) -> ModelSource:
@@ -315,11 +342,6 @@ class Runner(RunTracker):
         if not name:
             raise ModelIdError("model: no model selected")
         return self.registry.resolve(name)
-
-    def unavailable(self, source: ModelSource) -> str | None:
-        """Why ``source`` cannot be loaded now (offline and not cached), or ``None``."""
-        reason = self.registry.availability(source.name)
-        return f"{source.name} {reason}" if reason else None
 
     def default_model(self, kind: Kind, wanted: str | None = None) -> str | None:
         """The model a panel starts with: ``wanted``, else the kind's default preset when available,
@@ -339,42 +361,33 @@ class Runner(RunTracker):
         return any(reason is None and not (name in local and local[name].untrained)
                    for name, _label, reason in self.registry.choices(kind))
 
-    def inspect(self, name: str | None, custom: str | None = None,
-                precision: Precision | str | bool = Precision.AUTO) -> "Selection":
+    def inspect(self, name: str | None, custom: str | None = None, precision: Precision = Precision.AUTO) -> Selection:
         """What the page shows for a panel's selection, from one config read (cached per model)."""
         try:
             source = self.resolve(name, custom)
-            if source.endpoint is not None:
-                return self._inspect_endpoint(source.endpoint)
-            reason = self.unavailable(source)
-            if reason:
-                raise ModelLoadError(reason)
-            report = class_report(source)
-        except (ModelIdError, ModelLoadError, UnsupportedModelError) as exc:
+            return self.engines.provider(source).inspect(source, precision)
+        except (ModelIdError, *LOAD_ERRORS) as exc:
             return Selection(error=str(exc))
-        loaded = self.cache.peek(source.name, precision)
-        return Selection(report, loaded.description if loaded is not None else None, source.untrained)
 
-    def load(self, source: ModelSource, precision: Precision | str | bool = Precision.AUTO,
-             stop_event: threading.Event | None = None) -> Generator[Loading, None, LoadedModel]:
-        """Load ``source`` through the shared cache, yielding :class:`Loading` status lines meanwhile;
-        returns the model (``model = yield from runner.load(...)``); an endpoint model returns its
-        :class:`~models.remote.Endpoint` at once (``models.batch.generate_rows`` takes either).
+    def engine(self, source: ModelSource, precision: Precision = Precision.AUTO,
+               stop_event: threading.Event | None = None) -> Generator[Loading, None, Engine]:
+        """The engine for ``source``, yielding :class:`Loading` status lines while it loads
+        (``engine = yield from runner.engine(...)``); an engine that is ready returns at once.
 
         Raises:
             ModelLoadError: unavailable here, failed, or stopped (the load then finishes in the background).
             UnsupportedModelError: not a seq2seq or causal language model.
+            EngineUnavailable: no engine runs that kind of model here.
         """
-        if source.endpoint is not None:  # served by an inference engine: nothing loads here
-            return source.endpoint
-        cached = self.cache.peek(source.name, precision)
-        if cached is not None:
-            return cached
-        reason = self.unavailable(source)
+        provider = self.engines.provider(source)
+        ready = provider.ready(source, precision)
+        if ready is not None:
+            return ready
+        reason = provider.unavailable(source)
         if reason:
             raise ModelLoadError(reason)
         messages: queue.Queue[str] = queue.Queue()
-        future = _LOADS.submit(self.cache.get, source, precision, on_status=messages.put)
+        future = _LOADS.submit(provider.open, source, precision, messages.put)
         started, status = time.perf_counter(), f"Loading {source.name}"
         while True:
             try:
@@ -387,38 +400,14 @@ class Runner(RunTracker):
                 raise ModelLoadError(f"stopped while loading {source.name} (it keeps loading in the background)")
             yield Loading(f"⏳ {status}… {time.perf_counter() - started:.0f} s")
 
-    def _inspect_endpoint(self, endpoint: Endpoint) -> "Selection":
-        """An endpoint's selection: its description, and the class report of its model id's hub config
-        when that can be read here (tried once per endpoint)."""
-        if endpoint.name not in self._endpoint_reports:
-            report, hub = None, endpoint.hub_source()
-            if hub is not None:
-                try:
-                    report = class_report(hub)
-                except Exception:  # noqa: BLE001 - not on the hub, gated, offline and not cached: nothing to show
-                    report = None
-            self._endpoint_reports[endpoint.name] = report
-        return Selection(self._endpoint_reports[endpoint.name], endpoint.description,
-                         served_by=endpoint.description.served_by)
-
     # ----- runs -----
-    def start(self, source: ModelSource, prompt: str, settings: GenerationSettings,
-              precision: Precision | str | bool = Precision.AUTO, session: str = "anonymous") -> SideRun:
-        """A run of ``source`` on the validated ``prompt`` in ``precision``; nothing happens until its events are read."""
-        return SideRun(self, source, prompt, settings, precision, session)
+    def start(self, source: ModelSource, request: RunRequest, session: str = "anonymous") -> SideRun:
+        """A run of ``source`` on the parsed ``request``; nothing happens until its events are read."""
+        return SideRun(self, source, request, session)
 
-    @contextlib.contextmanager
-    def generating(self) -> Iterator[int | None]:
-        """Count a generation while it runs; yields its intra-op threads (``None``: torch's default, unless
-        ``share_threads``: the cores shared by the generations running, this one included)."""
-        with self._lock:
-            self._generating += 1
-            running = self._generating
-        try:
-            yield max(1, (os.cpu_count() or 1) // running) if self.share_threads else None
-        finally:
-            with self._lock:
-                self._generating -= 1
+    def start_set(self, request: SetRequest, session: str = "anonymous") -> SetRun:
+        """A prompt set's run on both sides' models; nothing happens until its events are read."""
+        return SetRun(self, request, session)
 
     def preload(self, names: list[str]) -> concurrent.futures.Future:
         """Load ``names`` in the background (those available now) so the first visitor does not wait."""
@@ -426,8 +415,10 @@ class Runner(RunTracker):
             failed = []
             for name in names:
                 try:
-                    if self.registry.availability(name) is None:
-                        self.cache.get(self.registry.resolve(name))
+                    source = self.registry.resolve(name)
+                    provider = self.engines.provider(source)
+                    if provider.unavailable(source) is None:
+                        provider.open(source, Precision.AUTO, lambda _status: None)
                 except Exception as exc:  # noqa: BLE001 - shown in the panel when a visitor runs it
                     print(f"preload of {name} failed: {exc}")
                     failed.append(name)

@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Mapping
 
-from annotated_types import Ge, Gt, Le
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from annotated_types import Ge, Gt, Le, MaxLen
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
 
 MAX_NEW_TOKENS_LIMIT = 2048  # hard ceiling for a public demo; a model's own context may be lower
 MAX_PROMPT_CHARS = 20_000  # longer prompts are refused before tokenizing (a 1 MB prompt costs seconds)
@@ -131,8 +131,8 @@ class GenerationSettings(BaseModel):
                                       json_schema_extra=_ui(0.05, "1 = off", "1 = off; above 1 discourages repeats"))
     no_repeat_ngram_size: int = Field(0, ge=0, le=20, json_schema_extra=_ui(1, "0 = off", "0 = off"))
     seed: int = Field(0, ge=0, le=MAX_SEED, json_schema_extra=_ui(1, info="used when temperature > 0"))
-    use_chat_template: bool = True  # causal: wrap the prompt in the chat template
-    task_prefix: str = Field("", max_length=MAX_TASK_PREFIX_CHARS)  # seq2seq: e.g. "summarize: "
+    use_chat_template: StrictBool = True  # causal: wrap the prompt in the chat template
+    task_prefix: StrictStr = Field("", max_length=MAX_TASK_PREFIX_CHARS)  # seq2seq: e.g. "summarize: "
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -150,28 +150,11 @@ class GenerationSettings(BaseModel):
     def _real_number(cls, value: Any, info: Any) -> float:
         return float(_number(info.field_name, value))
 
-    @field_validator("use_chat_template", mode="before")
-    @classmethod
-    def _strict_bool(cls, value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise SettingsError("use_chat_template", f"must be true or false, got {value!r:.40}")
-        return value
-
-    @field_validator("task_prefix", mode="before")
-    @classmethod
-    def _text(cls, value: Any) -> str:
-        if not isinstance(value, str) or len(value) > MAX_TASK_PREFIX_CHARS:
-            raise SettingsError("task_prefix", f"must be text of at most {MAX_TASK_PREFIX_CHARS} characters")
-        return value
-
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "GenerationSettings":
-        """Build settings from a mapping, ignoring ``None`` values and refusing unknown keys."""
-        names = set(cls.model_fields)
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise SettingsError(unknown[0], f"is not a generation setting (known: {', '.join(sorted(names))})")
-        return cls(**{k: v for k, v in values.items() if v is not None})
+        """Build settings from a mapping, ignoring ``None`` values and refusing unknown keys (``extra="forbid"``,
+        even with a ``None`` value)."""
+        return cls(**{k: v for k, v in values.items() if v is not None or k not in cls.model_fields})
 
     @property
     def greedy(self) -> bool:
@@ -331,17 +314,29 @@ def _number(name: str, value: Any, *, integer: bool = False) -> float | int:
 
 
 def _settings_error(exc: ValidationError, values: Mapping[str, Any]) -> SettingsError:
-    """The first failure, in declaration order, as a :class:`SettingsError` naming its field."""
+    """The first failure as a :class:`SettingsError` naming its field: an unknown key (the first by name),
+    else the first field in declaration order."""
     errors = exc.errors(include_url=False)
     order = list(GenerationSettings.model_fields)
-    errors.sort(key=lambda e: order.index(e["loc"][0]) if e["loc"] and e["loc"][0] in order else len(order))
-    first = errors[0]
+
+    def rank(error: Any) -> tuple[int, int, str]:
+        name = error["loc"][0] if error["loc"] else None
+        if error["type"] == "extra_forbidden":
+            return 0, 0, str(name)
+        return 1, order.index(name) if name in order else len(order), ""
+
+    first = min(errors, key=rank)
     field = str(first["loc"][0]) if first["loc"] else "settings"
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, SettingsError):
         return cause
     if first["type"] == "extra_forbidden":
         return SettingsError(field, f"is not a generation setting (known: {', '.join(sorted(order))})")
+    if first["type"] == "bool_type":  # StrictBool
+        return SettingsError(field, f"must be true or false, got {first['input']!r:.40}")
+    if first["type"] in ("string_type", "string_too_long"):  # StrictStr with max_length
+        limit = next(m.max_length for m in GenerationSettings.model_fields[field].metadata if isinstance(m, MaxLen))
+        return SettingsError(field, f"must be text of at most {limit} characters")
     ranges = setting_ranges()
     if field in ranges:
         value = values.get(field)

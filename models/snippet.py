@@ -20,7 +20,8 @@ import torch
 
 from .loader import LoadedModel
 from .presets import Kind
-from .prompt import GenerateCall, PreparedPrompt, generate_call, has_chat_template
+from .prompt import GenerateCall, generate_call, has_chat_template
+from .types import PreparedPrompt
 from .settings import GenerationSettings
 
 # Short explanations printed next to generate() arguments.
@@ -161,7 +162,8 @@ def build_snippet(loaded: LoadedModel, prepared: PreparedPrompt, settings: Gener
 
     Args:
         loaded: the model the playground used (its source, load arguments and tokenizer).
-        prepared: the model input the run used (from :func:`~models.prompt.prepare`).
+        prepared: the model input the run used (from :func:`~models.prompt.prepare`; its ``call``, the
+            ``generate`` arguments the run streams with, is shown as it is).
         settings: the generation settings of the run.
         prompt: the user's validated prompt (the text ``prepared`` was built from).
 
@@ -171,7 +173,7 @@ def build_snippet(loaded: LoadedModel, prepared: PreparedPrompt, settings: Gener
         and device).
     """
     eight_bit = "quantization_config" in loaded.load_kwargs
-    call = generate_call(loaded, prepared, settings)
+    call = prepared.call if prepared.call is not None else generate_call(loaded, prepared, settings)
     lines = (_header(loaded, eight_bit) + _load_lines(loaded, eight_bit) + _prompt_lines(loaded, prepared, settings, prompt)
              + _generate_lines(loaded, call, settings))
     return "\n".join(lines) + "\n"

@@ -17,16 +17,13 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from huggingface_hub import is_offline_mode
 from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
 from .presets import PRESETS, Kind, get_preset
 
-if TYPE_CHECKING:
-    from .remote import Endpoint
+LOCAL_ENGINE = "transformers"  # the engine of every model whose files are read on this machine (models.local)
 
 MAX_REPO_ID_LENGTH = 96
 MAX_CUSTOM_BYTES_ON_SPACE = 2 * 10**9  # typed hub ids with more weights than this are refused on a Space
@@ -48,7 +45,9 @@ class ModelSource:
         gguf_file: file name inside ``path`` when the weights are a GGUF file.
         local: True when ``path`` is a folder on this machine.
         kind: the kind, when known without reading the config.
-        endpoint: set when an inference engine serves the model (``--endpoint``): nothing is loaded here.
+        engine: the name of the engine that answers with it (:class:`models.engine.Engines` finds its provider):
+            ``"transformers"`` here, ``"openai"`` for a model an inference server serves (``--endpoint``).
+        server: the inference server's name ("vLLM", "llama.cpp"…) when a server serves it, for the model list.
     """
 
     name: str
@@ -57,7 +56,8 @@ class ModelSource:
     gguf_file: str | None = None
     local: bool = False
     kind: Kind | None = None
-    endpoint: Endpoint | None = field(default=None, compare=False)
+    engine: str = LOCAL_ENGINE
+    server: str | None = None
 
     @property
     def untrained(self) -> bool:
@@ -280,8 +280,8 @@ class ModelRegistry:
         out: list[tuple[str, str, str | None]] = []
         tag = (lambda k: f" · {k.value}" if k is not None else "") if kind is None else (lambda k: "")
         for source in self.endpoints.values():
-            if kind in (None, source.kind) and source.endpoint is not None:
-                out.append((source.name, f"{source.name}{tag(source.kind)} · served by {source.endpoint.engine.name}", None))
+            if kind in (None, source.kind):
+                out.append((source.name, f"{source.name}{tag(source.kind)} · served by {source.server}", None))
         for source in self.local.values():
             if kind is None or source.kind in (kind, None):
                 out.append((source.name, f"{source.name}{tag(source.kind)} · local", None))

@@ -11,10 +11,11 @@ import threading
 import time
 import types
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from models import Kind, ModelCache, ModelRegistry
 from models.loader import LoadedModel
+from models.remote import Endpoint
 from models.run import Runner
 from models.stream import generation_threads
 from web.config import AppConfig
@@ -28,20 +29,24 @@ ARTIFACT = Path(__file__).resolve().parent.parent / "artifacts" / "reliability.j
 
 
 @contextlib.contextmanager
-def running_app(registry: ModelRegistry, cache: ModelCache | None = None, **config: Any) -> Iterator[Served]:
-    """Serve the app with ``registry`` (and a fresh cache unless given) on a loopback port.
+def running_app(registry: ModelRegistry, cache: ModelCache | None = None, *, endpoints: Sequence[Endpoint] = (),
+                **config: Any) -> Iterator[Served]:
+    """Serve the app with ``registry`` (and a fresh cache unless given) on a loopback port, with ``endpoints``
+    (inference servers already connected) registered as models.
 
     Extra keyword arguments go to :class:`web.config.AppConfig` (e.g. ``seq2seq="tiny-t5"``).
     """
     cfg = AppConfig(online=False, preload=False, **config)
-    with serving(cfg, registry=registry, cache=cache if cache is not None else ModelCache(4)) as served:
+    with serving(cfg, registry=registry, cache=cache if cache is not None else ModelCache(4),
+                 endpoints=list(endpoints)) as served:
         yield served
 
 
-def built_page(registry: ModelRegistry, cache: ModelCache, **config: Any) -> tuple[Page, Runner]:
-    """The page (not served) and its runner over ``registry`` and ``cache``, for calling handlers directly."""
+def built_page(registry: ModelRegistry, cache: ModelCache, *, endpoints: Sequence[Endpoint] = (),
+               **config: Any) -> tuple[Page, Runner]:
+    """The page (not served) and its runner over ``registry``, ``cache`` and ``endpoints``, for calling handlers directly."""
     cfg = AppConfig(online=False, preload=False, **config)
-    runner = build_runner(cfg, registry=registry, cache=cache)
+    runner = build_runner(cfg, registry=registry, cache=cache, endpoints=list(endpoints))
     return build_page(runner, cfg), runner
 
 

@@ -1,7 +1,8 @@
-"""Write the README's reliability table from ``artifacts/reliability.json`` (what the last test run counted).
+"""Write the reliability table of docs/benchmarks.md from ``artifacts/reliability.json`` (what the last test run counted).
 
     python -m tests.readme_figures          # print the table
-    python -m tests.readme_figures --write  # replace it in README.md, between its two markers
+    python -m tests.readme_figures --write  # replace it in docs/benchmarks.md, between its two markers
+    python -m tests.readme_figures --check  # write nothing; exit 1 when the page's table is not this one
 
 Every number comes from the JSON the tests write (``tests/apphelpers.py``: ``case`` counts a case when it
 runs and again only when its checks pass; ``set_figures`` stores what a test measured), so no figure is typed.
@@ -16,6 +17,8 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "artifacts" / "reliability.json"
+#: the docs page that holds the table
+PAGE = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 
 
@@ -78,19 +81,39 @@ def table(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def shown(page: str) -> str:
+    """The table between the markers of ``page`` (ValueError when they are missing)."""
+    if START not in page or END not in page.split(START, 1)[1]:
+        raise ValueError(f"no {START} … {END} block")
+    return page.split(START, 1)[1].split(END, 1)[0].strip("\n")
+
+
+def replace(page: str, text: str) -> str:
+    """``page`` with the table between its markers replaced by ``text``; everything else kept."""
+    shown(page)
+    head, rest = page.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{text}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="replace the table in README.md")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--write", action="store_true", help="replace the table in the page")
+    action.add_argument("--check", action="store_true", help="exit 1 when the page's table differs from this one")
+    parser.add_argument("--page", type=Path, default=PAGE, help="the page (default: docs/benchmarks.md)")
     args = parser.parse_args(argv)
     text = table(json.loads(ARTIFACT.read_text()))
+    if args.check:
+        same = shown(args.page.read_text(encoding="utf-8")) == text
+        print(f"{args.page}: the reliability table {'is' if same else 'is not'} the one {ARTIFACT.name} gives")
+        return 0 if same else 1
     if not args.write:
         print(text)
-        return
-    readme = (ROOT / "README.md").read_text()
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    (ROOT / "README.md").write_text(f"{head}{START}\n{text}\n{END}{tail}")
+        return 0
+    args.page.write_text(replace(args.page.read_text(encoding="utf-8"), text), encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

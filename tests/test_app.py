@@ -217,5 +217,9 @@ def test_readme_commands_exist():
     assert "python app.py" in readme
     assert "python -m pytest" in readme
     assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
-    for shot in ("screenshot.png", "prompt-set.png", "prompt-set-real.png"):
-        assert (ROOT / "docs" / shot).is_file() and f"docs/{shot}" in readme, shot
+    assert (ROOT / "docs" / "screenshot.png").is_file() and "(docs/screenshot.png)" in readme
+    using = (ROOT / "docs" / "using.md").read_text()  # the manual page of the prompt-set tab, beside its shots
+    for shot in ("prompt-set.png", "prompt-set-real.png"):
+        assert (ROOT / "docs" / shot).is_file() and f"]({shot})" in using, shot
+    for page in ("using", "api", "deploying", "benchmarks"):
+        assert f"(docs/{page}.md)" in readme and (ROOT / "docs" / f"{page}.md").is_file(), page

@@ -17,11 +17,15 @@ import pytest
 import torch
 
 from models import GenerationSettings, Kind, ModelRegistry, load_model, smollm2_gguf
-from models.batch import (MAX_BATCH_SIZE, NOT_RUN_NOTICE, RowResult, auto_batch_size, error_message, generate_rows,
-                          pad_batch, plan_batches, row_prompt, row_settings)
+from models.generation import error_message, pad_rows
+from models.local import LocalEngine
+from models.request import MAX_BATCH_SIZE, SetRequest
+from models.sets.batch import auto_batch_size, generate_rows, plan_batches
+from models.sets.rows import row_prompt, row_settings
+from models.types import NOT_RUN_NOTICE, RowResult
 from models.prompt import generate_call, prepare
-from models.promptset import BUILTIN_SETS, PromptRow, builtin_set
-from models.stream import FinishReason
+from models.sets.rows import BUILTIN_SETS, PromptRow, builtin_set
+from models.types import FinishReason
 from tests.conftest import CAUSAL_TINY, SEQ2SEQ_TINY
 
 ALL_TINY = (*SEQ2SEQ_TINY, *CAUSAL_TINY)
@@ -30,7 +34,7 @@ MIXED_ROWS = [row for name in BUILTIN_SETS for row in builtin_set(name).rows[:3]
 
 
 def unbatched(loaded, row: PromptRow, settings: GenerationSettings) -> list[int]:
-    """The reference: one plain ``model.generate`` on the unpadded row (no code of models.batch on the path)."""
+    """The reference: one plain ``model.generate`` on the unpadded row (no code of models.sets.batch on the path)."""
     settings = row_settings(settings, row)
     prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, row_prompt(loaded.kind, row), settings)
     call = generate_call(loaded, prepared, settings)
@@ -54,11 +58,13 @@ def by_index(results) -> dict[int, RowResult]:
 
 # --- padding ---------------------------------------------------------------------------------------
 
-def test_pad_batch_pads_causal_on_the_left_and_seq2seq_on_the_right():
-    ids, mask = pad_batch(Kind.CAUSAL, [[5, 6, 7], [8]], pad_token_id=0)
-    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
-    ids, mask = pad_batch(Kind.SEQ2SEQ, [[5, 6, 7], [8]], pad_token_id=0)
-    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+def test_rows_are_padded_by_the_tokenizer_causal_on_the_left_and_seq2seq_on_the_right(load_tiny):
+    tokenizer = load_tiny("tiny-gpt2").tokenizer
+    pad = tokenizer.pad_token_id
+    ids, mask = pad_rows(Kind.CAUSAL, tokenizer, [[5, 6, 7], [8]])
+    assert ids.tolist() == [[5, 6, 7], [pad, pad, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    ids, mask = pad_rows(Kind.SEQ2SEQ, tokenizer, [[5, 6, 7], [8]])
+    assert ids.tolist() == [[5, 6, 7], [8, pad, pad]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-t5"])
@@ -237,13 +243,13 @@ def test_auto_batch_size_follows_model_size_and_row_count(load_tiny):
     results = list(generate_rows(loaded, ["a", "b", "c"], GenerationSettings(max_new_tokens=2)))
     assert {r.batch_size for r in results} == {3}, "batch_size=0 picks automatically, capped at the row count"
     assert {r.batch_size for r in generate_rows(loaded, ["a", "b", "c"], GenerationSettings(max_new_tokens=2),
-                                                batch_size=2.0)} == {2, 1}, "a slider's 2.0 is 2"
+                                                batch_size=SetRequest.check_batch_size(2.0))} == {2, 1}, "a slider's 2.0 is 2"
 
 
 @pytest.mark.parametrize("size", [-1, MAX_BATCH_SIZE + 1, 2.5, True, "4", float("nan")])
-def test_bad_batch_sizes_are_refused_before_anything_runs(load_tiny, size):
-    with pytest.raises(ValueError, match="batch_size"):
-        next(generate_rows(load_tiny("tiny-gpt2"), ["a"], GenerationSettings(), batch_size=size))
+def test_bad_batch_sizes_are_refused_where_the_request_enters(size):
+    with pytest.raises(ValueError, match=f"batch_size: must be a whole number from 0 \\(automatic\\) to {MAX_BATCH_SIZE}"):
+        SetRequest.check_batch_size(size)
 
 
 def test_plan_batches_groups_similar_lengths_or_keeps_order():
@@ -275,17 +281,17 @@ def test_sampling_runs_in_batches_and_repeats_with_the_same_seed_whatever_the_gl
     assert first == second and first != greedy
 
 
-# --- both sides at once (models.setcompare, what the app runs) ---------------------------------------
+# --- both sides at once (models.sets.compare, what the app runs) ---------------------------------------
 
 QA_ROWS = [PromptRow("the capital of france", "paris"), PromptRow("a red bird", "bird"), PromptRow("water and fire"),
            PromptRow("the dog runs and the cat walks", "dog"), PromptRow("why", "because")]
 
 
 def run_both(load_tiny, rows=QA_ROWS, stop_event=None, batch_size=2, on_event=None):
-    from models.setcompare import compare_set
+    from models.sets.compare import compare_set
 
     events = []
-    for event in compare_set(load_tiny("tiny-t5"), load_tiny("tiny-gpt2"), rows, GenerationSettings(max_new_tokens=6),
+    for event in compare_set(LocalEngine(load_tiny("tiny-t5")), LocalEngine(load_tiny("tiny-gpt2")), rows, GenerationSettings(max_new_tokens=6),
                              task="qa", batch_size=batch_size, stop_event=stop_event):
         events.append(event)
         if on_event:
@@ -294,7 +300,7 @@ def run_both(load_tiny, rows=QA_ROWS, stop_event=None, batch_size=2, on_event=No
 
 
 def test_set_runs_both_sides_reports_progress_and_returns_rows_in_input_order(load_tiny):
-    from models.setcompare import SetProgress, SetResult
+    from models.sets.compare import SetProgress, SetResult
 
     events = run_both(load_tiny)
     progress = [e for e in events if isinstance(e, SetProgress)]
@@ -311,7 +317,7 @@ def test_set_runs_both_sides_reports_progress_and_returns_rows_in_input_order(lo
 
 
 def test_set_summary_per_side_with_scores_speed_and_rating_tally(load_tiny):
-    from models.setcompare import rate
+    from models.sets.compare import rate
 
     result = run_both(load_tiny)[-1].to_dict()
     for index, rating in enumerate(["left", None, "tie", "left", "right"]):
@@ -325,7 +331,7 @@ def test_set_summary_per_side_with_scores_speed_and_rating_tally(load_tiny):
 
 
 def test_one_stop_event_stops_both_sides_and_keeps_finished_rows(load_tiny):
-    from models.setcompare import SetProgress
+    from models.sets.compare import SetProgress
 
     stop = threading.Event()
     rows = [PromptRow(f"the {w} runs {n}") for w in ("dog", "cat", "bird", "fish", "tree") for n in range(6)]

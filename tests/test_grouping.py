@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from models import GenerationSettings, ModelRegistry, load_model, smollm2_gguf, stream
+from models import GenerationSettings, ModelRegistry, load_model, smollm2_gguf
 from models.grouping import Grouper
+from models.local import LocalEngine
 from models.stream import generation_threads
 
 from .modelhelpers import generate_text, prepared_for
@@ -25,7 +26,7 @@ def run_together(loaded, prompts, settings, grouper, stops=None, on_update=None)
         prepared = prepared_for(loaded, prompts[i], settings)
         barrier.wait()
         last = None
-        for last in stream(loaded, prepared, settings, grouper=grouper, stop_event=(stops or {}).get(i)):
+        for last in LocalEngine(loaded, grouper=grouper).stream(prepared, settings, stop_event=(stops or {}).get(i)):
             if on_update:
                 on_update(i, last)
         return last.text, last.stats
@@ -99,7 +100,7 @@ def test_sampled_runs_and_different_settings_are_not_grouped(load_tiny):
         settings = GenerationSettings(max_new_tokens=tokens)
         prepared = prepared_for(loaded, "Hi", settings)
         barrier.wait()
-        return list(stream(loaded, prepared, settings, grouper=grouper))[-1].stats
+        return list(LocalEngine(loaded, grouper=grouper).stream(prepared, settings))[-1].stats
 
     with ThreadPoolExecutor(2) as pool:
         stats = list(pool.map(greedy, (5, 7)))

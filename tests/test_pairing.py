@@ -60,7 +60,7 @@ def test_the_same_model_on_both_sides_in_two_precisions(page):
     assert a[left.record]["stats"]["precision"] == "float32" and b[right.record]["stats"]["precision"] == "bfloat16"
     assert "precision **float32**" in a[left.card] and "precision **bfloat16**" in b[right.card]
     assert "ran in float32" in a[left.stats] and "ran in bfloat16" in b[right.stats]
-    assert runner.cache.peek("tiny-gpt2", "float32") is not runner.cache.peek("tiny-gpt2", "bfloat16")
+    assert runner.engines["transformers"].cache.peek("tiny-gpt2", "float32") is not runner.engines["transformers"].cache.peek("tiny-gpt2", "bfloat16")
     comparison = build_comparison(a[left.record], b[right.record], rating="right")
     assert set(comparison["sides"]) == {"left", "right"} and comparison["rating_label"] == "Right better"
     md = to_markdown(comparison)

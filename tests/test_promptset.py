@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from models.promptset import (BUILTIN_SETS, MAX_FILE_BYTES, MAX_ROWS, PromptRow, PromptSetError, Task, builtin_set,
+from models.sets.rows import (BUILTIN_SETS, MAX_FILE_BYTES, MAX_ROWS, PromptRow, PromptSetError, Task, builtin_set,
                               parse_prompt_file, validate_rows)
 from models.settings import MAX_PROMPT_CHARS
 

@@ -34,7 +34,8 @@ from gradio_client import Client
 
 from models import GenerationSettings, Kind, LoadedModel, ModelCache, ModelRegistry
 from models import loader as loader_module
-from models.stream import FinishReason
+from models.request import RunRequest
+from models.types import FinishReason
 from tests.apphelpers import Served, case, generation_threads, running_app, set_figures, slowed
 from web.api import generate_payload
 from web.handlers import render_event
@@ -376,8 +377,8 @@ def test_exception_at_a_chosen_token_on_the_page(fault_app, fault_models, client
     panel = fault_app.page.panels[Kind.CAUSAL]
     with case("faults"):
         with slowed(loaded, 0.02), forward_calls(loaded, fail_at=FAULT_AT_CALL):
-            run = fault_app.runner.start(registry.resolve("tiny-gpt2"), PROMPT, GenerationSettings(max_new_tokens=40),
-                                         False, "fault-test")
+            run = fault_app.runner.start(registry.resolve("tiny-gpt2"),
+                                         RunRequest(prompt=PROMPT, settings=GenerationSettings(max_new_tokens=40)), "fault-test")
             *_, finished = run.events()
         result = finished.result
         assert result.stats.finish_reason is FinishReason.ERROR and "injected fault" in result.stats.error, result
@@ -418,7 +419,7 @@ def test_corrupt_model_folder_gives_a_clear_error_and_next_request_works(fault_a
         message = str(info.value)
         assert message.startswith(f"{name}: the model files are missing or corrupt"), message
         assert "Traceback" not in message
-        assert fault_app.runner.cache.peek(name) is None, "a failed load is not cached"
+        assert fault_app.runner.engines["transformers"].cache.peek(name) is None, "a failed load is not cached"
         _next_request_works(client)
 
 
@@ -428,7 +429,7 @@ def test_corrupt_model_folder_gives_a_clear_error_and_next_request_works(fault_a
 ], ids=["torch-oom", "memory-error"])
 def test_out_of_memory_while_loading(fault_app, client, monkeypatch, error):
     name = "tiny-bart"  # never loaded by this module's app before: every attempt really loads
-    fault_app.runner.cache.clear()
+    fault_app.runner.engines["transformers"].cache.clear()
 
     class NoRoom:
         @staticmethod

@@ -43,12 +43,15 @@ from components.settings import SHARED_FIELDS
 from models import GenerationSettings, Kind, ModelCache, ModelRegistry
 from models.remote import (GENERIC, TGI, TRANSFORMERS_SERVE, VLLM, Endpoint, EndpointError, build_request, connect,
                            parse_endpoint_spec, parse_endpoint_specs)
+from models.request import RunRequest
 from models.run import Chunk, Finished, Ready, Runner
 from models.sources import ModelSource
-from models.stream import FinishReason
+from models.types import FinishReason
 from tests.apphelpers import built_page, merged, running_app, show_selection
-from web.config import parse_args
-from web.set_handlers import side_class_handler
+from web.config import AppConfig, parse_args
+from web.serving import build_runner
+from web.handlers import selection_handler
+from web.policy import Policy
 
 ENGINE_BIN = Path(sys.executable).parent / "transformers"
 MODEL, OTHER = "playground-test/tiny-llama", "playground-test/tiny-llama-b"
@@ -243,12 +246,16 @@ def proxy(proxy_server, monkeypatch) -> Proxy:
 
 # ----- the app around it -----
 
-def registry_with(tiny_dir: Path, *endpoints: Endpoint) -> ModelRegistry:
+def registry_with(tiny_dir: Path) -> ModelRegistry:
     registry = ModelRegistry(online=False)
     registry.register(ModelSource("tiny-t5", str(tiny_dir / "tiny-t5"), "local folder", local=True, kind=Kind.SEQ2SEQ))
-    for endpoint in endpoints:
-        registry.register_endpoint(endpoint.source)
     return registry
+
+
+def runner_with(tiny_dir: Path, *endpoints: Endpoint) -> Runner:
+    """The run layer the app builds, over tiny T5 and ``endpoints``."""
+    return build_runner(AppConfig(online=False, preload=False), registry=registry_with(tiny_dir), cache=ModelCache(2),
+                        endpoints=list(endpoints))
 
 
 def side_data(page, kind: Kind, model: str, prompt: str = PROMPT, **settings: Any) -> dict:
@@ -353,11 +360,11 @@ def tiny(engine) -> Endpoint:
 
 
 def test_streamed_output_equals_a_direct_call_to_the_same_server(engine, tiny, tiny_dir):
-    runner = Runner(registry_with(tiny_dir, tiny), ModelCache(2))
-    events = list(runner.start(runner.resolve("tiny"), PROMPT, GenerationSettings(max_new_tokens=40)).events())
+    runner = runner_with(tiny_dir, tiny)
+    events = list(runner.start(runner.resolve("tiny"), RunRequest(prompt=PROMPT, settings=GenerationSettings(max_new_tokens=40))).events())
     text, usage = direct_answer(engine.url, max_tokens=40, temperature=0.0, seed=0)
     result = events[-1].result
-    assert isinstance(events[0], Ready) and events[0].loaded.description.served_by.startswith("served by tiny")
+    assert isinstance(events[0], Ready) and events[0].description.served_by.startswith("served by tiny")
     chunks = [e.text for e in events if isinstance(e, Chunk)]
     assert len(chunks) >= 2 and chunks[-1] == result.text, "the answer streams in growing chunks"
     assert result.text == text and text.strip()
@@ -427,33 +434,33 @@ def test_chat_template_off_sends_the_raw_prompt(engine, tiny):
 
 
 def test_page_shows_served_by_and_the_class_question_cannot_be_seen(tiny, tiny_dir):
-    page, _runner = built_page(registry_with(tiny_dir, tiny), ModelCache(2))
+    page, _runner = built_page(registry_with(tiny_dir), ModelCache(2), endpoints=[tiny])
     choices = page.panels[Kind.CAUSAL].model.choices
     assert any(value == "tiny" and label.endswith("served by transformers serve") for label, value in choices)
     shown = show_selection(page, Kind.CAUSAL, "tiny", None)
     assert f"served by tiny (transformers serve, {MODEL})" in shown["card"] and "AutoModelFor" not in shown["card"]
     assert "cannot be seen from here" in shown["class"]
     set_side = page.handlers.prompt_set.tab.right
-    set_class = side_class_handler(_runner, set_side)({set_side.model: "tiny", set_side.custom: "", set_side.precision: "auto"})
+    set_class = selection_handler(_runner, set_side, Policy())({set_side.model: "tiny", set_side.custom: "", set_side.precision: "auto"})
     assert set_class[set_side.class_info] == shown["class"], "the set tab gives the same answer (it used to raise)"
     out = merged(list(handler(page, Kind.CAUSAL, side_data(page, Kind.CAUSAL, "tiny"))))
     panel = page.panels[Kind.CAUSAL]
     assert "served by tiny" in out[panel.card] and out[panel.output].strip()
     assert "12 out" in out[panel.stats] and "finish: **length**" in out[panel.stats]
-    assert "made by served by tiny" in out[panel.tokens] or "not on this machine" in out[panel.tokens]
+    assert f"the tokens are made on the server (transformers serve serving {MODEL}), not on this machine" in out[panel.tokens]
     assert "client.chat.completions.create" in out[panel.code] and "ENDPOINT_URL" in out[panel.code]
 
 
 def test_the_class_question_is_answered_when_the_model_id_config_can_be_read(tiny, tiny_dir, monkeypatch):
     monkeypatch.setattr(Endpoint, "hub_source", lambda self: ModelSource(MODEL, str(tiny_dir / "tiny-llama"), "hub", local=True))
-    page, _runner = built_page(registry_with(tiny_dir, tiny), ModelCache(2))
+    page, _runner = built_page(registry_with(tiny_dir), ModelCache(2), endpoints=[tiny])
     shown = show_selection(page, Kind.CAUSAL, "tiny", None)
     assert "Its config, read from the Hugging Face hub under the same id" in shown["class"]
     assert "AutoModelForCausalLM" in shown["class"] and "LlamaForCausalLM" in shown["class"]
 
 
 def test_generate_api_streams_an_endpoint_model_and_records_it(engine, tiny, tiny_dir):
-    with running_app(registry_with(tiny_dir, tiny)) as served_app:
+    with running_app(registry_with(tiny_dir), endpoints=[tiny]) as served_app:
         client = Client(served_app.url, verbose=False)
         text, stats = client.predict(model="tiny", prompt=PROMPT, max_new_tokens=8, api_name="/generate")
         models = client.predict(api_name="/models")
@@ -466,7 +473,7 @@ def test_generate_api_streams_an_endpoint_model_and_records_it(engine, tiny, tin
 def test_run_set_takes_an_endpoint_model_row_by_row(engine, tiny, tiny_dir):
     rows = [{"prompt": "What is the capital of France?", "reference": "Paris"}, {"prompt": "Name a red fruit."},
             {"prompt": "Once upon a time"}]
-    with running_app(registry_with(tiny_dir, tiny)) as served_app:
+    with running_app(registry_with(tiny_dir), endpoints=[tiny]) as served_app:
         final = Client(served_app.url, verbose=False).predict(left="tiny-t5", right="tiny", rows=rows, max_new_tokens=7,
                                                               api_name="/run_set")
     expected = [direct_answer(engine.url, row["prompt"], max_tokens=7, temperature=0.0, seed=0)[0] for row in rows]
@@ -476,8 +483,8 @@ def test_run_set_takes_an_endpoint_model_row_by_row(engine, tiny, tiny_dir):
 
 
 def test_stop_closes_the_stream_and_the_engine_stops(engine, tiny, tiny_dir):
-    runner = Runner(registry_with(tiny_dir, tiny), ModelCache(2))
-    run = runner.start(runner.resolve("tiny"), PROMPT, GenerationSettings(max_new_tokens=LONG), session="s")
+    runner = runner_with(tiny_dir, tiny)
+    run = runner.start(runner.resolve("tiny"), RunRequest(prompt=PROMPT, settings=GenerationSettings(max_new_tokens=LONG)), session="s")
     texts = []
     for event in run.events():
         if isinstance(event, Chunk):
@@ -540,7 +547,7 @@ def test_without_usage_counts_come_from_the_tokenizer_here_or_are_labelled_chunk
 def test_a_wrong_token_shows_the_servers_refusal_and_no_token_anywhere(proxy, tiny_dir, capfd, caplog):
     wrong = connect(parse_endpoint_spec(f"locked={proxy.url},model={MODEL},token_env=WRONG_TOKEN"))
     right = connect(parse_endpoint_spec(f"open={proxy.url},model={MODEL},token_env=PROXY_TOKEN"))
-    page, _runner = built_page(registry_with(tiny_dir, wrong, right), ModelCache(2))
+    page, _runner = built_page(registry_with(tiny_dir), ModelCache(2), endpoints=[wrong, right])
     panel = page.panels[Kind.CAUSAL]
     refused = list(handler(page, Kind.CAUSAL, side_data(page, Kind.CAUSAL, "locked")))
     answered = list(handler(page, Kind.CAUSAL, side_data(page, Kind.CAUSAL, "open")))
@@ -559,7 +566,7 @@ def test_the_server_killed_mid_stream_then_not_running(served, tmp_path, tiny_di
     doomed = start_engine(served, tmp_path / "serve.log")
     try:
         endpoint = connect(parse_endpoint_spec(f"doomed={doomed.url},model={MODEL}"))
-        page, _runner = built_page(registry_with(tiny_dir, endpoint), ModelCache(2))
+        page, _runner = built_page(registry_with(tiny_dir), ModelCache(2), endpoints=[endpoint])
         panel, left = page.panels[Kind.CAUSAL], page.panels[Kind.SEQ2SEQ]
         updates = []
         for update in handler(page, Kind.CAUSAL, side_data(page, Kind.CAUSAL, "doomed", max_new_tokens=LONG)):
@@ -583,8 +590,8 @@ def test_the_server_killed_mid_stream_then_not_running(served, tmp_path, tiny_di
 def test_a_server_not_started_is_registered_with_a_warning_and_each_run_says_so(tiny_dir, capsys):
     endpoint = connect(parse_endpoint_spec(f"later=http://127.0.0.1:{free_port()}/v1,model={MODEL}"))
     assert "the server cannot be reached now" in capsys.readouterr().out
-    runner = Runner(registry_with(tiny_dir, endpoint), ModelCache(2))
-    result = finished(runner.start(runner.resolve("later"), PROMPT, GenerationSettings(max_new_tokens=4)))
+    runner = runner_with(tiny_dir, endpoint)
+    result = finished(runner.start(runner.resolve("later"), RunRequest(prompt=PROMPT, settings=GenerationSettings(max_new_tokens=4))))
     assert result.stats.finish_reason is FinishReason.ERROR and "connection refused" in result.stats.error
     assert result.description.served_by == f"served by later (OpenAI-compatible server, {MODEL})"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.promptset import Task
-from models.scores import (TASK_SCORES, ScoreSummary, chrf, contains_match, exact_match, normalize_answer, rouge_l,
+from models.sets.rows import Task
+from models.sets.scores import (TASK_SCORES, ScoreSummary, chrf, contains_match, exact_match, normalize_answer, rouge_l,
                            score_row, summarize_scores)
 
 

@@ -42,14 +42,16 @@ from components.render import card_markdown, error_markdown, stats_markdown
 from models import GenerationSettings, Kind, ModelCache, ModelIdError, ModelLoadError, ModelRegistry, load_model
 from models import run as run_module
 from models import sources as sources_module
+from models.request import RunRequest
 from models.run import Runner, SideRun
 from models.settings import setting_ranges
-from models.stream import FinishReason, Stats, StreamUpdate
+from models.types import FinishReason, Stats, StreamUpdate
 from tests.apphelpers import Served, case, generation_threads, running_app
 from web.api import GENERATE_PARAMETERS, generate_endpoint, generate_payload
 from web.config import AppConfig, parse_args
 from web.handlers import render_event, selection_handler
 from web.page import build_page
+from web.policy import Policy
 from web.serving import build_runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,7 +178,7 @@ def raw_call(base_url: str, timeout: float = 60.0, **values: Any) -> tuple[str, 
 
 def card_shown(runner: Runner, panel: Panel, model: str | None, custom: str | None) -> str:
     """The card line the page shows for a panel's selection (through the page's selection handler)."""
-    shown = selection_handler(runner, panel)({panel.model: model, panel.custom: custom, panel.precision: "auto"})
+    shown = selection_handler(runner, panel, Policy())({panel.model: model, panel.custom: custom, panel.precision: "auto"})
     return shown[panel.card]
 
 
@@ -287,7 +289,7 @@ def test_control_characters_in_the_prompt_are_removed(served, client, started_ru
     assert api_run.prompt == "The cat walks[31m to the river\n\tand back", repr(api_run.prompt)
     # what the model saw: the same run again, read to its result
     runner = served.runner
-    *_, finished = runner.start(api_run.source, api_run.prompt, api_run.settings, False, "control-test").events()
+    *_, finished = runner.start(api_run.source, api_run.request, "control-test").events()
     seen = finished.result.prepared.text
     assert "cat walks[31m to the river" in seen and "\n\tand back" in seen, repr(seen)
     assert not any(ord(ch) < 32 and ch not in "\t\n" or 0x7F <= ord(ch) < 0xA0 for ch in seen), repr(seen)
@@ -307,7 +309,8 @@ def assert_inert(html: str) -> None:
 
 def rendered_run(runner: Runner, panel: Panel, prompt: str) -> list[dict[Any, Any]]:
     """The panel updates the page sends for a run of tiny-gpt2 on ``prompt`` (with an HTML note on the card)."""
-    run = runner.start(runner.resolve("tiny-gpt2"), prompt, GenerationSettings(max_new_tokens=4), False, "xss")
+    run = runner.start(runner.resolve("tiny-gpt2"), RunRequest.parse(prompt=prompt, settings=GenerationSettings(max_new_tokens=4)),
+                       "xss")
     return [render_event(event, panel, XSS) for event in run.events()]
 
 
@@ -335,7 +338,7 @@ def test_html_in_prompts_and_model_output_is_rendered_inert(served, client, monk
     for update in updates:
         assert_page_updates_inert(update, panel)
     # model text and errors that contain HTML: escaped in every Markdown line, kept as text in the box
-    loaded = served.runner.cache.peek("tiny-gpt2")
+    loaded = served.runner.engines["transformers"].cache.peek("tiny-gpt2")
     description = dict(loaded.description.to_dict(), origin=XSS, params_text=XSS, architecture=XSS)
     for rendered in (card_markdown(description, note=XSS), card_markdown(error=XSS), error_markdown(XSS),
                      card_markdown(architecture={"auto_class": XSS, "resolved_class": XSS, "architecture": XSS, "model_type": XSS}),
@@ -413,7 +416,7 @@ def test_pickle_weights_refused_unless_allowed_and_never_unpickled_unsafely(host
     # with --allow-pickle (the API handler of an app configured so): plain tensors load,
     # while a pickle carrying code is still refused (torch.load weights_only)
     generate = generate_endpoint(build_runner(AppConfig(allow_pickle=True, online=False, preload=False),
-                                              registry=security_registry))
+                                              registry=security_registry), Policy())
     text, stats = list(generate("pickle-only", PROMPT, max_new_tokens=4))[-1]
     assert stats["output_tokens"] == 4 and text
     with case("bad_inputs"):
@@ -474,7 +477,7 @@ def test_size_limit_refuses_big_typed_ids(hub_sizes, tiny_dir):
     page = build_page(runner, config)
     with case("bad_inputs"):
         with pytest.raises(gr.Error, match="limited to 2 GB"):
-            next(generate_endpoint(runner)("big/model", PROMPT))
+            next(generate_endpoint(runner, Policy())("big/model", PROMPT))
     with case("bad_inputs"):
         assert "limited to 2 GB" in card_shown(runner, page.panels[Kind.CAUSAL], None, "big/model")
 

@@ -16,9 +16,10 @@ from gradio_client import Client
 
 from components.set_export import summary_markdown, to_set_csv, to_set_json, to_set_markdown, write_set_exports
 from models import GenerationSettings, Kind
-from models.batch import generate_rows
-from models.promptset import MAX_ROWS, PromptRow, builtin_set
-from models.setcompare import rate
+from models.local import LocalEngine
+from models.sets.batch import generate_rows
+from models.sets.rows import MAX_ROWS, PromptRow, builtin_set
+from models.sets.compare import rate
 from tests.apphelpers import built_page, generation_threads, running_app, slowed
 
 ROWS = [{"prompt": "What is the capital of France?", "reference": "Paris"},
@@ -197,19 +198,19 @@ def test_public_limits_hold_for_prompt_sets_too(registry, cache):
         assert slider.maximum == 16, "the tab's slider stops at the public limit"
 
 
-# ----- both sides at once (models.setcompare) -----
+# ----- both sides at once (models.sets.compare) -----
 
 def _both(load_tiny, rows, **kwargs):
-    from models.setcompare import compare_set
+    from models.sets.compare import compare_set
 
-    return list(compare_set(load_tiny("tiny-t5"), load_tiny("tiny-gpt2"), rows, GenerationSettings(max_new_tokens=6),
+    return list(compare_set(LocalEngine(load_tiny("tiny-t5")), LocalEngine(load_tiny("tiny-gpt2")), rows, GenerationSettings(max_new_tokens=6),
                             task="qa", **kwargs))
 
 
 def test_a_side_that_crashes_fails_its_remaining_rows_and_the_other_side_finishes(load_tiny, monkeypatch):
-    import models.setcompare as setcompare
+    import models.local as local
 
-    real = setcompare.generate_rows
+    real = local.generate_rows
 
     def crash_on_t5(loaded, rows, settings, **kwargs):
         iterator = real(loaded, rows, settings, **kwargs)
@@ -218,7 +219,7 @@ def test_a_side_that_crashes_fails_its_remaining_rows_and_the_other_side_finishe
             raise RuntimeError("worker died")
         yield from iterator
 
-    monkeypatch.setattr(setcompare, "generate_rows", crash_on_t5)
+    monkeypatch.setattr(local, "generate_rows", crash_on_t5)
     rows = [PromptRow(r["prompt"], r.get("reference")) for r in ROWS]
     result = _both(load_tiny, rows, batch_size=1)[-1]
     left = [row["left"]["stats"] for row in result.rows]
@@ -228,10 +229,10 @@ def test_a_side_that_crashes_fails_its_remaining_rows_and_the_other_side_finishe
 
 
 def test_closing_the_set_early_stops_both_workers(load_tiny):
-    from models.setcompare import compare_set
+    from models.sets.compare import compare_set
 
     stop = threading.Event()
-    run = compare_set(load_tiny("tiny-t5"), load_tiny("tiny-gpt2"), [PromptRow(f"row {i}") for i in range(20)],
+    run = compare_set(LocalEngine(load_tiny("tiny-t5")), LocalEngine(load_tiny("tiny-gpt2")), [PromptRow(f"row {i}") for i in range(20)],
                       GenerationSettings(max_new_tokens=50), batch_size=1, stop_event=stop)
     next(run)
     run.close()

@@ -10,11 +10,12 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from models import GenerationSettings, Kind, ModelIdError, SettingsError, check_precision, validate_prompt
+from models import GenerationSettings, Kind, ModelIdError, SettingsError
+from models.request import RunRequest
 from models.run import Chunk, Finished, Runner
-from models.settings import PublicLimits
 
-from .privacy import NO_REDACTION, PathRedactor
+from .policy import Policy
+from .privacy import PathRedactor
 from .quiet import note, refuse
 from .zerogpu import gpu_seconds, on_gpu
 
@@ -35,16 +36,12 @@ def generate_payload(model: str, prompt: str, **values: Any) -> list[Any]:
     return [given[name] for name in GENERATE_PARAMETERS]
 
 
-def generate_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION, *, limits: PublicLimits | None = None,
-                      visitor: Callable[[Any], str] | None = None) -> Callable[..., Iterator[tuple[str, dict]]]:
+def generate_endpoint(runner: Runner, policy: Policy) -> Callable[..., Iterator[tuple[str, dict]]]:
     """The ``/generate`` function: stream one model's answer to a prompt (server paths redacted).
 
-    With ``limits`` (a public server), settings beyond them are refused. A refusal or a failed run is
-    one log line naming ``visitor(request)``, never a traceback.
+    Settings beyond ``policy.limits`` (a public server) are refused. A refusal or a failed run is
+    one log line naming the visitor, never a traceback.
     """
-    def who(request: gr.Request | None) -> str | None:
-        return visitor(request) if visitor is not None and request is not None else None
-
     def generate(model: str, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
                  top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, seed: int = 0,
                  load_in_8bit: bool | None = None, precision: str = "auto",
@@ -60,24 +57,22 @@ def generate_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION, *, li
         try:
             settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                           repetition_penalty=repetition_penalty, seed=seed)
-            prompt = validate_prompt(prompt)
-            chosen = check_precision(precision, load_in_8bit)
-            if limits is not None:
-                limits.check(settings)
+            run_request = RunRequest.parse(prompt=prompt, settings=policy.check(settings), precision=precision,
+                                           load_in_8bit=load_in_8bit)
             source = runner.registry.resolve(model, custom=True)
         except (SettingsError, ModelIdError) as exc:
-            raise refuse("/generate", str(exc), who(request)) from None
+            raise refuse("/generate", str(exc), policy.who(request)) from None
         session = (request.session_hash if request is not None else None) or "api"
-        for event in runner.start(source, prompt, settings, chosen, session).events():
+        for event in runner.start(source, run_request, session).events():
             if isinstance(event, Chunk) and event.text:
                 yield event.text, {}
             elif isinstance(event, Finished):
                 try:
-                    final = _final(event, redact)
+                    final = _final(event, policy.redact)
                 except gr.Error as exc:  # the run failed and says why: one line, no traceback of ours
-                    note("failed", "/generate", str(exc.message), who(request))
+                    note("failed", "/generate", str(exc.message), policy.who(request))
                     raise
-                yield redact(final)
+                yield policy.redact(final)
     return on_gpu(generate, duration=lambda *args, **kwargs: gpu_seconds(kwargs.get("max_new_tokens", args[2] if len(args) > 2 else 128)))
 
 

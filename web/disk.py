@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable
 
 import gradio as gr
 
-from models.promptset import MAX_FILE_BYTES
+from models.sets.rows import MAX_FILE_BYTES
 
 MAX_UPLOAD_BYTES = MAX_FILE_BYTES  # a prompt-set file, the one upload a feature needs (1 MB)
 UPLOAD_REFUSED = b'{"detail": "This app takes no uploads."}'

@@ -6,20 +6,20 @@ dict. Everything about a run (load, prepare, stream, stop, result) lives in :mod
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import gradio as gr
 
 from components.panel import Panel
 from components.render import card_markdown, class_markdown, error_markdown, prompt_view_html, stats_markdown
 from components.settings import SHARED_FIELDS
-from models import GenerationSettings, ModelIdError, SettingsError, check_precision, parse_precision, validate_prompt
-from models.settings import PublicLimits
+from models import GenerationSettings, ModelIdError, SettingsError, parse_precision
+from models.request import RunRequest
 from models.run import Chunk, Loading, Ready, Runner, RunEvent
 from models.tiny import UNTRAINED_NOTE
 
-from .privacy import NO_REDACTION, PathRedactor
 from . import quiet
+from .policy import Policy
 from .zerogpu import gpu_seconds, on_gpu
 
 GENERATING = stats_markdown(None, status="generating…")
@@ -27,15 +27,22 @@ NOT_RUN = error_markdown("not run: the model card above says why")
 Updates = dict[Any, Any]
 
 
+def slider_settings(data: Mapping[Any, Any], sliders: Any, **options: Any) -> GenerationSettings:
+    """The generation settings read from a group of sliders (``sliders.components()`` in ``SHARED_FIELDS`` order),
+    plus a side's own ``options`` (task prefix, chat template): the page's panels and the set tab alike."""
+    values = {name: data[control] for name, control in zip(SHARED_FIELDS, sliders.components())}
+    return GenerationSettings.from_mapping({**values, **options})
+
+
 def run_settings(data: Mapping[Any, Any], panel: Panel, settings_panel: Panel) -> GenerationSettings:
     """The generation settings a side runs with: the sliders of ``settings_panel`` (its own, or the left
     panel's when both sides share them) plus this panel's own option (task prefix or chat template)."""
-    values = {name: data[control] for name, control in zip(SHARED_FIELDS, settings_panel.settings.components())}
+    options: dict[str, Any] = {}
     if panel.task_prefix is not None:
-        values["task_prefix"] = data[panel.task_prefix] or ""
+        options["task_prefix"] = data[panel.task_prefix] or ""
     if panel.chat_template is not None:
-        values["use_chat_template"] = bool(data[panel.chat_template])
-    return GenerationSettings.from_mapping(values)
+        options["use_chat_template"] = bool(data[panel.chat_template])
+    return slider_settings(data, settings_panel.settings, **options)
 
 
 HIDDEN_MODEL = "the hidden model"
@@ -62,7 +69,7 @@ def render_event(event: RunEvent, panel: Panel, note: str | None, *, blind: bool
         return {panel.output: "", panel.stats: stats_markdown(None, status=event.status)}
     if isinstance(event, Ready):
         view = prompt_view_html(event.token_view.to_dict() if event.token_view else None, error=event.token_view_error)
-        return {panel.output: "", panel.stats: GENERATING, panel.card: card_markdown(event.loaded.description.to_dict(), note=note),
+        return {panel.output: "", panel.stats: GENERATING, panel.card: card_markdown(event.description.to_dict(), note=note),
                 panel.tokens: view, panel.code: event.code}
     if isinstance(event, Chunk):
         return {panel.output: event.text, panel.stats: GENERATING}
@@ -91,61 +98,66 @@ def _render_blind(event: RunEvent, panel: Panel, names: Iterable[str]) -> Update
     return {panel.output: "", panel.stats: error_markdown(hide_names(result.error or "", names)), panel.record: record}
 
 
-def side_handler(runner: Runner, panel: Panel, shared: Panel, prompt_box: gr.Textbox, link: gr.Checkbox,
-                 redact: PathRedactor = NO_REDACTION, *, limits: PublicLimits | None = None,
-                 visitor: Callable[[Any], str] | None = None, other: Panel | None = None,
-                 blind_run: gr.State | None = None):
+def side_handler(runner: Runner, panel: Panel, shared: Panel, other: Panel, prompt_box: gr.Textbox, link: gr.Checkbox,
+                 blind_run: gr.State, policy: Policy):
     """The handler that runs one side: its own model and option, and its own settings or the shared ones.
-    What it shows passes through ``redact`` (no server paths for visitors). With ``limits`` (a public
-    server) settings beyond them are refused; each refusal is one log line naming ``visitor(request)``.
+    What it shows passes through ``policy.redact`` (no server paths for visitors). Settings beyond
+    ``policy.limits`` (a public server) are refused; each refusal is one log line naming the visitor.
 
     Blind mode (``blind_run``'s value ``{"blind": True, "swapped": ...}``, set when the run starts): when
     swapped, this panel runs the ``other`` panel's choice (model, precision, options, own settings), and
     nothing naming the model is shown until the visitor rates (see :func:`render_event`)."""
     def run_side(data: dict[Any, Any], request: gr.Request) -> Iterator[Updates]:
-        assignment = (data.get(blind_run) if blind_run is not None else None) or {}
+        assignment = data.get(blind_run) or {}
         blind = bool(assignment.get("blind"))
-        chooser = other if blind and assignment.get("swapped") and other is not None else panel
+        chooser = other if blind and assignment.get("swapped") else panel
         settings_panel = shared if data[link] else chooser
         try:
-            prompt = validate_prompt(data[prompt_box])
-            settings = run_settings(data, chooser, settings_panel)
-            if limits is not None:
-                limits.check(settings)
+            run_request = RunRequest.parse(prompt=data[prompt_box], precision=data[chooser.precision],
+                                           settings=policy.check(run_settings(data, chooser, settings_panel)))
             source = runner.resolve(data[chooser.model], data[chooser.custom])
-            precision = check_precision(data[chooser.precision])
         except (SettingsError, ModelIdError) as exc:
-            quiet.note("refused", f"the page ({panel.side})", str(exc), visitor(request) if visitor else None)
+            quiet.note("refused", f"the page ({panel.side})", str(exc), policy.who(request))
             message = hide_names(str(exc), (data[chooser.model], data[chooser.custom])) if blind else str(exc)
             yield {panel.output: "", panel.stats: error_markdown(message), panel.record: {"error": str(exc)}}
             return
         note = UNTRAINED_NOTE if source.untrained else None
-        run = runner.start(source, prompt, settings, precision, request.session_hash or "anonymous")
+        run = runner.start(source, run_request, request.session_hash or "anonymous")
         names = (source.name, data[chooser.model], data[chooser.custom])
         for event in run.events():
             update = render_event(event, panel, note, blind=blind, names=names)
             # a chunk carries only the model's text: nothing of the server to hide, and it is the hot path
-            yield update if isinstance(event, Chunk) else redact(update)
+            yield update if isinstance(event, Chunk) else policy.redact(update)
 
-    token_limits = {c.settings.max_new_tokens for c in (panel, shared, other) if c is not None}
+    token_limits = {c.settings.max_new_tokens for c in (panel, shared, other)}
     return on_gpu(run_side, duration=lambda data, *_: gpu_seconds(max(data.get(c) or 0 for c in token_limits)))
 
 
-def selection_handler(runner: Runner, panel: Panel, redact: PathRedactor = NO_REDACTION):
-    """The handler for a panel's model selection: the card line and the class answer, from one config read."""
+def selection_handler(runner: Runner, selector: Any, policy: Policy):
+    """The handler for a model selection (a panel's, or a set side's): the class answer, and the card line
+    when ``selector`` has a card (a panel), from one config read.
+
+    ``selector`` has ``model``, ``custom``, ``precision`` and ``class_info`` components (and maybe ``card``)."""
+    card_box = getattr(selector, "card", None)
+
     def show_selection(data: dict[Any, Any]) -> Updates:
         try:
-            precision = parse_precision(data[panel.precision])
+            precision = parse_precision(data[selector.precision])
         except SettingsError as exc:
-            return {panel.card: card_markdown(error=str(exc)), panel.class_info: ""}
-        selection = runner.inspect(data[panel.model], data[panel.custom], precision)
+            return {selector.class_info: class_markdown(error=str(exc)) if card_box is None else "",
+                    **({card_box: card_markdown(error=str(exc))} if card_box is not None else {})}
+        selection = runner.inspect(data[selector.model], data[selector.custom], precision)
         if selection.error is not None:
-            error = redact(selection.error)
-            return {panel.card: card_markdown(error=error), panel.class_info: class_markdown(error=error)}
+            error = policy.redact(selection.error)
+            updates = {selector.class_info: class_markdown(error=error)}
+            return {**updates, card_box: card_markdown(error=error)} if card_box is not None else updates
+        updates = {selector.class_info: class_answer(selection)}
+        if card_box is None:
+            return updates
         note = UNTRAINED_NOTE if selection.untrained else None
-        card = (card_markdown(redact(selection.description.to_dict()), note=note) if selection.description is not None
+        card = (card_markdown(policy.redact(selection.description.to_dict()), note=note) if selection.description is not None
                 else card_markdown(architecture=_report(selection), note=note))
-        return {panel.card: card, panel.class_info: class_answer(selection)}
+        return {**updates, card_box: card}
     return show_selection
 
 

@@ -28,6 +28,7 @@ from .exports import ExportFolder
 from .handlers import selection_handler, side_handler, stop_handler
 from .set_handlers import SetHandlers
 from .set_page import build_set_components, wire_prompt_set
+from .policy import Policy
 from .privacy import redactor_for
 from .share_handlers import ShareHandlers
 from .visitors import GENERATE, FairShare
@@ -121,17 +122,15 @@ def _panels(runner: Runner, config: AppConfig) -> Panels:
     return panels
 
 
-def _handlers(runner: Runner, config: AppConfig, controls: Controls, panels: Panels,
-              share: ShareControls, fair: FairShare) -> Handlers:
+def _handlers(runner: Runner, policy: Policy, config: AppConfig, controls: Controls, panels: Panels,
+              share: ShareControls) -> Handlers:
     left, right = panels["left"], panels["right"]
-    redact = redactor_for(runner.registry, config.show_paths)
     exports = ExportFolder(share.download_json.GRADIO_CACHE, config.keep_files_s)  # served in place, pruned by age
     other = {"left": right, "right": left}
-    return Handlers(run=Panels({side: side_handler(runner, panel, left, controls.prompt, controls.link, redact,
-                                                   limits=config.limits, visitor=fair.visitor, other=other[side],
-                                                   blind_run=share.blind_run)
+    return Handlers(run=Panels({side: side_handler(runner, panel, left, other[side], controls.prompt, controls.link,
+                                                   share.blind_run, policy)
                                 for side, panel in panels.items()}),
-                    selection=Panels({side: selection_handler(runner, panel, redact) for side, panel in panels.items()}),
+                    selection=Panels({side: selection_handler(runner, panel, policy) for side, panel in panels.items()}),
                     share=ShareHandlers(exports, left, right, controls.prompt, share,
                                         BlindView(left, right, share, controls.blind), link=controls.link),
                     stop=stop_handler(runner))
@@ -228,6 +227,7 @@ def build_page(runner: Runner, config: AppConfig) -> Page:
     fair share per visitor; the REST routes that would skip the queue closed)."""
     fair = FairShare(config.per_visitor, proxy_hops=config.proxy_hops, unread_grace=config.unread_grace,
                      on_abandoned=runner.stop)
+    policy = Policy(redactor_for(runner.registry, config.show_paths), config.limits, fair.visitor)
     with gr.Blocks(title="Seq2seq vs causal playground", analytics_enabled=False,
                    delete_cache=delete_cache(config.keep_files_s)) as demo:
         gr.Markdown(HEADER + ("" if runner.registry.online else OFFLINE))
@@ -238,15 +238,13 @@ def build_page(runner: Runner, config: AppConfig) -> Page:
                 share = build_share()
             with gr.Tab("Prompt set", elem_id="tab-set"):
                 set_tab = build_set_components(runner, config)
-        handlers = _handlers(runner, config, controls, panels, share, fair)
+        handlers = _handlers(runner, policy, config, controls, panels, share)
         _wire_panels(demo, controls, panels, handlers)
         _wire_share(handlers.share, _wire_run(config, controls, panels, handlers))
         _wire_controls(runner, controls, panels, handlers)
-        handlers.prompt_set = wire_prompt_set(set_tab, runner, config, demo=demo, exports=handlers.share.exports,
-                                              redact=redactor_for(runner.registry, config.show_paths),
+        handlers.prompt_set = wire_prompt_set(set_tab, runner, config, policy, demo=demo, exports=handlers.share.exports,
                                               stop=handlers.stop, concurrency_id=GENERATE)
-        gr.api(generate_endpoint(runner, redactor_for(runner.registry, config.show_paths), limits=config.limits,
-                                 visitor=fair.visitor),
+        gr.api(generate_endpoint(runner, policy),
                api_name="generate", concurrency_id=GENERATE, concurrency_limit=config.concurrency)
         gr.api(models_endpoint(runner), api_name="models", queue=False)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency, api_open=False)

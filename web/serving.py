@@ -1,7 +1,8 @@
 """Serving: the runner built from the configuration, safe launch options, and an in-process server.
 
 ``python app.py`` serves in the foreground; :func:`serving` serves in this process on a loopback
-port that Gradio picks, for tests, the benchmark and notebooks.
+port that Gradio picks, for tests, the benchmark and notebooks. Both start through :func:`launch`,
+which returns only once the server answers, and leaves nothing running when it fails.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from models import ModelCache, ModelRegistry, hub_reachable, set_offline
+from models.engine import Engines
 from models.grouping import Grouper
-from models.remote import connect_all
+from models.local import LocalEngines
+from models.remote import Endpoint, RemoteEngines, connect_all
 from models.run import Runner
 
 from .config import AppConfig
@@ -37,9 +40,8 @@ CSS = "#left-output textarea, #right-output textarea { font-family: ui-monospace
 
 
 def build_registry(config: AppConfig) -> ModelRegistry:
-    """The registry the command line asks for: online or not (detected when not said), local folders,
-    the packaged SmolLM2 GGUF, the ``--endpoint`` models (each server reached once; a refusal raises
-    :class:`models.remote.EndpointError`). Offline, the hub client is switched to offline mode first."""
+    """The registry the command line asks for: online or not (detected when not said), local folders and
+    the packaged SmolLM2 GGUF. Offline, the hub client is switched to offline mode first."""
     online = hub_reachable() if config.online is None else config.online
     if not online:
         set_offline()
@@ -47,18 +49,27 @@ def build_registry(config: AppConfig) -> ModelRegistry:
     for folder in config.model_dirs:
         registry.register_dir(folder)
     registry.register_packaged()
-    for endpoint in connect_all(config.endpoints):
-        registry.register_endpoint(endpoint.source)
     return registry
 
 
-def build_runner(config: AppConfig, *, registry: ModelRegistry | None = None, cache: ModelCache | None = None) -> Runner:
-    """The run layer for ``config``; ``registry`` and ``cache`` may be given (tests share them)."""
+def build_runner(config: AppConfig, *, registry: ModelRegistry | None = None, cache: ModelCache | None = None,
+                 endpoints: list[Endpoint] | None = None) -> Runner:
+    """The run layer for ``config``: its registry, its engines (one line per engine), its limits.
+
+    ``registry``, ``cache`` and ``endpoints`` may be given (tests share them); else they come from ``config``: the
+    ``--endpoint`` servers are reached once each (a refusal raises :class:`models.remote.EndpointError`).
+    """
     registry = registry if registry is not None else build_registry(config)
     cache = cache if cache is not None else ModelCache(config.max_models, allow_pickle=config.allow_pickle)
-    return Runner(registry, cache, first_token_timeout=config.first_token_timeout,
-                  max_input_tokens=config.limits.max_input_tokens if config.limits else None,
-                  grouper=Grouper(config.group_window) if config.group_window > 0 else None)
+    endpoints = endpoints if endpoints is not None else connect_all(config.endpoints)
+    for endpoint in endpoints:
+        registry.register_endpoint(endpoint.source)
+    engines = Engines([
+        LocalEngines(cache, registry, grouper=Grouper(config.group_window) if config.group_window > 0 else None),
+        RemoteEngines(endpoints),
+    ])
+    return Runner(registry, engines, first_token_timeout=config.first_token_timeout,
+                  max_input_tokens=config.limits.max_input_tokens if config.limits else None)
 
 
 OPEN_HOST_WARNING = ("warning: listening on {host} without --auth: anyone who can reach this machine can use the "
@@ -83,6 +94,49 @@ def open_host_warning(host: str, config: AppConfig) -> str | None:
     return OPEN_HOST_WARNING.format(host=host)
 
 
+class LaunchError(RuntimeError):
+    """Gradio could not start the server (a taken port, a failed self-check, ...); one line saying why.
+    Nothing is left running: a server that had started is closed."""
+
+
+SELF_CHECK_FAILED = ("the server at {url} did not answer its own start-up check in time (a busy machine, "
+                     "or a proxy in the way of localhost); start it again")
+
+
+def _reason(exc: BaseException, url: str | None) -> str:
+    """One line saying why ``launch`` failed. Gradio's failed self-check asks for ``share=True``,
+    which this app never wants: that one is said plainly."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "localhost is not accessible" in text:
+        return SELF_CHECK_FAILED.format(url=url or "localhost")
+    return text
+
+
+def launch(demo: gr.Blocks, config: AppConfig, *, host: str, port: int | None = None, quiet: bool = False) -> str:
+    """Start serving ``demo`` without blocking this thread; return its local URL once it answers.
+
+    Gradio's ``launch`` binds the port, then checks its own URL once (one ``HEAD``, 3 s, no retry
+    after a timeout) and raises when that check fails, while its server thread keeps serving. Here
+    any failure (or an interrupt, such as a SIGTERM from :func:`web.disk.handle_signals`) closes that
+    server before it propagates, so no page is left without the process behind it.
+
+    Raises:
+        LaunchError: the server could not start; its message is one line.
+        KeyboardInterrupt: interrupted while starting (the server is closed).
+    """
+    try:
+        _app, url, _share = demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet,
+                                        **launch_kwargs(config))
+    except BaseException as exc:
+        url = getattr(demo, "local_url", None)
+        with contextlib.suppress(Exception):
+            demo.close(verbose=False)  # a no-op unless the server had started
+        if isinstance(exc, Exception):
+            raise LaunchError(_reason(exc, url)) from exc
+        raise
+    return url
+
+
 @dataclass
 class Served:
     """An app served in this process."""
@@ -97,13 +151,16 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(config: AppConfig, *, registry: ModelRegistry | None = None,
-            cache: ModelCache | None = None) -> Iterator[Served]:
+def serving(config: AppConfig, *, registry: ModelRegistry | None = None, cache: ModelCache | None = None,
+            endpoints: list[Endpoint] | None = None) -> Iterator[Served]:
     """The app served in this process on a loopback port Gradio picks; closed on exit."""
-    runner = build_runner(config, registry=registry, cache=cache)
+    runner = build_runner(config, registry=registry, cache=cache, endpoints=endpoints)
     page = build_page(runner, config)
-    _app, url, _share = page.demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
-                                         **launch_kwargs(config))
+    try:
+        url = launch(page.demo, config, host="127.0.0.1", quiet=True)
+    except BaseException:
+        page.share_handlers.exports.remove()
+        raise
     try:
         yield Served(url, page, runner)
     finally:

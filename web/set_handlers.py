@@ -1,37 +1,30 @@
 """The prompt-set tab's handlers and the ``/run_set`` API: read the rows, load both models, run the set,
 render progress, the table, the summary and the charts; rate rows; write the downloads.
 
-Everything about running lives in :mod:`models.setcompare` (no Gradio); this module translates.
+Everything about running lives in :mod:`models.sets.compare` (no Gradio); this module translates.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 import pandas as pd
 
-from components.promptset_tab import SetTab, SideSelector, table_rows
-from components.render import class_markdown, esc
+from components.promptset_tab import SetTab, table_rows
+from components.render import esc
 from components.set_export import summary_markdown, write_set_exports
-from components.settings import SHARED_FIELDS
-from models import (GenerationSettings, ModelIdError, ModelLoadError, Precision, SettingsError, UnsupportedModelError,
-                    check_precision, parse_precision)
-from models.loader import LoadedModel
-from models.settings import PublicLimits
-from models.promptset import MAX_FILE_BYTES, PromptRow, PromptSetError, Task, builtin_set, parse_prompt_file, validate_rows
-from models.run import Loading, Runner
-from models.setcompare import SIDES, SetProgress, SetResult, compare_set, rate
+from models import GenerationSettings, ModelIdError, SettingsError, check_precision
+from models.request import SetRequest
+from models.run import Runner, SetFinished, SetLoading, SetProgress, SetRefused
+from models.sets.compare import SIDES, rate
+from models.sets.rows import MAX_FILE_BYTES, PromptRow, PromptSetError, Task, builtin_set, parse_prompt_file, validate_rows
 
 from .exports import ExportFolder
-from .handlers import class_answer
-from .privacy import NO_REDACTION, PathRedactor
+from .handlers import slider_settings
+from .policy import Policy
 from .quiet import refuse
 from .zerogpu import MAX_SECONDS, on_gpu
 
@@ -41,30 +34,6 @@ REFRESH_SECONDS = 0.5  # the table and charts are redrawn at most this often whi
 
 class SetInputError(ValueError):
     """Something about the set, a model or a setting was refused before anything ran."""
-
-
-@dataclass(eq=False)  # tracked in a set: identity, not value
-class SetJob:
-    """One visitor's set run, tracked by the runner so that the session's Stop stops it."""
-
-    session: str
-    stop_event: threading.Event = field(default_factory=threading.Event)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-
-
-@dataclass(frozen=True)
-class SetRequest:
-    """A validated request: the rows, the task that decides the scores, both models (with their precisions) and settings."""
-
-    name: str
-    rows: tuple[PromptRow, ...]
-    task: Task
-    sources: dict[str, Any]
-    precision: dict[str, Precision]
-    settings: dict[str, GenerationSettings]
-    batch_size: int
 
 
 def read_rows(builtin: str | None, upload: str | None) -> tuple[str, tuple[PromptRow, ...], Task]:
@@ -83,46 +52,26 @@ def read_rows(builtin: str | None, upload: str | None) -> tuple[str, tuple[Promp
 
 def build_request(runner: Runner, name: str, rows: tuple[PromptRow, ...], task: Task, models: dict[str, tuple],
                   settings: GenerationSettings, batch_size: Any) -> SetRequest:
-    """Validate everything before anything runs; every refusal names what was wrong.
+    """Parse the whole set request once, before anything runs; every refusal names what was wrong.
 
     ``models``: per side, ``(model, custom hub id, precision, load_in_8bit)`` (the last ``None`` when not given).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, float)) or not 0 <= batch_size <= 64 \
-            or int(batch_size) != batch_size:
-        raise SetInputError(f"batch_size: must be a whole number from 0 (automatic) to 64, got {batch_size!r:.40}")
-    sources, precisions = {}, {}
-    for side, (model, custom, precision, load_in_8bit) in models.items():
-        try:
-            precisions[side] = check_precision(parse_precision(precision, load_in_8bit, field=f"precision_{side}",
-                                                               legacy_field=f"load_in_8bit_{side}"))
-        except SettingsError as exc:
-            message = str(exc) if exc.field != "precision" else f"precision_{side}" + str(exc).removeprefix("precision")
-            raise SetInputError(message) from None
-        try:
-            sources[side] = runner.resolve(model, custom)
-        except ModelIdError as exc:
-            raise SetInputError(f"{side}: {exc}") from None
+    try:
+        size = SetRequest.check_batch_size(batch_size)
+        sources, precisions = {}, {}
+        for side, (model, custom, precision, load_in_8bit) in models.items():
+            precisions[side] = check_precision(precision, load_in_8bit, field=f"precision_{side}",
+                                               legacy_field=f"load_in_8bit_{side}")
+            try:
+                sources[side] = runner.resolve(model, custom)
+            except ModelIdError as exc:
+                raise SetInputError(f"{side}: {exc}") from None
+    except SettingsError as exc:
+        raise SetInputError(str(exc)) from None
     # one set of settings for both sides: the task prefix reaches a seq2seq model on either side (prepare() reads it
     # for seq2seq models only), whichever panel it sits on
-    return SetRequest(name, rows, task, sources, precisions, {"left": settings, "right": settings}, int(batch_size))
-
-
-def load_both(runner: Runner, request: SetRequest, stop_event: threading.Event) -> Iterator[str | dict[str, LoadedModel]]:
-    """Status lines while the two models load, then ``{side: model}``; load failures raise SetInputError."""
-    loaded: dict[str, LoadedModel] = {}
-    for side in SIDES:
-        try:
-            loading = runner.load(request.sources[side], request.precision[side], stop_event)
-            while True:
-                try:
-                    event: Loading = next(loading)
-                except StopIteration as done:
-                    loaded[side] = done.value
-                    break
-                yield f"{side}: {event.status}"
-        except (ModelLoadError, UnsupportedModelError) as exc:
-            raise SetInputError(f"{side}: {exc}") from None
-    yield loaded
+    return SetRequest(name=name, rows=rows, task=task, sources=sources, precision=precisions, settings=settings,
+                      batch_size=size)
 
 
 def progress_line(progress: SetProgress) -> str:
@@ -167,19 +116,16 @@ class SetHandlers:
         runner: loads models (the shared cache) and tracks runs per session for Stop.
         tab: the tab's components.
         exports: where downloads are written.
-        redact: hides server paths.
+        policy: what this deployment hides (server paths) and allows (public limits).
     """
 
-    def __init__(self, runner: Runner, tab: SetTab, exports: ExportFolder, redact: PathRedactor = NO_REDACTION, *,
-                 limits: PublicLimits | None = None) -> None:
-        self.runner, self.tab, self.exports, self.redact, self.limits = runner, tab, exports, redact, limits
+    def __init__(self, runner: Runner, tab: SetTab, exports: ExportFolder, policy: Policy) -> None:
+        self.runner, self.tab, self.exports, self.policy = runner, tab, exports, policy
+        self.redact = policy.redact
 
     def _request(self, data: dict[Any, Any]) -> SetRequest:
         tab = self.tab
-        values = {name: data[control] for name, control in zip(SHARED_FIELDS, tab.settings.components())}
-        settings = GenerationSettings.from_mapping({**values, "task_prefix": data[tab.task_prefix] or ""})
-        if self.limits is not None:
-            self.limits.check(settings)
+        settings = self.policy.check(slider_settings(data, tab.settings, task_prefix=data[tab.task_prefix] or ""))
         name, rows, task = read_rows(data[tab.builtin], data[tab.upload])
         models = {side.side: (data[side.model], data[side.custom], data[side.precision], None) for side in (tab.left, tab.right)}
         return build_request(self.runner, name, rows, task, models, settings, data[tab.batch_size])
@@ -209,9 +155,11 @@ class SetHandlers:
             yield {self.tab.progress: f"⚠️ {esc(self.redact(str(exc)))}"}
             return
         last_drawn = 0.0
-        for update in run_request(self.runner, set_request, request.session_hash or "anonymous", self.redact):
-            if isinstance(update, str):
-                yield {self.tab.progress: esc(update)}
+        for update in self.runner.start_set(set_request, request.session_hash or "anonymous").events():
+            if isinstance(update, SetLoading):
+                yield {self.tab.progress: esc(self.redact(update.status))}
+            elif isinstance(update, SetRefused):
+                yield {self.tab.progress: f"⚠️ {esc(self.redact(update.message))}"}
             elif isinstance(update, SetProgress):
                 line = {self.tab.progress: esc(progress_line(update))}
                 if time.perf_counter() - last_drawn < REFRESH_SECONDS:
@@ -219,9 +167,10 @@ class SetHandlers:
                     continue
                 last_drawn = time.perf_counter()
                 yield {**line, **self.render(update.snapshot().to_dict())}
-            else:
-                yield {self.tab.progress: "✅ done" if not update["stopped"] else "⏹ stopped: the rows done are kept",
-                       **self._finished(update)}
+            elif isinstance(update, SetFinished):
+                result = self.redact(update.result)
+                yield {self.tab.progress: "✅ done" if not result["stopped"] else "⏹ stopped: the rows done are kept",
+                       **self._finished(result)}
 
     def select_row(self, event: gr.SelectData) -> int:
         """Clicking a table row picks it for rating (1-based)."""
@@ -235,41 +184,7 @@ class SetHandlers:
         return self._finished(rate(result, int(number) - 1, rating))
 
 
-def run_request(runner: Runner, request: SetRequest, session: str,
-                redact: PathRedactor) -> Iterator[str | SetProgress | dict[str, Any]]:
-    """Load both models and run the set, yielding status lines, progress, then the final result dict.
-    Tracked per session, so that session's Stop stops it; errors end as a status line."""
-    job = SetJob(session)
-    runner.track(job, True)  # type: ignore[arg-type]
-    try:
-        loaded: dict[str, LoadedModel] = {}
-        for item in load_both(runner, request, job.stop_event):
-            if isinstance(item, str):
-                yield redact(item)
-            else:
-                loaded = item
-        final: SetResult | None = None
-        for event in compare_set(loaded["left"], loaded["right"], request.rows, request.settings["left"],
-                                 right_settings=request.settings["right"], task=request.task,
-                                 batch_size=request.batch_size, stop_event=job.stop_event):
-            if isinstance(event, SetResult):
-                final = event
-            else:
-                yield event
-        assert final is not None
-        yield redact({"id": secrets.token_hex(8), "created": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"),
-                      "set": request.name, "task": request.task.value, "batch_size": request.batch_size,
-                      "settings": {side: s.to_dict() for side, s in request.settings.items()},
-                      "models": {side: loaded[side].description.to_dict() for side in SIDES}, **final.to_dict()})
-    except SetInputError as exc:
-        yield f"⚠️ {redact(str(exc))}"
-    finally:
-        job.stop()
-        runner.track(job, False)  # type: ignore[arg-type]
-
-
-def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION, *,
-                     limits: PublicLimits | None = None) -> Callable[..., Iterator[dict]]:
+def run_set_endpoint(runner: Runner, policy: Policy) -> Callable[..., Iterator[dict]]:
     """The ``/run_set`` function: many prompts on two models, progress while it runs, every row at the end."""
     def run_set(left: str, right: str, rows: list, max_new_tokens: int = 128, temperature: float = 0.0,
                 top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, seed: int = 0,
@@ -288,8 +203,7 @@ def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION, *,
         try:
             settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                           top_k=top_k, repetition_penalty=repetition_penalty, seed=seed)
-            if limits is not None:
-                limits.check(settings)
+            policy.check(settings)
             checked = tuple(validate_rows(rows))
             set_request = build_request(runner, "api", checked, Task.OTHER,
                                         {"left": (left, None, precision_left, load_in_8bit_left),
@@ -298,14 +212,15 @@ def run_set_endpoint(runner: Runner, redact: PathRedactor = NO_REDACTION, *,
         except (SetInputError, PromptSetError, SettingsError) as exc:
             raise refuse("/run_set", str(exc)) from None  # one log line, as /generate's refusals, no traceback
         session = (request.session_hash if request is not None else None) or "api"
-        for update in run_request(runner, set_request, session, redact):
+        for update in runner.start_set(set_request, session).events():
             if isinstance(update, SetProgress):
                 yield update.to_dict()
-            elif isinstance(update, dict):
-                yield {"rows": update["rows"], "summary": update["summary"], "models": update["models"],
-                       "stopped": update["stopped"]}
-            elif update.startswith("⚠️"):
-                raise refuse("/run_set", update.removeprefix("⚠️ "))
+            elif isinstance(update, SetFinished):
+                result = policy.redact(update.result)
+                yield {"rows": result["rows"], "summary": result["summary"], "models": result["models"],
+                       "stopped": result["stopped"]}
+            elif isinstance(update, SetRefused):
+                raise refuse("/run_set", policy.redact(update.message))
     return on_gpu(run_set, duration=lambda *args, **kwargs: MAX_SECONDS)  # a set takes ZeroGPU's longest lease
 
 
@@ -318,17 +233,3 @@ def about_set(builtin: str | None, upload: str | None) -> str:
     favours = "" if upload else f" · {esc(builtin_set(name).favours)}"
     scored = sum(1 for row in rows if row.reference is not None)
     return f"**{esc(name)}**: {len(rows)} rows · task {task.value} · {scored} with a reference{favours}"
-
-
-def side_class_handler(runner: Runner, side: SideSelector, redact: PathRedactor = NO_REDACTION):
-    """The class answer for a set side's model (the same answer as the single-prompt page)."""
-    def show_class(data: dict[Any, Any]) -> Updates:
-        try:
-            precision = parse_precision(data[side.precision])
-        except SettingsError as exc:
-            return {side.class_info: class_markdown(error=str(exc))}
-        selection = runner.inspect(data[side.model], data[side.custom], precision)
-        if selection.error is not None:
-            return {side.class_info: class_markdown(error=redact(selection.error))}
-        return {side.class_info: class_answer(selection)}
-    return show_class

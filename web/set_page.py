@@ -9,14 +9,15 @@ import gradio as gr
 
 from components.promptset_tab import SetTab, build_set_tab
 from models import Kind, precision_options
-from models.promptset import BUILTIN_SETS, MAX_FILE_BYTES, builtin_set
+from models.sets.rows import BUILTIN_SETS, MAX_FILE_BYTES, builtin_set
 from models.run import Runner
 from models.settings import setting_ranges
 
 from .config import AppConfig
 from .exports import ExportFolder
-from .privacy import PathRedactor
-from .set_handlers import SetHandlers, about_set, run_set_endpoint, side_class_handler
+from .handlers import selection_handler
+from .policy import Policy
+from .set_handlers import SetHandlers, about_set, run_set_endpoint
 from .zerogpu import MAX_SECONDS, on_gpu
 
 PRIVATE = {"show_progress": "hidden", "api_visibility": "private"}
@@ -34,12 +35,12 @@ def build_set_components(runner: Runner, config: AppConfig) -> SetTab:
         max_upload_mb=MAX_FILE_BYTES / 1e6)
 
 
-def wire_prompt_set(tab: SetTab, runner: Runner, config: AppConfig, *, demo: gr.Blocks, exports: ExportFolder,
-                    redact: PathRedactor, stop: Callable, concurrency_id: str) -> SetHandlers:
+def wire_prompt_set(tab: SetTab, runner: Runner, config: AppConfig, policy: Policy, *, demo: gr.Blocks,
+                    exports: ExportFolder, stop: Callable, concurrency_id: str) -> SetHandlers:
     """Wire the tab's events (inside the page's ``gr.Blocks``) and register ``/run_set``."""
-    handlers = SetHandlers(runner, tab, exports, redact, limits=config.limits)
-    _wire(tab, handlers, runner, redact, stop, config.concurrency, concurrency_id, demo.load)
-    gr.api(run_set_endpoint(runner, redact, limits=config.limits), api_name="run_set", concurrency_id=concurrency_id,
+    handlers = SetHandlers(runner, tab, exports, policy)
+    _wire(tab, handlers, runner, policy, stop, config.concurrency, concurrency_id, demo.load)
+    gr.api(run_set_endpoint(runner, policy), api_name="run_set", concurrency_id=concurrency_id,
            concurrency_limit=config.concurrency)
     return handlers
 
@@ -51,12 +52,12 @@ def gpu_run(handlers: SetHandlers) -> Callable:
     return on_gpu(run_set_tab, duration=lambda *args, **kwargs: MAX_SECONDS)
 
 
-def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, redact: PathRedactor, stop: Callable,
+def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, policy: Policy, stop: Callable,
           concurrency: int, concurrency_id: str, page_load: Callable) -> None:
     gr.on([tab.builtin.change, tab.upload.change, page_load], about_set, [tab.builtin, tab.upload], tab.about, queue=False, **PRIVATE)
     for side in (tab.left, tab.right):
         gr.on([side.model.change, side.custom.submit, side.precision.change, page_load],
-              side_class_handler(runner, side, redact),
+              selection_handler(runner, side, policy),
               inputs={side.model, side.custom, side.precision}, outputs={side.class_info}, concurrency_limit=4,
               concurrency_id="card", **PRIVATE)
     inputs = {tab.builtin, tab.upload, tab.task_prefix, tab.batch_size, *tab.settings.components(),

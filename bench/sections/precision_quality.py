@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from models import PRESETS, GenerationSettings, Kind, ModelRegistry, ModelSource, Precision, load_model, smollm2_gguf
-from models.batch import generate_rows
+from models.sets.batch import generate_rows
 from models.loader import ModelLoadError, precision_refusal, pick_device
-from models.promptset import PromptRow
+from models.sets.rows import PromptRow
 from models.tiny import build_tiny
 
 from ..context import Context

@@ -15,8 +15,6 @@ Options (each served by the real app, ``web.serving``, over the run's registry a
 - ``today``: float32, 4 generation slots (the app's default ``--concurrency``), each run alone;
 - ``bfloat16``: the same in bfloat16;
 - ``bfloat16, 8 slots``: every visitor admitted at once (``--concurrency 8``);
-- ``bfloat16, 8 slots, shared threads``: each generation gets ``cores // generations running``
-  intra-op threads when it starts (``Runner(share_threads=True)``);
 - ``bfloat16, 8 slots, grouped``: simultaneous greedy requests for the same model and settings share
   one batched ``generate`` (:mod:`models.grouping`);
 - ``float32, 8 slots, grouped``: the same in float32 (grouped answers then equal lone ones).
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import GenerationSettings, Kind
+from models.sources import LOCAL_ENGINE
 from models.grouping import Grouper
 from models.stream import stream
 
@@ -62,14 +61,12 @@ class Option:
     precision: str
     concurrency: int
     group: bool = False
-    share_threads: bool = False
 
 
 OPTIONS = (
     Option("today", "float32", 4),
     Option("bfloat16", "bfloat16", 4),
     Option("bfloat16, 8 slots", "bfloat16", 8),
-    Option("bfloat16, 8 slots, shared threads", "bfloat16", 8, share_threads=True),
     Option("bfloat16, 8 slots, grouped", "bfloat16", 8, group=True),
     Option("float32, 8 slots, grouped", "float32", 8, group=True),
 )
@@ -144,8 +141,8 @@ def measure(ctx: Context) -> Samples:
         ctx.log(f"9 visitors: serving the app with {concurrency} generation slots")
         with serving(config, registry=ctx.registry, cache=ctx.cache) as served:
             for option in (o for o in options if o.concurrency == concurrency):
-                served.runner.grouper = Grouper() if option.group else None  # the benchmark switches the run layer's options
-                served.runner.share_threads = option.share_threads
+                local = served.runner.engines[LOCAL_ENGINE]
+                local.grouper = Grouper() if option.group else None  # the benchmark switches the local engine's option
                 for kind in SIDES:
                     name = ctx.name(kind)
                     generate_via_sse(served.url, name, "Hello", 4, precision=option.precision)  # warm the path
@@ -154,7 +151,7 @@ def measure(ctx: Context) -> Samples:
                             ctx.log(f"9 visitors: {option.name}, {kind.value}, {n} clients, rep {rep + 1}/{reps}")
                             burst = _burst(served.url, name, prompts(kind, n), max_new, option.precision)
                             samples.bursts.setdefault(option.name, {}).setdefault(kind.value, {}).setdefault(n, []).append(burst)
-            served.runner.grouper, served.runner.share_threads = None, False
+            served.runner.engines[LOCAL_ENGINE].grouper = None
     return samples
 
 
@@ -166,13 +163,11 @@ def shipped_option() -> Option:
     config = AppConfig()
     precision = resolve_precision("auto", None, "cpu").value
     group = getattr(config, "group_window", 0) not in (None, 0)
-    share = bool(getattr(config, "share_threads", False))
     for option in OPTIONS:
-        if (option.precision, option.concurrency, option.group, option.share_threads) == (
-                precision, config.concurrency, group, share):
+        if (option.precision, option.concurrency, option.group) == (precision, config.concurrency, group):
             return option
     return Option(f"{precision}, {config.concurrency} slots" + (", grouped" if group else ""), precision,
-                  config.concurrency, group, share)
+                  config.concurrency, group)
 
 
 def percentile(values: list[float], q: float) -> float:

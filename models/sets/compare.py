@@ -1,6 +1,6 @@
 """Compare two models over a prompt set: both sides at once, each in batches, rows in input order, scores.
 
-:func:`compare_set` runs :func:`models.batch.generate_rows` for the left and the right model in two
+:func:`compare_set` runs each side's engine (``Engine.rows``) for the left and the right model in two
 threads and merges what they produce into one stream of events: :class:`SetProgress` after every
 finished row, then one :class:`SetResult` with every row (in input order), its scores and a
 summary per side. One stop event ends both sides within one token; finished rows are kept.
@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence, Union
 
-from .batch import RowResult, error_message, generate_rows
-from .loader import LoadedModel
-from .promptset import PromptRow, Task
+from ..engine import Engine
+from ..generation import error_message
+from ..settings import GenerationSettings
+from ..types import RowResult
+from .rows import PromptRow, Task
 from .scores import SCORE_INFO, TASK_SCORES, score_row, summarize_scores
-from .settings import GenerationSettings
-from .stream import FinishReason
 
 SIDES = ("left", "right")
 RATINGS = ("left", "right", "tie")
@@ -90,32 +90,31 @@ class _Sides:
         return SetProgress(done["left"], done["right"], self.total, now - started, remaining, snapshot_args)
 
 
-def _side_worker(loaded: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings, batch_size: int,
+def _side_worker(engine: Engine, rows: Sequence[PromptRow], settings: GenerationSettings, batch_size: int,
                  stop_event: threading.Event, side: str, out: queue.Queue) -> None:
     """Run one side; if the side itself fails (not a row), its remaining rows end with that error."""
     reported: set[int] = set()
     try:
-        for result in generate_rows(loaded, rows, settings, batch_size=batch_size, stop_event=stop_event):
+        for result in engine.rows(rows, settings, batch_size=batch_size, stop_event=stop_event):
             reported.add(result.index)
             out.put((side, result))
     except Exception as exc:  # noqa: BLE001 - the other side goes on; this side's rows say why they failed
         message = error_message(exc)
         for index in sorted(set(range(len(rows))) - reported):
-            out.put((side, RowResult(index, "", 0, 0, 0.0, FinishReason.ERROR, message)))
+            out.put((side, RowResult.failed(index, message)))
 
 
-def compare_set(left: LoadedModel, right: LoadedModel, rows: Sequence[PromptRow], settings: GenerationSettings, *,
-                right_settings: GenerationSettings | None = None, task: Task | str = Task.OTHER, batch_size: int = 0,
+def compare_set(left: Engine, right: Engine, rows: Sequence[PromptRow], settings: GenerationSettings, *,
+                task: Task | str = Task.OTHER, batch_size: int = 0,
                 stop_event: threading.Event | None = None,
                 ratings: dict[int, str] | None = None) -> Iterator[SetEvent]:
     """Run ``rows`` on both models at once; yield progress after each row, then the whole result.
 
     Args:
         left / right: the two models (any kinds; the same model may sit on both sides).
-        rows: the validated rows (see :func:`models.promptset.parse_prompt_file` / ``validate_rows``).
-        settings: generation settings of the left side (and of the right one unless ``right_settings``).
-        right_settings: the right side's own settings.
-        task: decides the scores (see :mod:`models.scores`).
+        rows: the validated rows (see :func:`models.sets.rows.parse_prompt_file` / ``validate_rows``).
+        settings: generation settings of both sides (a task prefix reaches whichever side is seq2seq).
+        task: decides the scores (see :mod:`models.sets.scores`).
         batch_size: rows per ``generate`` call; 0 chooses per model.
         stop_event: set it to stop both sides within one token; closing this generator sets it too.
         ratings: ratings already given, by row index.
@@ -124,10 +123,9 @@ def compare_set(left: LoadedModel, right: LoadedModel, rows: Sequence[PromptRow]
     sides = _Sides(len(rows))
     arrivals: queue.Queue = queue.Queue()
     started = time.perf_counter()
-    jobs = {"left": (left, settings), "right": (right, right_settings or settings)}
     with concurrent.futures.ThreadPoolExecutor(len(SIDES), thread_name_prefix="set") as pool:
-        futures = [pool.submit(_side_worker, model, rows, side_settings, batch_size, stop_event, side, arrivals)
-                   for side, (model, side_settings) in jobs.items()]
+        futures = [pool.submit(_side_worker, engine, rows, settings, batch_size, stop_event, side, arrivals)
+                   for side, engine in zip(SIDES, (left, right))]
         try:
             while not (all(f.done() for f in futures) and arrivals.empty()):
                 try:

@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import sacrebleu
 from rouge_score import rouge_scorer
 
-from .promptset import Task
+from .rows import Task
 
 #: score names per task, in display order
 TASK_SCORES: dict[Task, tuple[str, ...]] = {

@@ -50,77 +50,18 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteriaList
 
-from .loader import LoadedModel
-from .presets import Kind
-from .prompt import PreparedPrompt, eos_token_ids, generate_call, prepare
-from .promptset import PromptRow
-from .settings import GenerationSettings
-from .stream import FinishReason, sampling_kwargs
-
-MAX_BATCH_SIZE = 64  # an explicit batch size above this is refused
-NOT_RUN_NOTICE = "not run: stopped before its batch started"
-
-
-@dataclass(frozen=True)
-class RowResult:
-    """One row's output and figures.
-
-    Args:
-        index: the row's position in the input (results may arrive out of order).
-        text: the generated text (special tokens skipped); empty when nothing was generated.
-        output_tokens: generated tokens counted from the ids, up to and including the first
-            end-of-sequence token (padding after it is not counted).
-        input_tokens: the row's prompt tokens (after template, prefix and caps), padding excluded.
-        seconds: the row's share of its batch's wall time (batch seconds / rows in the batch),
-            so the rows' seconds add up to the time spent generating.
-        finish_reason: ``eos``, ``length``, ``stopped`` or ``error``.
-        error: what went wrong, when ``finish_reason`` is ``error``.
-        batch_size: rows in the ``generate`` call that produced it (1 for a retried row).
-        batch_seconds: wall time of that call.
-        output_ids: the generated ids (same span as ``output_tokens``).
-        notices: truncation and capping notes from :func:`~models.prompt.prepare`.
-    """
-
-    index: int
-    text: str
-    output_tokens: int
-    input_tokens: int
-    seconds: float
-    finish_reason: FinishReason
-    error: str | None = None
-    batch_size: int = 1
-    batch_seconds: float = 0.0
-    output_ids: tuple[int, ...] = ()
-    notices: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        """Output tokens per second of this row's share of the batch time."""
-        return self.output_tokens / self.seconds if self.seconds > 0 and self.output_tokens else None
-
-    def stats_dict(self) -> dict[str, Any]:
-        """JSON-ready figures (everything but the text and the ids)."""
-        tps = self.tokens_per_second
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "seconds": round(self.seconds, 4), "tokens_per_second": None if tps is None else round(tps, 2),
-                "finish_reason": self.finish_reason.value, "error": self.error, "batch_size": self.batch_size,
-                "batch_seconds": round(self.batch_seconds, 4), "notices": list(self.notices)}
-
-
-class StopRowsOnEvent(StoppingCriteria):
-    """Ends every row of a batch at the next token once ``event`` is set (one flag per row)."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+from ..generation import StopOnEvents, error_message, new_tokens, pad_rows, sampling_kwargs
+from ..loader import LoadedModel
+from ..prompt import eos_token_ids, generate_call, prepare
+from ..settings import GenerationSettings
+from ..types import PreparedPrompt, RowResult, finish_reason
+from .rows import PromptRow, row_prompt, row_settings
 
 
 @dataclass
@@ -155,53 +96,6 @@ def auto_batch_size(loaded: LoadedModel, rows: int | None = None) -> int:
     return max(1, min(size, rows)) if rows is not None else size
 
 
-def pad_batch(kind: Kind, id_lists: Sequence[Sequence[int]], pad_token_id: int,
-              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad token id lists into ``(input_ids, attention_mask)``.
-
-    Args:
-        kind: causal rows are padded on the left, seq2seq rows on the right.
-        id_lists: one list of ids per row (non-empty).
-        pad_token_id: the id written into the padding.
-        device: where the tensors go.
-    """
-    width = max(len(ids) for ids in id_lists)
-    input_ids = torch.full((len(id_lists), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(id_lists), width), dtype=torch.long)
-    for i, ids in enumerate(id_lists):
-        span = slice(width - len(ids), width) if kind is Kind.CAUSAL else slice(0, len(ids))
-        input_ids[i, span] = torch.tensor(list(ids), dtype=torch.long)
-        mask[i, span] = 1
-    return input_ids.to(device), mask.to(device)
-
-
-def row_settings(settings: GenerationSettings, row: PromptRow) -> GenerationSettings:
-    """``settings`` with the row's ``task_prefix`` when it has one (validated like any setting)."""
-    if row.task_prefix is None or row.task_prefix == settings.task_prefix:
-        return settings
-    return type(settings).from_mapping({**settings.to_dict(), "task_prefix": row.task_prefix})
-
-
-def row_prompt(kind: Kind, row: PromptRow) -> str:
-    """The text given to :func:`~models.prompt.prepare` for ``row``.
-
-    Seq2seq models get the row's ``task_prefix`` through the settings (``prepare`` puts it
-    before the prompt). Causal models have no prefix slot, so the row's prefix is put at
-    the start of the prompt text: a summarize row must still ask the chat model to summarize.
-    """
-    if kind is Kind.CAUSAL and row.task_prefix:
-        return row.task_prefix + row.prompt
-    return row.prompt
-
-
-def error_message(exc: BaseException) -> str:
-    """One line saying why generation failed (out-of-memory named as such)."""
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in first.lower():
-        return f"ran out of memory while generating ({first})"[:500]
-    return f"generation failed: {type(exc).__name__}: {first}"[:500]
-
-
 def _prepare_item(loaded: LoadedModel, index: int, row: PromptRow, settings: GenerationSettings) -> _Item:
     settings = row_settings(settings, row)
     prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, row_prompt(loaded.kind, row), settings)
@@ -211,17 +105,8 @@ def _prepare_item(loaded: LoadedModel, index: int, row: PromptRow, settings: Gen
 
 def _row_result(loaded: LoadedModel, item: _Item, ids: list[int], eos: set[int], stopped: bool,
                 batch_size: int, batch_seconds: float, max_new: int) -> RowResult:
-    """Cut one output row at its first end-of-sequence token and describe it."""
-    end = next((i + 1 for i, token in enumerate(ids) if token in eos), len(ids))
-    ids = ids[:end]
-    if ids and ids[-1] in eos:
-        reason = FinishReason.EOS
-    elif len(ids) >= max_new:
-        reason = FinishReason.LENGTH
-    elif stopped:
-        reason = FinishReason.STOPPED
-    else:
-        reason = FinishReason.LENGTH  # another limit of the generation config (max_length)
+    """Describe one output row (its new tokens, cut at the first end-of-sequence token)."""
+    reason = finish_reason(error=None, eos=bool(ids) and ids[-1] in eos, length=len(ids) >= max_new, stopped=stopped)
     text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
     return RowResult(item.index, text, len(ids), len(item.prepared.input_ids), batch_seconds / batch_size, reason,
                      batch_size=batch_size, batch_seconds=batch_seconds, output_ids=tuple(ids),
@@ -232,31 +117,19 @@ def _run_batch(loaded: LoadedModel, items: list[_Item], settings: GenerationSett
                stop_event: threading.Event) -> list[RowResult]:
     """One ``generate`` call for ``items``; raises whatever ``generate`` raises."""
     model = loaded.model
-    input_ids, mask = pad_batch(loaded.kind, [it.prepared.input_ids for it in items], items[0].pad_token_id, model.device)
+    input_ids, mask = pad_rows(loaded.kind, loaded.tokenizer, [it.prepared.input_ids for it in items], model.device)
     options = dict(items[0].options)
     options["max_new_tokens"] = max_new = min(it.options["max_new_tokens"] for it in items)
     options.update(sampling_kwargs(settings, model))  # sampled: the batch's own seeded generator, not torch's global one
     started = time.perf_counter()
     with torch.inference_mode():
         output = model.generate(input_ids=input_ids, attention_mask=mask, pad_token_id=items[0].pad_token_id,
-                                stopping_criteria=StoppingCriteriaList([StopRowsOnEvent(stop_event)]), **options)
+                                stopping_criteria=StoppingCriteriaList([StopOnEvents([stop_event])]), **options)
     seconds = time.perf_counter() - started
-    skip = input_ids.shape[1] if loaded.kind is Kind.CAUSAL else 1  # causal: the prompt; seq2seq: the decoder start
     eos = set(eos_token_ids(model, loaded.tokenizer))
     stopped = stop_event.is_set()
-    return [_row_result(loaded, it, output[i, skip:].tolist(), eos, stopped, len(items), seconds, max_new)
-            for i, it in enumerate(items)]
-
-
-def _failed(index: int, message: str, prepared: PreparedPrompt | None = None) -> RowResult:
-    notices = tuple(prepared.notices) if prepared else ()
-    return RowResult(index, "", 0, len(prepared.input_ids) if prepared else 0, 0.0, FinishReason.ERROR, message,
-                     notices=notices)
-
-
-def _not_run(item: _Item) -> RowResult:
-    return RowResult(item.index, "", 0, len(item.prepared.input_ids), 0.0, FinishReason.STOPPED,
-                     batch_size=0, notices=(*item.prepared.notices, NOT_RUN_NOTICE))
+    return [_row_result(loaded, it, new_tokens(loaded.kind, output[i].tolist(), input_ids.shape[1], eos), eos, stopped,
+                        len(items), seconds, max_new) for i, it in enumerate(items)]
 
 
 def _run_or_retry(loaded: LoadedModel, items: list[_Item], settings: GenerationSettings,
@@ -267,11 +140,11 @@ def _run_or_retry(loaded: LoadedModel, items: list[_Item], settings: GenerationS
         return
     except Exception as exc:  # noqa: BLE001 - reported on the row, never raised into the caller
         if len(items) == 1:
-            yield _failed(items[0].index, error_message(exc), items[0].prepared)
+            yield RowResult.failed(items[0].index, error_message(exc), items[0].prepared)
             return
     for item in items:
         if stop_event.is_set():
-            yield _not_run(item)
+            yield RowResult.not_run(item.index, item.prepared)
         else:
             yield from _run_or_retry(loaded, [item], settings, stop_event)
 
@@ -289,17 +162,6 @@ def plan_batches(lengths: Sequence[int], batch_size: int, *, sort_by_length: boo
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def check_batch_size(batch_size: Any) -> int:
-    """``batch_size`` as an int when it is a whole number from 0 (automatic) to :data:`MAX_BATCH_SIZE`
-    (a slider's ``8.0`` counts as 8); else ``ValueError`` naming ``batch_size``."""
-    if isinstance(batch_size, float) and batch_size.is_integer():
-        batch_size = int(batch_size)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(f"batch_size: must be a whole number from 0 (automatic) to {MAX_BATCH_SIZE}, "
-                         f"got {batch_size!r:.40}")
-    return batch_size
-
-
 def generate_rows(loaded: LoadedModel, rows: Sequence[PromptRow | str], settings: GenerationSettings, *,
                   batch_size: int = 0, stop_event: threading.Event | None = None,
                   sort_by_length: bool = True) -> Iterator[RowResult]:
@@ -312,21 +174,14 @@ def generate_rows(loaded: LoadedModel, rows: Sequence[PromptRow | str], settings
         loaded: the model.
         rows: the prompts (validated :class:`~models.promptset.PromptRow` or plain strings).
         settings: generation settings for every row (a row's ``task_prefix`` overrides theirs).
-        batch_size: rows per ``generate`` call; 0 picks :func:`auto_batch_size`.
+        batch_size: rows per ``generate`` call (checked where the request enters: ``models.request``); 0 picks
+            :func:`auto_batch_size`.
         stop_event: set it from any thread to stop; the running batch ends within one token.
         sort_by_length: batch rows of similar length together (less padding, faster);
             results then arrive out of input order.
 
-    Raises:
-        ValueError: for a batch size out of range (before anything runs).
     """
-    if getattr(loaded, "source", None) is not None and loaded.source.endpoint is not None:
-        from .remote import endpoint_rows  # an inference engine batches on its side (remote imports this module)
-
-        check_batch_size(batch_size)
-        yield from endpoint_rows(loaded.source.endpoint, rows, settings, stop_event=stop_event)
-        return
-    size = check_batch_size(batch_size) or auto_batch_size(loaded, len(rows))
+    size = batch_size or auto_batch_size(loaded, len(rows))
     stop_event = stop_event if stop_event is not None else threading.Event()
     items: list[_Item] = []
     for index, row in enumerate(rows):
@@ -334,10 +189,10 @@ def generate_rows(loaded: LoadedModel, rows: Sequence[PromptRow | str], settings
         try:
             items.append(_prepare_item(loaded, index, row, settings))
         except Exception as exc:  # noqa: BLE001 - a row the tokenizer cannot take fails alone
-            yield _failed(index, f"could not prepare the prompt: {type(exc).__name__}: {exc}"[:500])
+            yield RowResult.failed(index, f"could not prepare the prompt: {type(exc).__name__}: {exc}"[:500])
     for batch in plan_batches([len(it.prepared.input_ids) for it in items], size, sort_by_length=sort_by_length):
         group = [items[i] for i in batch]
         if stop_event.is_set():
-            yield from (_not_run(it) for it in group)
+            yield from (RowResult.not_run(it.index, it.prepared) for it in group)
         else:
             yield from _run_or_retry(loaded, group, settings, stop_event)

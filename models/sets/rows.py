@@ -35,13 +35,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .settings import MAX_PROMPT_CHARS, MAX_TASK_PREFIX_CHARS, SettingsError, validate_prompt
+from ..presets import Kind
+from ..settings import MAX_PROMPT_CHARS, MAX_TASK_PREFIX_CHARS, GenerationSettings, SettingsError, validate_prompt
 
 MAX_ROWS = 200  # rows per set, files and API alike
 MAX_FILE_BYTES = 1_000_000  # an uploaded file of more than 1 MB is refused unread
 EXTENSIONS = (".jsonl", ".csv", ".txt")
 ROW_KEYS = ("prompt", "reference", "task_prefix")
-SETS_DIR = Path(__file__).resolve().parent.parent / "data" / "prompt_sets"
+SETS_DIR = Path(__file__).resolve().parents[2] / "data" / "prompt_sets"
 SETS_INDEX = SETS_DIR / "sets.json"
 
 
@@ -300,3 +301,22 @@ def builtin_set(name: str) -> PromptSet:
     path = SETS_DIR / entry["file"]
     rows = parse_prompt_file(path.name, path.read_bytes())
     return PromptSet(name=name, title=entry["title"], task=Task(entry["task"]), favours=entry["favours"], rows=tuple(rows))
+
+
+def row_settings(settings: GenerationSettings, row: PromptRow) -> GenerationSettings:
+    """``settings`` with the row's ``task_prefix`` when it has one (validated like any setting)."""
+    if row.task_prefix is None or row.task_prefix == settings.task_prefix:
+        return settings
+    return type(settings).from_mapping({**settings.to_dict(), "task_prefix": row.task_prefix})
+
+
+def row_prompt(kind: Kind, row: PromptRow) -> str:
+    """The text given to :func:`~models.prompt.prepare` for ``row``.
+
+    Seq2seq models get the row's ``task_prefix`` through the settings (``prepare`` puts it
+    before the prompt). Causal models have no prefix slot, so the row's prefix is put at
+    the start of the prompt text: a summarize row must still ask the chat model to summarize.
+    """
+    if kind is Kind.CAUSAL and row.task_prefix:
+        return row.task_prefix + row.prompt
+    return row.prompt
