@@ -163,7 +163,7 @@ def precision_refusal(precision: Precision, device: str, model_type: str | None 
     return None
 
 
-def resolve_precision(requested: Precision | str | bool, config: PretrainedConfig | None, device: str) -> Precision:
+def resolve_precision(requested: Precision | str, config: PretrainedConfig | None, device: str) -> Precision:
     """The precision that runs: ``auto`` made concrete, an explicit choice checked. The one place that decides.
 
     auto: bfloat16 on a CPU with native bf16 (:func:`cpu_has_native_bf16`) and on a GPU that supports it;
@@ -173,7 +173,7 @@ def resolve_precision(requested: Precision | str | bool, config: PretrainedConfi
     Raises:
         ModelLoadError: an explicit choice that cannot run here (float16 on CPU or on T5, …), saying why.
     """
-    precision = parse_precision(requested)
+    precision = Precision(requested)
     model_type = getattr(config, "model_type", None) if config is not None else None
     if precision is Precision.AUTO:
         if device == "cpu":
@@ -419,6 +419,7 @@ def load_model(source: ModelSource, *, precision: Precision | str = Precision.AU
         on_status: called with short progress messages.
     """
     started = time.perf_counter()
+    requested = parse_precision(precision, load_in_8bit or None)
     device = device or pick_device()
     status = on_status or (lambda _msg: None)
     status(f"Reading the config of {source.name}")
@@ -434,7 +435,7 @@ def load_model(source: ModelSource, *, precision: Precision | str = Precision.AU
         origin_note = f"{source.origin} (converted once to safetensors in {path})"
     else:
         origin_note = source.origin
-    resolved = resolve_precision(parse_precision(precision, load_in_8bit or None), config, device)
+    resolved = resolve_precision(requested, config, device)
     kwargs = load_kwargs(config, device, precision=resolved, allow_pickle=allow_pickle)
     status(f"Loading weights of {source.name} in {resolved.value}")
     try:
@@ -461,7 +462,7 @@ def load_model(source: ModelSource, *, precision: Precision | str = Precision.AU
         revision=getattr(config, "_commit_hash", None), load_seconds=time.perf_counter() - started,
         precision=resolved.value,
     )
-    return LoadedModel(source, model, tokenizer, arch, description, kwargs, parse_precision(precision, load_in_8bit or None))
+    return LoadedModel(source, model, tokenizer, arch, description, kwargs, requested)
 
 
 class ModelCache:
@@ -512,7 +513,7 @@ class ModelCache:
         requested = getattr(loaded, "requested", None)
         with self._lock:
             if requested is not None:
-                self._resolved[(loaded.source.name, parse_precision(requested))] = key[1]
+                self._resolved[(loaded.source.name, Precision(requested))] = key[1]
             self._models[key] = loaded
             self._models.move_to_end(key)
             while len(self._models) > self.max_models:
@@ -523,7 +524,7 @@ class ModelCache:
             on_status: Callable[[str], None] | None = None, *, load_in_8bit: bool | None = None) -> LoadedModel:
         """The loaded model for ``source`` in ``precision`` (auto, float32, bfloat16, float16, 8-bit; ``True``
         or ``load_in_8bit=True`` mean 8-bit), loading it at most once across threads."""
-        requested = parse_precision(precision, load_in_8bit)
+        requested = parse_precision(precision, load_in_8bit)  # the cache's callers (benchmark, tests) may pass text
         with self._lock:
             key = self._key(source.name, requested)
             if key in self._models:
@@ -542,10 +543,11 @@ class ModelCache:
             with self._lock:
                 self.loads += 1
                 if ran is not None:
-                    self._resolved[(source.name, requested)] = parse_precision(ran)
-                    held = self._models.get((source.name, parse_precision(ran)))
+                    ran_key = (source.name, Precision(ran))
+                    self._resolved[(source.name, requested)] = ran_key[1]
+                    held = self._models.get(ran_key)
                     if held is not None:  # loaded under another name (e.g. bfloat16, then auto): keep one copy
-                        self._models.move_to_end((source.name, parse_precision(ran)))
+                        self._models.move_to_end(ran_key)
                         return held
             self.put(loaded, requested)
             return loaded

@@ -35,7 +35,9 @@ def test_schema_declares_every_numeric_setting_with_its_public_range():
         "max_new_tokens": (1, MAX_NEW_TOKENS_LIMIT, False, True), "temperature": (0.0, 2.0, False, False),
         "top_p": (0.0, 1.0, True, False), "top_k": (0, 1000, False, True), "repetition_penalty": (0.0, 10.0, True, False),
         "no_repeat_ngram_size": (0, 20, False, True), "seed": (0, MAX_SEED, False, True)}
-    assert GenerationSettings().to_dict() == {**{n: r.default for n, r in setting_ranges().items()},
+    # the defaults the API documents: greedy, 128 new tokens, no penalty, the chat template on
+    assert GenerationSettings().to_dict() == {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "top_k": 0,
+                                              "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "seed": 0,
                                               "use_chat_template": True, "task_prefix": ""}
 
 

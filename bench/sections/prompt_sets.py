@@ -52,7 +52,7 @@ def summarize(samples: dict[str, Any]) -> Table:
     if samples.get("float32"):
         rows += _rows(samples, {Kind(kind): side for kind, side in samples["float32"].items()}, " in float32", None)
     notes = ["Both modes run the same rows batch by batch, alternating, so a shared machine's load hits both; "
-             "a row that differs does so through padding's floating-point rounding (see models/batch.py), more often "
+             "a row that differs does so through padding's floating-point rounding (see models/sets/batch.py), more often "
              "in bfloat16 (8 bits of mantissa) than in float32."]
     results = {**samples, "figures": {kind.value: {
         "single_seconds": figure(side["single_seconds_each"], "s"), "batched_seconds": figure(side["batched_seconds_each"], "s"),

@@ -172,7 +172,7 @@ def generate_rows(loaded: LoadedModel, rows: Sequence[PromptRow | str], settings
 
     Args:
         loaded: the model.
-        rows: the prompts (validated :class:`~models.promptset.PromptRow` or plain strings).
+        rows: the prompts (validated :class:`~models.sets.rows.PromptRow` or plain strings).
         settings: generation settings for every row (a row's ``task_prefix`` overrides theirs).
         batch_size: rows per ``generate`` call (checked where the request enters: ``models.request``); 0 picks
             :func:`auto_batch_size`.

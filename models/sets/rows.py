@@ -47,7 +47,7 @@ SETS_INDEX = SETS_DIR / "sets.json"
 
 
 class Task(str, Enum):
-    """What a set asks for; it decides which scores are computed (see :mod:`models.scores`)."""
+    """What a set asks for; it decides which scores are computed (see :mod:`models.sets.scores`)."""
 
     SUMMARY = "summary"  # chrF + ROUGE-L against reference summaries
     TRANSLATION = "translation"  # chrF against reference translations

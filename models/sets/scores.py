@@ -1,6 +1,6 @@
 """Scores of model outputs against reference texts, per row and for a whole set.
 
-Which scores a row gets depends on its set's :class:`~models.promptset.Task`:
+Which scores a row gets depends on its set's :class:`~models.sets.rows.Task`:
 
 ============== ============================================ =========
 task           scores                                       scale
@@ -125,7 +125,7 @@ def score_row(task: Task | str, prediction: str | None, reference: str | None) -
     """The scores of one output, by task (see the module table).
 
     Args:
-        task: the set's task (a :class:`~models.promptset.Task` or its value, e.g. ``"qa"``).
+        task: the set's task (a :class:`~models.sets.rows.Task` or its value, e.g. ``"qa"``).
         prediction: the model's output text; ``None`` when the row failed or did not run.
         reference: the expected text; ``None`` when the row has none.
 
