@@ -194,27 +194,16 @@ class SideRun:
 
 
 @dataclass(frozen=True)
-class SetLoading:
-    """One side's model of a set is loading (``status`` names the side)."""
-
-    status: str
-
-
-@dataclass(frozen=True)
-class SetRefused:
-    """The set could not run (a model that cannot be had); ``message`` names the side and says why."""
-
-    message: str
-
-
-@dataclass(frozen=True)
 class SetFinished:
-    """The set ended (all rows, or stopped); ``result`` is its JSON form, with its id, time, set, task and models."""
+    """The set ended: ``result`` is its JSON form (every row, the summary, its id, time, set, task and models;
+    some rows not run when it was stopped), or ``error`` says why it could not run (a model that cannot be had,
+    naming the side)."""
 
-    result: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: str | None = None
 
 
-SetEvent = Union[SetLoading, SetProgress, SetRefused, SetFinished]
+SetEvent = Union[Loading, SetProgress, SetFinished]
 
 
 class SetRun:
@@ -233,14 +222,14 @@ class SetRun:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _engines(self) -> Generator[SetLoading, None, dict[str, Engine]]:
+    def _engines(self) -> Generator[Loading, None, dict[str, Engine]]:
         engines: dict[str, Engine] = {}
         for side in SIDES:
             loading = self.runner.engine(self.request.sources[side], self.request.precision[side], self.stop_event)
             try:
                 while True:
                     event = next(loading)
-                    yield SetLoading(f"{side}: {event.status}")
+                    yield Loading(f"{side}: {event.status}")
             except StopIteration as done:
                 engines[side] = done.value
             except LOAD_ERRORS as exc:
@@ -248,15 +237,15 @@ class SetRun:
         return engines
 
     def events(self) -> Iterator[SetEvent]:
-        """Both engines (status lines), then progress after every row, then :class:`SetFinished`; a model that
-        cannot be had ends it with :class:`SetRefused`. Closing the iterator stops the run."""
+        """Both engines (:class:`Loading` lines naming the side), then progress after every row, then
+        :class:`SetFinished` (with the error when a model cannot be had). Closing the iterator stops the run."""
         request = self.request
         self.runner.track(self, True)
         try:
             try:
                 engines = yield from self._engines()
             except ModelLoadError as exc:
-                yield SetRefused(str(exc))
+                yield SetFinished(error=str(exc))
                 return
             final: SetResult | None = None
             for event in compare_set(engines["left"], engines["right"], request.rows, request.settings, task=request.task,

@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 from components.panel import Panel
 from components.render import card_markdown, error_markdown, stats_markdown
 from models import GenerationSettings, Kind, ModelCache, ModelIdError, ModelLoadError, ModelRegistry, load_model
-from models import run as run_module
+from models import local as local_engine
 from models import sources as sources_module
 from models.request import RunRequest
 from models.run import Runner, SideRun
@@ -353,7 +353,7 @@ def test_html_in_prompts_and_model_output_is_rendered_inert(served, client, monk
         yield StreamUpdate(XSS, "", Stats(input_tokens=3, output_tokens=2, finish_reason=FinishReason.ERROR,
                                           error=XSS, notices=[XSS]))
 
-    monkeypatch.setattr(run_module, "stream", html_stream)
+    monkeypatch.setattr(local_engine, "stream", html_stream)
     updates = rendered_run(served.runner, panel, PROMPT)
     assert updates[-1][panel.output] == XSS, "the answer box gets the text as is (a Textbox shows it as text)"
     for update in updates:

@@ -18,7 +18,7 @@ from components.render import esc
 from components.set_export import summary_markdown, write_set_exports
 from models import GenerationSettings, ModelIdError, SettingsError, check_precision
 from models.request import SetRequest
-from models.run import Runner, SetFinished, SetLoading, SetProgress, SetRefused
+from models.run import Loading, Runner, SetFinished, SetProgress
 from models.sets.compare import SIDES, rate
 from models.sets.rows import MAX_FILE_BYTES, PromptRow, PromptSetError, Task, builtin_set, parse_prompt_file, validate_rows
 
@@ -156,10 +156,10 @@ class SetHandlers:
             return
         last_drawn = 0.0
         for update in self.runner.start_set(set_request, request.session_hash or "anonymous").events():
-            if isinstance(update, SetLoading):
+            if isinstance(update, Loading):
                 yield {self.tab.progress: esc(self.redact(update.status))}
-            elif isinstance(update, SetRefused):
-                yield {self.tab.progress: f"⚠️ {esc(self.redact(update.message))}"}
+            elif isinstance(update, SetFinished) and update.error is not None:
+                yield {self.tab.progress: f"⚠️ {esc(self.redact(update.error))}"}
             elif isinstance(update, SetProgress):
                 line = {self.tab.progress: esc(progress_line(update))}
                 if time.perf_counter() - last_drawn < REFRESH_SECONDS:
@@ -215,12 +215,12 @@ def run_set_endpoint(runner: Runner, policy: Policy) -> Callable[..., Iterator[d
         for update in runner.start_set(set_request, session).events():
             if isinstance(update, SetProgress):
                 yield update.to_dict()
+            elif isinstance(update, SetFinished) and update.error is not None:
+                raise refuse("/run_set", policy.redact(update.error))
             elif isinstance(update, SetFinished):
                 result = policy.redact(update.result)
                 yield {"rows": result["rows"], "summary": result["summary"], "models": result["models"],
                        "stopped": result["stopped"]}
-            elif isinstance(update, SetRefused):
-                raise refuse("/run_set", policy.redact(update.message))
     return on_gpu(run_set, duration=lambda *args, **kwargs: MAX_SECONDS)  # a set takes ZeroGPU's longest lease
 
 
