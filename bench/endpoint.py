@@ -35,7 +35,8 @@ from models import GenerationSettings, Kind, ModelCache, ModelRegistry, ModelSou
 from models.loader import convert_gguf  # noqa: E402
 from models.engine import Engines  # noqa: E402
 from models.local import LocalEngines  # noqa: E402
-from models.remote import RemoteEngines, connect, parse_endpoint_spec  # noqa: E402
+from models.endpoint_spec import parse_endpoint_spec  # noqa: E402
+from models.remote import RemoteEngines, connect  # noqa: E402
 from models.request import RunRequest  # noqa: E402
 from models.run import Chunk, Finished, Runner  # noqa: E402
 from models.sources import smollm2_gguf  # noqa: E402

@@ -39,7 +39,6 @@ import asyncio
 import concurrent.futures
 import functools
 import json
-import os
 import queue
 import re
 import threading
@@ -47,12 +46,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
-from urllib.parse import urlsplit
 
 import httpx2  # the HTTP client inside openai 3 (a fork of httpx): its errors are what the client wraps
 import openai
 
-from .endpoint_spec import EndpointError, EndpointSpec, parse_endpoint_spec, parse_endpoint_specs
+from .endpoint_spec import EndpointError, EndpointSpec
 from .engine import Explanation, Selection
 from .explain import ClassReport, class_report
 from .presets import Kind

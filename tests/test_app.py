@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from gradio_client import Client
 from huggingface_hub import metadata_load
 
 from components.settings import SHARED_FIELDS
-from models import GenerationSettings, Kind, ModelCache, ModelRegistry
+from models import GenerationSettings, ModelCache, ModelRegistry
 from models.settings import setting_ranges
 from models.tiny import build_tiny
 from tests.apphelpers import built_page, generation_threads, running_app, slowed

@@ -41,8 +41,8 @@ from components.export import build_comparison, to_json, to_markdown
 from components.render import stats_markdown
 from components.settings import SHARED_FIELDS
 from models import GenerationSettings, Kind, ModelCache, ModelRegistry
-from models.remote import (GENERIC, TGI, TRANSFORMERS_SERVE, VLLM, Endpoint, EndpointError, build_request, connect,
-                           parse_endpoint_spec, parse_endpoint_specs)
+from models.endpoint_spec import EndpointError, parse_endpoint_spec, parse_endpoint_specs
+from models.remote import GENERIC, TGI, TRANSFORMERS_SERVE, VLLM, Endpoint, build_request, connect
 from models.request import RunRequest
 from models.run import Chunk, Finished, Ready, Runner
 from models.sources import ModelSource

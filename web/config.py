@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from models.grouping import GROUP_WINDOW
 from models.settings import PublicLimits
-from models.remote import EndpointError, EndpointSpec, parse_endpoint_specs
+from models.endpoint_spec import EndpointError, EndpointSpec, parse_endpoint_specs
 from models.sources import MAX_CUSTOM_BYTES_ON_SPACE
 
 PUBLIC_DEFAULTS = PublicLimits()  # the schema's defaults for --max-new-tokens-public / --max-input-tokens-public
