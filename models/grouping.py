@@ -41,6 +41,7 @@ import torch
 from transformers import StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from .confidence import TokenRecorder
 from .generation import StopOnEvents, pad_rows
 from .loader import LoadedModel
 from .prompt import GenerateCall, eos_token_ids
@@ -65,6 +66,8 @@ class RowRun:
         self.streamer.next_tokens_are_prompt = False  # the group skips the prompt once for every row
         self.tokens: list[int] = []
         self.generated: list[int] | None = None  # its new tokens, once it ended without an error
+        self.recorder: TokenRecorder | None = None  # the group's token probabilities, its own at ``row``
+        self.row = 0
         self.error: BaseException | None = None
         self.group_size = 1  # rows in the generate that answered it
         self._done = threading.Event()
@@ -219,7 +222,10 @@ class Grouper:
         model = loaded.model
         input_ids, mask = pad_rows(loaded.kind, loaded.tokenizer, [row.prepared.input_ids for row in rows], model.device)
         streamer = RowsStreamer(rows, set(eos_token_ids(model, loaded.tokenizer)))
-        stopping = StoppingCriteriaList([StopOnEvents([row.stop_event for row in rows])])
-        with torch.inference_mode():
+        recorder = TokenRecorder(model)
+        for index, row in enumerate(rows):
+            row.recorder, row.row = recorder, index
+        stopping = StoppingCriteriaList([StopOnEvents([row.stop_event for row in rows]), recorder])
+        with torch.inference_mode(), recorder:
             model.generate(input_ids=input_ids, attention_mask=mask, pad_token_id=call.pad_token_id, **call.options,
                            streamer=streamer, stopping_criteria=stopping)

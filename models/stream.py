@@ -29,6 +29,7 @@ from typing import Callable, Iterator, Protocol
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteriaList, TextIteratorStreamer
 
+from .confidence import NO_TOKENS_NOTE, TokenRecorder
 from .generation import StopOnEvents, error_message, new_tokens, sampling_kwargs
 from .loader import LoadedModel
 from .presets import Kind
@@ -108,6 +109,8 @@ class Worker(Protocol):
 
     streamer: "TimedStreamer"
     generated: list[int] | None  # the new token ids once it ended without an error
+    recorder: TokenRecorder | None  # its generate's token probabilities (``row`` says which row is its own)
+    row: int
     error: BaseException | None
     group_size: int
 
@@ -125,7 +128,9 @@ class _GenerateThread(threading.Thread):
                  streamer: TimedStreamer, stop_event: threading.Event) -> None:
         super().__init__(name=f"{THREAD_PREFIX}{loaded.source.name}]", daemon=True)
         self.loaded, self.prepared, self.call, self.settings, self.streamer = loaded, prepared, call, settings, streamer
-        self.stopping = StoppingCriteriaList([StopOnEvents([stop_event])])
+        self.recorder: TokenRecorder | None = TokenRecorder(loaded.model)
+        self.row = 0
+        self.stopping = StoppingCriteriaList([StopOnEvents([stop_event]), self.recorder])
         self.generated: list[int] | None = None
         self.error: BaseException | None = None
         self.group_size = 1
@@ -133,7 +138,8 @@ class _GenerateThread(threading.Thread):
     def run(self) -> None:
         model = self.loaded.model
         try:
-            with torch.inference_mode():  # a sampled run draws from its own generator: overlapping runs keep their seeds
+            # a sampled run draws from its own generator: overlapping runs keep their seeds
+            with torch.inference_mode(), self.recorder:
                 output = model.generate(**self.call.kwargs(streamer=self.streamer, stopping_criteria=self.stopping,
                                                            **sampling_kwargs(self.settings, model)))
             eos = set(eos_token_ids(model, self.loaded.tokenizer))
@@ -224,6 +230,11 @@ def _final_stats(loaded: LoadedModel, prepared: PreparedPrompt, worker: Worker,
         stats.output_tokens = len(generated)
     else:
         stats.output_tokens = streamer.tokens
+    recorder = worker.recorder
+    if recorder is not None:  # the partial answer of a failed run keeps the tokens it had
+        ids = generated if worker.generated is not None else [s[0] for s in recorder.row(worker.row, stats.output_tokens)]
+        stats.tokens = recorder.tokens(loaded.tokenizer, worker.row, ids)
+    stats.tokens_note = NO_TOKENS_NOTE if stats.tokens is None else None
     if streamer.first_token_at is not None:
         stats.time_to_first_token = streamer.first_token_at - streamer.started
         if stats.output_tokens > 1 and streamer.last_token_at and streamer.last_token_at > streamer.first_token_at:

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
@@ -46,6 +47,56 @@ def finish_reason(*, error: str | None, eos: bool, length: bool, stopped: bool,
     return otherwise
 
 
+@dataclass(frozen=True)
+class TokenChoice:
+    """One candidate for a generated token: its id (``None`` when an endpoint gives only text), its text and the
+    model's probability for it (the softmax of the raw logits at that step)."""
+
+    id: int | None
+    text: str
+    prob: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "prob": round(self.prob, 6)}
+
+
+@dataclass(frozen=True)
+class TokenProb:
+    """One generated token: what was chosen, the model's probability for it, and the most likely tokens at that
+    step (at most :data:`TOP_TOKENS`, most likely first).
+
+    ``prob`` is the softmax of the model's raw logits, before repetition penalty, temperature, top-k or top-p:
+    how sure the model itself was, whatever the sampler then did. ``text`` is the token's share of the answer
+    (the texts of an answer's tokens add up to the answer; ``""`` for an end token).
+    """
+
+    id: int | None
+    text: str
+    prob: float
+    top: tuple[TokenChoice, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "prob": round(self.prob, 6), "top": [c.to_dict() for c in self.top]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TokenProb":
+        top = tuple(TokenChoice(c.get("id"), str(c.get("text", "")), float(c["prob"])) for c in data.get("top") or ())
+        return cls(data.get("id"), str(data.get("text", "")), float(data["prob"]), top)
+
+
+TOP_TOKENS = 5  # alternatives kept per generated token
+
+
+def confidence_summary(tokens: "list[TokenProb] | tuple[TokenProb, ...] | None") -> dict[str, Any] | None:
+    """Mean probability, mean log-probability and tokens below 50 % of an answer's tokens; ``None`` without any."""
+    if not tokens:
+        return None
+    probs = [t.prob for t in tokens]
+    logs = [math.log(max(p, 1e-45)) for p in probs]
+    return {"mean_prob": round(sum(probs) / len(probs), 6), "mean_logprob": round(sum(logs) / len(logs), 6),
+            "below_half": sum(1 for p in probs if p < 0.5), "tokens": len(probs)}
+
+
 @dataclass
 class Stats:
     """Figures for one generation.
@@ -67,6 +118,9 @@ class Stats:
         precision: the precision the model ran in (``"bfloat16"``, ``"8-bit"``…); ``None`` for an endpoint.
         batch_rows: requests answered by the same ``generate`` (more than 1 when grouped, see
             :mod:`models.grouping`).
+        tokens: each generated token with its probability and the top alternatives (:class:`TokenProb`), in
+            generation order; ``None`` when the engine gives none (then ``tokens_note`` says why).
+        tokens_note: why there are no token probabilities, in one line.
     """
 
     input_tokens: int | None
@@ -80,6 +134,8 @@ class Stats:
     count_unit: str = "tokens"
     precision: str | None = None
     batch_rows: int = 1
+    tokens: list[TokenProb] | None = None
+    tokens_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -90,6 +146,8 @@ class Stats:
             "total_seconds": round(self.total_seconds, 4), "finish_reason": self.finish_reason.value,
             "error": self.error, "notices": list(self.notices), "count_unit": self.count_unit,
             "precision": self.precision, "batch_rows": self.batch_rows,
+            "tokens": None if self.tokens is None else [t.to_dict() for t in self.tokens],
+            "tokens_note": self.tokens_note, "confidence": confidence_summary(self.tokens),
         }
 
 
@@ -155,6 +213,8 @@ class RowResult:
         batch_seconds: wall time of that call.
         output_ids: the generated ids (same span as ``output_tokens``).
         notices: truncation and capping notes of the engine's ``prepare``.
+        tokens: each generated token's probability and alternatives (``None`` when the engine gives none).
+        tokens_note: why there are none.
     """
 
     index: int
@@ -168,6 +228,8 @@ class RowResult:
     batch_seconds: float = 0.0
     output_ids: tuple[int, ...] = ()
     notices: tuple[str, ...] = field(default_factory=tuple)
+    tokens: tuple[TokenProb, ...] | None = None
+    tokens_note: str | None = None
 
     @property
     def tokens_per_second(self) -> float | None:

@@ -56,6 +56,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from transformers import StoppingCriteriaList
 
+from ..confidence import NO_TOKENS_NOTE, TokenRecorder
 from ..generation import StopOnEvents, error_message, new_tokens, pad_rows, sampling_kwargs
 from ..loader import LoadedModel
 from ..prompt import eos_token_ids, generate_call, prepare
@@ -104,13 +105,14 @@ def _prepare_item(loaded: LoadedModel, index: int, row: PromptRow, settings: Gen
 
 
 def _row_result(loaded: LoadedModel, item: _Item, ids: list[int], eos: set[int], stopped: bool,
-                batch_size: int, batch_seconds: float, max_new: int) -> RowResult:
+                batch_size: int, batch_seconds: float, max_new: int, tokens: list | None) -> RowResult:
     """Describe one output row (its new tokens, cut at the first end-of-sequence token)."""
     reason = finish_reason(error=None, eos=bool(ids) and ids[-1] in eos, length=len(ids) >= max_new, stopped=stopped)
     text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
     return RowResult(item.index, text, len(ids), len(item.prepared.input_ids), batch_seconds / batch_size, reason,
                      batch_size=batch_size, batch_seconds=batch_seconds, output_ids=tuple(ids),
-                     notices=tuple(item.prepared.notices))
+                     notices=tuple(item.prepared.notices), tokens=None if tokens is None else tuple(tokens),
+                     tokens_note=NO_TOKENS_NOTE if tokens is None else None)
 
 
 def _run_batch(loaded: LoadedModel, items: list[_Item], settings: GenerationSettings,
@@ -121,15 +123,20 @@ def _run_batch(loaded: LoadedModel, items: list[_Item], settings: GenerationSett
     options = dict(items[0].options)
     options["max_new_tokens"] = max_new = min(it.options["max_new_tokens"] for it in items)
     options.update(sampling_kwargs(settings, model))  # sampled: the batch's own seeded generator, not torch's global one
+    recorder = TokenRecorder(model)
     started = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), recorder:
         output = model.generate(input_ids=input_ids, attention_mask=mask, pad_token_id=items[0].pad_token_id,
-                                stopping_criteria=StoppingCriteriaList([StopOnEvents([stop_event])]), **options)
+                                stopping_criteria=StoppingCriteriaList([StopOnEvents([stop_event]), recorder]), **options)
     seconds = time.perf_counter() - started
     eos = set(eos_token_ids(model, loaded.tokenizer))
     stopped = stop_event.is_set()
-    return [_row_result(loaded, it, new_tokens(loaded.kind, output[i].tolist(), input_ids.shape[1], eos), eos, stopped,
-                        len(items), seconds, max_new) for i, it in enumerate(items)]
+    results = []
+    for i, item in enumerate(items):
+        ids = new_tokens(loaded.kind, output[i].tolist(), input_ids.shape[1], eos)
+        results.append(_row_result(loaded, item, ids, eos, stopped, len(items), seconds, max_new,
+                                   recorder.tokens(loaded.tokenizer, i, ids)))
+    return results
 
 
 def _run_or_retry(loaded: LoadedModel, items: list[_Item], settings: GenerationSettings,
