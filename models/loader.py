@@ -65,6 +65,8 @@ class ModelDescription:
         revision: the commit hash when known (hub models), else ``None``.
         load_seconds: how long loading took (0 when served from the cache).
         precision: the precision that runs (``"bfloat16"``, ``"8-bit"``…; never ``"auto"``: the loader resolved it).
+        vocabulary: a short fingerprint of the tokenizer's vocabulary: two models with the same one number
+            their tokens alike (the same model in two precisions, two sizes of one family).
     """
 
     name: str
@@ -81,6 +83,7 @@ class ModelDescription:
     revision: str | None
     load_seconds: float
     precision: str = Precision.FLOAT32.value
+    vocabulary: str | None = None
 
     @property
     def params_text(self) -> str:
@@ -98,6 +101,7 @@ class ModelDescription:
             "params": self.params, "params_text": self.params_text, "dtype": self.dtype, "device": self.device,
             "memory_bytes": self.memory_bytes, "quantization": self.quantization, "origin": self.origin,
             "revision": self.revision, "load_seconds": round(self.load_seconds, 3), "precision": self.precision,
+            "vocabulary": self.vocabulary,
         }
 
 
@@ -460,9 +464,19 @@ def load_model(source: ModelSource, *, precision: Precision | str = Precision.AU
         dtype=str(model.dtype).removeprefix("torch."), device=str(model.device), memory_bytes=int(model.get_memory_footprint()),
         quantization="8-bit (bitsandbytes)" if resolved.quantized else "none", origin=origin_note,
         revision=getattr(config, "_commit_hash", None), load_seconds=time.perf_counter() - started,
-        precision=resolved.value,
+        precision=resolved.value, vocabulary=vocabulary_fingerprint(tokenizer),
     )
     return LoadedModel(source, model, tokenizer, arch, description, kwargs, requested)
+
+
+def vocabulary_fingerprint(tokenizer: Any) -> str | None:
+    """A short hash of the tokenizer's token-to-id table (``None`` when it cannot be read)."""
+    try:
+        vocab = tokenizer.get_vocab()
+    except Exception:  # noqa: BLE001 - a tokenizer without a readable table: no fingerprint
+        return None
+    digest = hashlib.sha256("\n".join(f"{t}\t{i}" for t, i in sorted(vocab.items(), key=lambda kv: kv[1])).encode())
+    return digest.hexdigest()[:16]
 
 
 class ModelCache:
