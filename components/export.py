@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .render import esc, stats_line
+from .render import confidence_line, esc, md_text, percent, stats_line, visible
 
 FORMAT = "seq2seq-causal-playground/comparison"  # identifies the JSON files
 FORMAT_VERSION = 3  # 3: sides are "left"/"right" (any model on either), blind ratings; 2: the prompt once
@@ -185,6 +185,8 @@ def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
     stats = record.get("stats") or {}
     if stats:
         rows.append(("Stats", stats_line(stats, markdown=False)))
+        line = confidence_line(stats).replace("**", "")
+        rows.append(("Confidence", line or f"no token probabilities ({stats.get('tokens_note') or 'none returned'})"))
         for notice in stats.get("notices") or ():
             rows.append(("Notice", notice))
         if stats.get("error"):
@@ -198,10 +200,46 @@ def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
             lines += [f"What the model received ({PROMPT_MARK} is the prompt above):", "",
                       _fence(f"{model_input['before']}{PROMPT_MARK}{model_input['after']}"), ""]
     lines += ["Output:", "", _fence(str(record.get("text", ""))), ""]
+    lines += _tokens_markdown(stats.get("tokens"))
     if record.get("code"):
         lines += ["<details><summary>Code that reproduces this side</summary>", "", _fence(str(record["code"]), "python"), "",
                   "</details>", ""]
     return lines
+
+
+def _tokens_markdown(tokens: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    """Each generated token with its probability and the most likely tokens at that step, in a folded table."""
+    if not tokens:
+        return []
+    def shown(text: Any) -> str:
+        return f"`{table_cell(visible(str(text))).replace('`', 'ˋ')}`" if str(text) else "(none)"
+    rows = [f"| {i} | {shown(t.get('text', ''))} | {percent(float(t.get('prob', 0.0)))} | "
+            + " · ".join(f"{shown(c.get('text', ''))} {percent(float(c.get('prob', 0.0)))}" for c in t.get("top") or [])
+            + " |" for i, t in enumerate(tokens, 1)]
+    return ["<details><summary>Token by token: the model's probability for each token, and its top 5 there</summary>",
+            "", "| # | token | probability | most likely there |", "|---|---|---|---|", *rows, "", "</details>", ""]
+
+
+def parting_markdown(parting: Mapping[str, Any] | None) -> list[str]:
+    """Where the two answers part, as a section (nothing when the comparison has no such record)."""
+    if not parting:
+        return []
+    if parting.get("identical"):
+        return ["## Where the answers part", "", "The two answers are identical.", ""]
+    lines = ["## Where the answers part", ""]
+    if parting.get("word") is None:
+        lines.append("The same words; only spaces or line breaks differ.")
+    else:
+        lines.append(f"They part at word {int(parting['word'])}: left {table_cell(parting.get('left_word') or '(ended)')}, "
+                     f"right {table_cell(parting.get('right_word') or '(ended)')}.")
+    fork = parting.get("fork")
+    if fork:
+        lines.append(f"First differing token: #{int(fork['index']) + 1}, left "
+                     f"{table_cell(fork['left'].get('text'))} ({percent(float(fork['left'].get('prob', 0)))}), right "
+                     f"{table_cell(fork['right'].get('text'))} ({percent(float(fork['right'].get('prob', 0)))}).")
+    marks = {"equal": "", "delete": "~~", "insert": "**"}
+    diff = " ".join(f"{marks[op]}{' '.join(md_text(w) for w in words)}{marks[op]}" for op, words in parting.get("diff") or [])
+    return lines + ["", "Word diff (~~struck~~: left only, **bold**: right only):", "", diff, ""]
 
 
 def to_markdown(comparison: Mapping[str, Any]) -> str:
@@ -223,6 +261,7 @@ def to_markdown(comparison: Mapping[str, Any]) -> str:
     ]
     for side in SIDES:
         lines += _side_markdown(side, sides.get(side))
+    lines += parting_markdown(comparison.get("parting"))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import gradio as gr
 
-from .render import PROMPT_VIEW_EMPTY, TOKENS_CSS, esc
+from .render import CONFIDENCE_CSS, CONFIDENCE_EMPTY, PROMPT_VIEW_EMPTY, TOKENS_CSS, esc
 
 CODE_EMPTY = "# Run to get a script that reproduces this side's answer.\n"
 TOKENS_EMPTY = f"<p>{esc(PROMPT_VIEW_EMPTY)}</p>"
@@ -35,7 +35,8 @@ class Panel:
     settings: SettingsControls
     record: gr.State  # the last run of this side, for export
     class_info: gr.Markdown  # which Auto class / concrete class, and what the other Auto class says
-    details: gr.Column  # the token view and the code, which name the model too (hidden in blind mode)
+    details: gr.Column  # the token probabilities, the token view and the code, which name the model too (hidden in blind mode)
+    confidence: gr.HTML  # the answer token by token, shaded by the model's probability for each (after a run)
     tokens: gr.HTML  # how the prompt enters the model, token by token (updated when a run starts)
     code: gr.Code  # a script reproducing the last run
 
@@ -107,6 +108,7 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
                             buttons=["copy"], elem_id=f"{side}-output")
         stats = gr.Markdown("", elem_id=f"{side}-stats")
         with gr.Column(elem_id=f"{side}-details") as details:
+            confidence = gr.HTML(CONFIDENCE_EMPTY, css_template=CONFIDENCE_CSS, elem_id=f"{side}-confidence")
             with gr.Accordion("How the prompt enters the model (tokens)", open=False, elem_id=f"{side}-tokens-accordion"):
                 tokens = gr.HTML(TOKENS_EMPTY, css_template=TOKENS_CSS, elem_id=f"{side}-tokens")
             with gr.Accordion("Show code (reproduce this run in Python)", open=False, elem_id=f"{side}-code-accordion"):
@@ -115,4 +117,4 @@ def build_panel(side: str, *, title: str, choices: Sequence[tuple[str, str, str 
         settings = build_settings(defaults, limits, label="Generation settings", elem_prefix=side)
         record = gr.State(None)
     return Panel(side, heading, identity, model, custom, precision_box, card, task_prefix, chat_template, output, stats,
-                 settings, record, class_info=class_info, details=details, tokens=tokens, code=code)
+                 settings, record, class_info=class_info, details=details, confidence=confidence, tokens=tokens, code=code)

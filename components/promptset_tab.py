@@ -11,13 +11,15 @@ from typing import Any, Mapping, Sequence
 import gradio as gr
 
 from .panel import dropdown_choices
-from .render import esc
+from .render import esc, percent
 from .settings import SettingsControls, SliderRange, build_settings
 
 TABLE_HEADERS = ["#", "prompt", "reference", "left output", "right output", "left s", "right s", "left tok",
-                 "right tok", "left score", "right score", "rating"]
+                 "right tok", "left conf", "right conf", "left score", "right score", "identical / differs", "rating"]
 #: the two outputs side by side in view, the figures narrow (percent of the table's width)
-COLUMN_WIDTHS = ["2%", "12%", "8%", "21%", "21%", "5%", "5%", "5%", "5%", "5%", "5%", "6%"]
+COLUMN_WIDTHS = ["2%", "10%", "6%", "16%", "16%", "4%", "4%", "5%", "5%", "5%", "5%", "5%", "5%", "7%", "5%"]
+#: the table's filter: every row, rows whose two answers are the same text, rows where both answered otherwise
+ROW_FILTERS = (("All rows", "all"), ("Identical", "identical"), ("Differs", "differs"))
 UPLOAD_TYPES = [".jsonl", ".csv", ".txt"]
 
 
@@ -48,6 +50,7 @@ class SetTab:
     stop: gr.Button
     progress: gr.Markdown
     summary: gr.Markdown
+    show: gr.Radio  # the table's filter (:data:`ROW_FILTERS`)
     table: gr.Dataframe
     score_plot: gr.BarPlot
     latency_plot: gr.BarPlot
@@ -76,7 +79,8 @@ def _side(side: str, title: str, choices: Sequence[tuple[str, str, str | None]],
     return SideSelector(side, model, custom, precision_box, class_info)
 
 
-def _outputs() -> tuple[gr.Markdown, gr.Markdown, gr.Dataframe, gr.BarPlot, gr.BarPlot, gr.ScatterPlot]:
+def _outputs() -> dict[str, Any]:
+    """The progress line, the summary, the three charts, the table and its filter, by :class:`SetTab` field."""
     progress = gr.Markdown("", elem_id="set-progress")
     summary = gr.Markdown("", elem_id="set-summary")
     with gr.Row():
@@ -87,9 +91,12 @@ def _outputs() -> tuple[gr.Markdown, gr.Markdown, gr.Dataframe, gr.BarPlot, gr.B
                                   y_lim=[0, None])  # from zero: a cut axis makes 0.31 s look 10× 0.27 s
         length_plot = gr.ScatterPlot(x="row", y="output tokens", color="side", title="Output length per row",
                                      elem_id="set-length-plot")
+    show = gr.Radio(list(ROW_FILTERS), value="all", label="Show", elem_id="set-filter",
+                    info="identical: both models gave the same text; differs: both answered, otherwise")
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="set-table", max_height=600,
                          column_widths=COLUMN_WIDTHS, show_search="search")
-    return progress, summary, table, score_plot, latency_plot, length_plot
+    return {"progress": progress, "summary": summary, "show": show, "table": table, "score_plot": score_plot,
+            "latency_plot": latency_plot, "length_plot": length_plot}
 
 
 def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequence[tuple[str, str, str | None]]],
@@ -129,7 +136,7 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
     with gr.Row():
         run = gr.Button("Run set", variant="primary", elem_id="set-run")
         stop = gr.Button("Stop", variant="stop", elem_id="set-stop")
-    progress, summary, table, score_plot, latency_plot, length_plot = _outputs()
+    outputs = _outputs()
     with gr.Row():
         rating_row = gr.Number(None, precision=0, label="Row to rate (click a row)", elem_id="set-rating-row")
         rating = gr.Radio([("Left better", "left"), ("Right better", "right"), ("Tie", "tie")], label="Rating",
@@ -138,25 +145,46 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
         download_csv = gr.DownloadButton("Download CSV", interactive=False, size="sm", elem_id="set-export-csv")
         download_json = gr.DownloadButton("Download JSON", interactive=False, size="sm", elem_id="set-export-json")
         download_md = gr.DownloadButton("Download Markdown", interactive=False, size="sm", elem_id="set-export-md")
-    return SetTab(builtin, upload, about, left, right, settings, task_prefix, batch_size, run, stop, progress, summary,
-                  table, score_plot, latency_plot, length_plot, rating_row, rating, download_csv, download_json,
-                  download_md, gr.State(None))
+    return SetTab(builtin=builtin, upload=upload, about=about, left=left, right=right, settings=settings,
+                  task_prefix=task_prefix, batch_size=batch_size, run=run, stop=stop, **outputs, rating_row=rating_row,
+                  rating=rating, download_csv=download_csv, download_json=download_json, download_md=download_md,
+                  result=gr.State(None))
 
 
-def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """The table's rows from the set's row dicts (``None`` where a side has not finished that row yet)."""
-    def side(row: Mapping[str, Any], name: str) -> tuple[str, Any, Any, Any]:
-        result = row.get(name) or {}
-        stats = result.get("stats") or {}
-        text = result.get("text", "") if not stats.get("error") else f"⚠️ {stats['error']}"
-        score = next(iter((row.get("scores") or {}).get(name, {}).values()), None)
-        seconds = stats.get("seconds")
-        return (text, None if seconds is None else round(seconds, 3), stats.get("output_tokens"),
-                None if score is None else round(score, 1))
+def agreement(row: Mapping[str, Any]) -> str | None:
+    """``"identical"``, ``"differs"`` (both sides answered, otherwise), or ``None`` while a side has not finished
+    (or for a row from before rows said so)."""
+    if row.get("identical"):
+        return "identical"
+    return "differs" if "identical" in row and row.get("left") and row.get("right") else None
 
+
+def _agreement_cell(row: Mapping[str, Any]) -> str:
+    """``"identical"``, ``"differs at word 4"``, ``"differs"`` (only the spacing, or a side failed), or ``""``."""
+    state, word = agreement(row), row.get("differs_at")
+    return f"differs at word {word}" if state == "differs" and word else state or ""
+
+
+def _side_cells(row: Mapping[str, Any], name: str) -> tuple[str, Any, Any, str, Any]:
+    """One side's output, seconds, tokens, mean probability and first score."""
+    result = row.get(name) or {}
+    stats = result.get("stats") or {}
+    text = result.get("text", "") if not stats.get("error") else f"⚠️ {stats['error']}"
+    score = next(iter((row.get("scores") or {}).get(name, {}).values()), None)
+    seconds, prob = stats.get("seconds"), result.get("mean_prob")
+    return (text, None if seconds is None else round(seconds, 3), stats.get("output_tokens"),
+            "" if prob is None else percent(prob), None if score is None else round(score, 1))
+
+
+def table_rows(rows: Sequence[Mapping[str, Any]], show: str = "all") -> list[list[Any]]:
+    """The table's rows from the set's row dicts (``None`` where a side has not finished that row yet), only those
+    that ``show`` keeps (``"all"``, ``"identical"`` or ``"differs"``, see :func:`agreement`); each keeps its
+    number in the set."""
     out = []
     for number, row in enumerate(rows, 1):
-        left, right = side(row, "left"), side(row, "right")
-        out.append([number, row.get("prompt", ""), row.get("reference") or "", left[0], right[0], left[1], right[1],
-                    left[2], right[2], left[3], right[3], row.get("rating") or ""])
+        if show != "all" and agreement(row) != show:
+            continue
+        left, right = _side_cells(row, "left"), _side_cells(row, "right")
+        out.append([number, row.get("prompt", ""), row.get("reference") or "",
+                    *[cell for pair in zip(left, right) for cell in pair], _agreement_cell(row), row.get("rating") or ""])
     return out

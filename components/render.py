@@ -12,9 +12,11 @@ from typing import Any, Mapping
 ARCH_EXPLAINER = {
     "seq2seq": ("**Encoder-decoder (seq2seq).** The encoder reads your whole input first; the decoder then writes a "
                 "*new* text from its start token, looking back at the encoder's reading. Good at transforming an input: "
-                "translate, summarize, answer."),
+                "translate, summarize, answer. The shading under its answer shows how sure the decoder was of each "
+                "token it wrote, given the encoded input and the answer so far: a pale red token is where it hesitated."),
     "causal": ("**Decoder-only (causal).** There is no separate input: your prompt (wrapped in a chat template for chat "
-               "models) is the beginning of the text, and the model *continues* it one token at a time."),
+               "models) is the beginning of the text, and the model *continues* it one token at a time. The shading under its answer shows how sure it was of "
+               "each token, given everything before it (your prompt and the answer so far)."),
 }
 
 
@@ -247,3 +249,155 @@ def class_markdown(report: Mapping[str, Any] | None = None, *, error: str | None
     lines.append("")
     lines.append(CLASS_EXPLAINER)
     return "\n".join(lines)
+
+
+# ----- token confidence: how sure the model was of each token it wrote -----
+
+#: Probability bands, most sure first: (lowest probability of the band, colour, legend label).
+CONFIDENCE_BANDS = (
+    (0.9, "#bbf7d0", "90 % or more"),
+    (0.7, "#d9f99d", "70–90 %"),
+    (0.5, "#fef08a", "50–70 %"),
+    (0.25, "#fed7aa", "25–50 %"),
+    (0.0, "#fecaca", "under 25 %"),
+)
+#: Styles for :func:`confidence_html` (a ``css_template``; Gradio scopes it to the component).
+CONFIDENCE_CSS = (
+    ".cf p { margin: 4px 0; }"
+    ".cf-text { line-height: 1.9; white-space: pre-wrap; max-height: 22em; overflow-y: auto; padding: 2px; }"
+    ".ct { position: relative; border-radius: 3px; color: #111827; cursor: help; }"
+    ".ct:focus { outline: 2px solid #2563eb; }"
+    ".cf-special { font-size: 0.75em; color: #4b5563; border: 1px dashed #9ca3af; padding: 0 2px; }"
+    ".cf-pop { display: none; position: absolute; z-index: 30; left: 0; top: 1.6em; min-width: 12em;"
+    " background: #111827; color: #f9fafb; padding: 4px 8px; border-radius: 4px; white-space: pre;"
+    " font-size: 0.8em; line-height: 1.4; font-family: ui-monospace, monospace; }"
+    ".ct:hover .cf-pop, .ct:focus .cf-pop { display: block; }"
+    ".cf-key { padding: 0 4px; border-radius: 3px; color: #111827; }"
+    + "".join(f".cf-b{i} {{ background: {colour}; }}" for i, (_, colour, _) in enumerate(CONFIDENCE_BANDS))
+)
+CONFIDENCE_EMPTY = ""
+CONFIDENCE_WHAT = {
+    "seq2seq": "how sure the decoder was of each next token, given the encoded input and the answer so far",
+    "causal": "how sure the model was of each next token, given everything before it: your prompt and the answer so far",
+}
+CONFIDENCE_HIDDEN = "<p>Token probabilities are shown after you rate (they could tell the models apart).</p>"
+
+
+def band(prob: float) -> int:
+    """The index of ``prob``'s band in :data:`CONFIDENCE_BANDS`."""
+    return next(i for i, (low, _, _) in enumerate(CONFIDENCE_BANDS) if prob >= low)
+
+
+def percent(prob: float) -> str:
+    """``0.4132`` -> ``"41 %"``; below 1 %, one significant figure (``"0.3 %"``)."""
+    value = prob * 100
+    return f"{value:.0f} %" if value >= 1 or value == 0 else f"{value:.1g} %"
+
+
+def quoted(text: str) -> str:
+    """A token's text as shown in a list: quoted, whitespace made visible, escaped."""
+    return f"“{esc(visible(text))}”"
+
+
+def _token_span(token: Mapping[str, Any]) -> str:
+    prob = float(token.get("prob", 0.0))
+    top = list(token.get("top") or [])
+    text = str(token.get("text", ""))
+    lines = [f"{percent(prob)} for this token"]
+    lines += [f"{'▶' if choice.get('id') == token.get('id') and token.get('id') is not None else ' '} "
+              f"{percent(float(choice.get('prob', 0.0))):>6}  {quoted(str(choice.get('text', '')))}" for choice in top]
+    if top:
+        lines.insert(1, "most likely here:")
+    shown, extra = esc(text), ""
+    if not text:  # an end token, or the first part of a character the next token completes
+        name = next((str(c.get("text", "")) for c in top if c.get("id") == token.get("id")), "")
+        shown, extra = (esc(visible(name)) or "∅"), " cf-special"
+    pop = "\n".join(lines)
+    return (f'<span class="ct cf-b{band(prob)}{extra}" tabindex="0">{shown}'
+            f'<span class="cf-pop" role="tooltip">{pop}</span></span>')
+
+
+def confidence_legend() -> str:
+    """The one-line key of the shading."""
+    keys = " ".join(f'<span class="cf-key cf-b{i}">{esc(label)}</span>' for i, (_, _, label) in enumerate(CONFIDENCE_BANDS))
+    return f"<p>Shading = the model's own probability for each token it wrote: {keys} · hover or tap a token for its top 5.</p>"
+
+
+def confidence_line(stats: Mapping[str, Any]) -> str:
+    """``"mean probability 78 % · 4 of 31 tokens below 50 %"``, or ``""`` without token probabilities."""
+    summary = stats.get("confidence")
+    if not summary:
+        return ""
+    return (f"mean probability **{percent(summary['mean_prob'])}** · {summary['below_half']} of {summary['tokens']} "
+            "tokens below 50 %")
+
+
+def confidence_html(stats: Mapping[str, Any] | None, kind: str | None = None) -> str:
+    """The answer drawn token by token, shaded by probability, with the key, the summary line and what the
+    shading means for this kind of model; or the one line saying why there are no probabilities.
+
+    Every token text is escaped: an answer holding ``<script>`` shows as text.
+    """
+    if not stats:
+        return CONFIDENCE_EMPTY
+    tokens = stats.get("tokens")
+    if tokens is None:
+        note = stats.get("tokens_note") or "this engine returns no token probabilities"
+        return f'<div class="cf"><p>ℹ️ No token probabilities: {esc(note)}.</p></div>'
+    if not tokens:
+        return ""
+    what = CONFIDENCE_WHAT.get(kind or "", "how sure the model was of each next token")
+    summary = esc(confidence_line(stats)).replace("**", "")
+    return (f'<div class="cf"><p><b>How sure was it?</b> {summary}. The shading shows {esc(what)}.</p>'
+            f'<div class="cf-text">{"".join(_token_span(t) for t in tokens)}</div>{confidence_legend()}</div>')
+
+
+def record_confidence(record: Mapping[str, Any]) -> str:
+    """A finished side's token probabilities (a run record: its stats and its model's kind), drawn."""
+    return confidence_html(record.get("stats"), (record.get("description") or {}).get("kind"))
+
+
+# ----- where the two answers part -----
+
+PARTING_CSS = (
+    ".pt p { margin: 4px 0; } .pt-diff { line-height: 1.8; white-space: pre-wrap; }"
+    ".pt-del { background: #fecaca; text-decoration: line-through; border-radius: 3px; padding: 0 2px; }"
+    ".pt-ins { background: #bbf7d0; border-radius: 3px; padding: 0 2px; }"
+)
+
+
+def fork_sentence(fork: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    """"At token 7 the answers take different turns: left (float32) wrote “ the” …" from a divergence's ``fork``."""
+    parts = []
+    for side in ("left", "right"):
+        token = fork[side]
+        top = list(token.get("top") or [])[:2]
+        tops = " and ".join(f"{quoted(str(c.get('text', '')))} {percent(float(c.get('prob', 0.0)))}" for c in top)
+        parts.append(f"{esc(labels.get(side, side))} wrote {quoted(str(token.get('text', '')))} "
+                     f"({percent(float(token.get('prob', 0.0)))}; its top two there: {tops})")
+    return f"At token {int(fork['index']) + 1} they took different turns: " + "; ".join(parts) + "."
+
+
+def parting_html(divergence: Mapping[str, Any] | None, labels: Mapping[str, str] | None = None) -> str:
+    """The line under the panels (identical, or where the answers first differ) and the word diff behind a
+    click; ``labels`` (side -> "float32"…) name the sides in the token sentence (left out in blind mode)."""
+    if not divergence:
+        return ""
+    if divergence.get("identical"):
+        return '<div class="pt"><p>🟰 <b>The two answers are identical</b>, word for word.</p></div>'
+    word = divergence.get("word")
+    if word is None:
+        head = "≈ <b>The two answers have the same words</b>; only spaces or line breaks differ."
+    else:
+        left, right = divergence.get("left_word") or "(ended)", divergence.get("right_word") or "(ended)"
+        head = (f"↔️ <b>The answers part at word {int(word)}</b>: left {quoted(left)}, right {quoted(right)}.")
+    lines = [f"<p>{head}</p>"]
+    if divergence.get("fork") and labels:
+        lines.append(f"<p>{fork_sentence(divergence['fork'], labels)}</p>")
+    runs = []
+    for op, words in divergence.get("diff") or []:
+        text = esc(" ".join(words))
+        runs.append(text if op == "equal" else f'<span class="pt-{"del" if op == "delete" else "ins"}">{text}</span>')
+    lines.append('<details><summary>Word-by-word diff (struck: left only · green: right only)</summary>'
+                 f'<p class="pt-diff">{" ".join(runs)}</p></details>')
+    return f'<div class="pt">{"".join(lines)}</div>'

@@ -1,13 +1,15 @@
 """A prompt set's result as CSV, JSON and Markdown files. Plain Python.
 
 The result is the JSON form of ``models.sets.compare.SetResult`` plus what the page adds: the set's
-name, the settings and the two models' descriptions (with revisions). JSON keeps everything; CSV
-has one line per row; Markdown has the summary and one table row per prompt, every cell escaped.
+name, the settings and the two models' descriptions (with revisions). JSON keeps everything (each
+side's tokens with their probabilities too); CSV has one line per row, the table's columns (each side's
+mean token probability, identical or where the answers differ); Markdown has the summary and one table
+row per prompt, every cell escaped.
 
 Example:
     >>> to_set_csv({"rows": [{"prompt": "Hi", "reference": None, "left": {"text": "a", "stats": {}},
     ...             "right": {"text": "b", "stats": {}}, "scores": {}, "rating": "tie"}]}).splitlines()[1]
-    '1,Hi,,a,b,,,,,,,tie'
+    '1,Hi,,a,b,,,,,,,,,,tie'
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .promptset_tab import TABLE_HEADERS, table_rows
 from .export import table_cell
+from .render import percent
 
 FORMAT = "seq2seq-causal-playground/prompt-set"
 FORMAT_VERSION = 1
@@ -44,18 +47,20 @@ def to_set_csv(result: Mapping[str, Any]) -> str:
 
 def summary_markdown(result: Mapping[str, Any]) -> str:
     """The summary table (the page shows it above the set's table; the Markdown export starts with it): per side
-    rows done, errors, time per row, tokens/s, output length, each score with its scale, and the rating tally."""
+    rows done, errors, time per row, tokens/s, output length, mean token probability, each score with its scale,
+    and the rating tally; then how many rows both sides answered identically."""
     summary, models = result.get("summary") or {}, result.get("models") or {}
     sides = {side: summary.get(side) or {} for side in ("left", "right")}
 
-    def row(label: str, key: str, fmt: str = "{}") -> str:
-        cells = ["–" if sides[side].get(key) is None else fmt.format(sides[side][key]) for side in sides]
+    def row(label: str, key: str, fmt: Callable[[Any], str] = str) -> str:
+        cells = ["–" if sides[side].get(key) is None else fmt(sides[side][key]) for side in sides]
         return f"| {label} | " + " | ".join(table_cell(c) for c in cells) + " |"
 
     lines = ["| | left | right |", "|---|---|---|",
              f"| model | {table_cell(models.get('left', {}).get('name'))} | {table_cell(models.get('right', {}).get('name'))} |",
-             row("rows done", "rows_done"), row("errors", "errors"), row("mean time per row", "mean_seconds_per_row", "{:.2f} s"),
-             row("tokens/s", "tokens_per_second", "{:.1f}"), row("mean output length", "mean_output_tokens", "{:.1f} tokens")]
+             row("rows done", "rows_done"), row("errors", "errors"), row("mean time per row", "mean_seconds_per_row", "{:.2f} s".format),
+             row("tokens/s", "tokens_per_second", "{:.1f}".format), row("mean output length", "mean_output_tokens", "{:.1f} tokens".format),
+             row("mean token probability", "mean_prob", percent)]
     labels = summary.get("score_labels") or {}
     for name in sorted({*sides["left"].get("scores", {}), *sides["right"].get("scores", {})}):
         label, top = labels.get(name, (name, None))
@@ -65,6 +70,9 @@ def summary_markdown(result: Mapping[str, Any]) -> str:
     tally = summary.get("ratings") or {}
     lines.append(f"| your ratings | left better: {tally.get('left', 0)} | right better: {tally.get('right', 0)} · "
                  f"tie: {tally.get('tie', 0)} |")
+    if "identical_rows" in summary:
+        lines += ["", f"**{summary['identical_rows']} of {summary.get('rows', len(result.get('rows', [])))} rows** "
+                      "identical on both sides (the same text)."]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .export import RATING_CHOICES
+from .render import PARTING_CSS
 
 
 @dataclass
@@ -20,10 +21,12 @@ class ShareControls:
     comparisons: gr.State  # list of comparison dicts (components.export), per session
     reveal: gr.Markdown  # blind mode: which model ran on which side, once rated
     blind_run: gr.State  # the current run's blind assignment: {"blind": bool, "swapped": bool}, or None
+    parting: gr.HTML  # identical, or where the two answers part (and the word diff), once both sides finish
 
 
 def build_share() -> ShareControls:
     """Build the section under the two panels."""
+    parting = gr.HTML("", css_template=PARTING_CSS, elem_id="parting")
     with gr.Column(elem_id="share"):
         gr.Markdown("### Rate and share\nEach finished run is kept below for this browser session; download it to share.")
         with gr.Row():
@@ -35,4 +38,4 @@ def build_share() -> ShareControls:
             download_md = gr.DownloadButton("Download Markdown", value=None, interactive=False, size="sm", elem_id="export-md")
         reveal = gr.Markdown("", elem_id="reveal")
         comparisons = gr.State([])
-    return ShareControls(rating, history, download_json, download_md, comparisons, reveal, gr.State(None))
+    return ShareControls(rating, history, download_json, download_md, comparisons, reveal, gr.State(None), parting)

@@ -15,7 +15,7 @@ import gradio as gr
 from components.export import SIDE_TITLES as TITLES
 from components.export import rating_note
 from components.panel import Panel
-from components.render import card_markdown, esc, md_text, prompt_view_html, stats_markdown
+from components.render import card_markdown, esc, md_text, prompt_view_html, record_confidence, stats_markdown
 from components.share import ShareControls
 
 Updates = dict[Any, Any]
@@ -82,6 +82,7 @@ class BlindView:
             if description:
                 updates[panel.card] = card_markdown(description)
             updates[panel.tokens] = prompt_view_html(record.get("prompt_view"))
+            updates[panel.confidence] = record_confidence(record)
             updates[panel.code] = record.get("code") or NO_CODE
             if stats:
                 updates[panel.stats] = stats_markdown(stats)

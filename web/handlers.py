@@ -11,7 +11,8 @@ from typing import Any, Iterable, Iterator, Mapping
 import gradio as gr
 
 from components.panel import Panel
-from components.render import card_markdown, class_markdown, error_markdown, prompt_view_html, stats_markdown
+from components.render import (CONFIDENCE_HIDDEN, card_markdown, class_markdown, error_markdown, prompt_view_html,
+                               record_confidence, stats_markdown)
 from components.settings import SHARED_FIELDS
 from models import GenerationSettings, ModelIdError, SettingsError, parse_precision
 from models.request import RunRequest
@@ -66,17 +67,18 @@ def render_event(event: RunEvent, panel: Panel, note: str | None, *, blind: bool
     if blind:
         return _render_blind(event, panel, names)
     if isinstance(event, Loading):
-        return {panel.output: "", panel.stats: stats_markdown(None, status=event.status)}
+        return {panel.output: "", panel.stats: stats_markdown(None, status=event.status), panel.confidence: ""}
     if isinstance(event, Ready):
         view = prompt_view_html(event.token_view.to_dict() if event.token_view else None, error=event.token_view_error)
         return {panel.output: "", panel.stats: GENERATING, panel.card: card_markdown(event.description.to_dict(), note=note),
-                panel.tokens: view, panel.code: event.code}
+                panel.tokens: view, panel.code: event.code, panel.confidence: ""}
     if isinstance(event, Chunk):
         return {panel.output: event.text, panel.stats: GENERATING}
     result = event.result
     record = result.to_dict()
     if result.answered:
-        return {panel.output: result.text, panel.stats: stats_markdown(record["stats"]), panel.record: record}
+        return {panel.output: result.text, panel.stats: stats_markdown(record["stats"]), panel.record: record,
+                panel.confidence: record_confidence(record)}
     if result.description is None and not result.stopped:  # never loaded: the reason goes under the model, once
         return {panel.output: "", panel.stats: NOT_RUN, panel.card: card_markdown(error=result.error), panel.record: record}
     return {panel.output: "", panel.stats: error_markdown(result.error or ""), panel.record: record}
@@ -85,9 +87,10 @@ def render_event(event: RunEvent, panel: Panel, note: str | None, *, blind: bool
 def _render_blind(event: RunEvent, panel: Panel, names: Iterable[str]) -> Updates:
     if isinstance(event, Loading):
         elapsed = event.status.rsplit("… ", 1)[-1] if "… " in event.status else ""
-        return {panel.output: "", panel.stats: stats_markdown(None, status=f"⏳ loading {HIDDEN_MODEL}… {elapsed}".rstrip())}
+        return {panel.output: "", panel.stats: stats_markdown(None, status=f"⏳ loading {HIDDEN_MODEL}… {elapsed}".rstrip()),
+                panel.confidence: CONFIDENCE_HIDDEN}
     if isinstance(event, Ready):
-        return {panel.output: "", panel.stats: GENERATING}
+        return {panel.output: "", panel.stats: GENERATING, panel.confidence: CONFIDENCE_HIDDEN}
     if isinstance(event, Chunk):
         return {panel.output: event.text, panel.stats: GENERATING}
     result = event.result

@@ -152,7 +152,8 @@ def _wire_run(config: AppConfig, controls: Controls, panels: Panels, handlers: H
     for side, panel in panels.items():
         inputs = {controls.prompt, controls.link, share.blind_run, *choices}
         events.append(start.then(handlers.run[side], inputs=inputs,
-                                 outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code},
+                                 outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code,
+                                          panel.confidence},
                                  concurrency_id=GENERATE, concurrency_limit=config.concurrency, show_progress="hidden",
                                  api_visibility="private"))
     return events
@@ -204,7 +205,8 @@ def clear_handler(controls: Controls, panels: Panels) -> Callable[[], dict[Any, 
     def clear() -> dict[Any, Any]:
         updates: dict[Any, Any] = {controls.prompt: "", controls.how: ""}
         for panel in panels.values():
-            updates.update({panel.output: "", panel.stats: "", panel.tokens: TOKENS_EMPTY, panel.code: CODE_EMPTY})
+            updates.update({panel.output: "", panel.stats: "", panel.tokens: TOKENS_EMPTY, panel.code: CODE_EMPTY,
+                            panel.confidence: ""})
         return updates
     return clear
 

@@ -11,9 +11,13 @@ import gradio as gr
 
 from components.export import add_to_history, build_comparison, find_comparison, hidden, history_choices, with_rating
 from components.panel import Panel
-from components.render import error_markdown, prompt_view_html, stats_markdown
+from components.render import (CONFIDENCE_HIDDEN, error_markdown, parting_html, prompt_view_html, record_confidence,
+                               stats_markdown)
 from components.settings import SHARED_FIELDS
 from components.share import ShareControls
+
+from models.divergence import compare_answers
+from models.types import TokenProb
 
 from .blind import NO_CODE, BlindView
 from .exports import ExportFolder
@@ -21,6 +25,38 @@ from .exports import ExportFolder
 Updates = dict[Any, Any]
 HIDDEN_CODE = "# Hidden until you rate: the code names the model.\n"
 HIDDEN_TOKENS = "<p>Hidden until you rate: the tokens tell the model apart.</p>"
+
+
+def _tokens(record: Mapping[str, Any] | None) -> list[TokenProb] | None:
+    tokens = ((record or {}).get("stats") or {}).get("tokens")
+    return None if tokens is None else [TokenProb.from_dict(t) for t in tokens]
+
+
+def parting(left: Mapping[str, Any] | None, right: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Where the two sides' answers part (:func:`models.divergence.compare_answers`), when both answered; the
+    first differing token too when both models number their tokens alike."""
+    if not (left and right and left.get("stats") and right.get("stats")):
+        return None
+    vocab = [(record.get("description") or {}).get("vocabulary") for record in (left, right)]
+    same = vocab[0] is not None and vocab[0] == vocab[1]
+    return compare_answers(str(left.get("text", "")), str(right.get("text", "")), _tokens(left), _tokens(right),
+                           same_vocabulary=same).to_dict()
+
+
+def side_labels(comparison: Mapping[str, Any]) -> dict[str, str]:
+    """What names each side in the token sentence: its precision when both run one model, else model and precision."""
+    sides = {side: record or {} for side, record in (comparison.get("sides") or {}).items()}
+    precision = {side: (r.get("stats") or {}).get("precision") or (r.get("description") or {}).get("precision") or ""
+                 for side, r in sides.items()}
+    same_model = len({r.get("model") for r in sides.values()}) == 1
+    return {side: (f"{side} ({precision[side]})" if same_model and precision[side]
+                   else f"{side} ({r.get('model', '?')}{', ' + precision[side] if precision[side] else ''})")
+            for side, r in sides.items()}
+
+
+def parting_view(comparison: Mapping[str, Any]) -> str:
+    """The line under the panels for ``comparison``; the token sentence (it names precisions) only once revealed."""
+    return parting_html(comparison.get("parting"), None if hidden(comparison) else side_labels(comparison))
 
 
 class ShareHandlers:
@@ -66,7 +102,7 @@ class ShareHandlers:
         updates: Updates = {self.left.record: None, self.right.record: None, share.rating: None,
                             share.history: gr.Dropdown(value=None), share.blind_run: assignment, share.reveal: "",
                             share.download_json: gr.DownloadButton(value=None, interactive=False),
-                            share.download_md: gr.DownloadButton(value=None, interactive=False)}
+                            share.download_md: gr.DownloadButton(value=None, interactive=False), share.parting: ""}
         if assignment["blind"]:
             updates.update(self.blind.visibility(True))
         return updates
@@ -75,7 +111,7 @@ class ShareHandlers:
         """Every component :meth:`run_start` updates."""
         share = self.share
         return {self.left.record, self.right.record, share.rating, share.history, share.blind_run, share.reveal,
-                share.download_json, share.download_md,
+                share.download_json, share.download_md, share.parting,
                 *[c for p in (self.left, self.right) for c in (p.identity, p.details, p.heading)]}
 
     def side_done(self, data: dict[Any, Any]) -> Updates:
@@ -87,7 +123,9 @@ class ShareHandlers:
         assignment = data.get(self.share.blind_run) or {}
         comparison = build_comparison(*records, rating=data[self.share.rating], blind=bool(assignment.get("blind")),
                                       swapped=bool(assignment.get("swapped")))
+        comparison["parting"] = parting(*records)
         updates = self._recorded(add_to_history(data[self.share.comparisons], comparison), comparison)
+        updates[self.share.parting] = parting_view(comparison)
         if comparison.get("blind") and not hidden(comparison):  # rated while the run was going: reveal now
             updates.update(self.blind.reveal(comparison))
         return updates
@@ -102,14 +140,16 @@ class ShareHandlers:
         updates = self._recorded(add_to_history(data[self.share.comparisons], rated), rated)
         if hidden(current) and not hidden(rated):
             updates.update(self.blind.reveal(rated))
+            updates[self.share.parting] = parting_view(rated)
         return updates
 
     def rate_outputs(self) -> set[Any]:
         """Every component :meth:`rate` and :meth:`side_done` update."""
         share = self.share
         per_panel = {c for p in (self.left, self.right)
-                     for c in (p.identity, p.details, p.heading, p.card, p.tokens, p.code, p.stats)}
-        return {share.comparisons, share.history, share.download_json, share.download_md, share.reveal, *per_panel}
+                     for c in (p.identity, p.details, p.heading, p.card, p.tokens, p.code, p.stats, p.confidence)}
+        return {share.comparisons, share.history, share.download_json, share.download_md, share.reveal, share.parting,
+                *per_panel}
 
     def reopen(self, data: dict[Any, Any]) -> Updates:
         """The history dropdown: puts a past comparison's prompt, outputs, stats and rating back, and (unless it is
@@ -119,7 +159,7 @@ class ShareHandlers:
             return gr.skip()
         blind = hidden(comparison)  # an unrated blind comparison stays blind when reopened
         updates: Updates = {self.prompt_box: comparison["prompt"], self.share.rating: comparison["rating"],
-                            self.share.reveal: "", **self.downloads(comparison)}
+                            self.share.reveal: "", self.share.parting: parting_view(comparison), **self.downloads(comparison)}
         if blind:
             updates.update(self.blind.visibility(True))
         for panel in (self.left, self.right):
@@ -128,6 +168,7 @@ class ShareHandlers:
             updates[panel.stats] = (stats_markdown(record["stats"], blind=blind) if record.get("stats")
                                     else error_markdown(record["error"]) if record.get("error") and not blind else "")
             updates[panel.tokens] = HIDDEN_TOKENS if blind else prompt_view_html(record.get("prompt_view"))
+            updates[panel.confidence] = CONFIDENCE_HIDDEN if blind else record_confidence(record)
             updates[panel.code] = HIDDEN_CODE if blind else record.get("code") or NO_CODE
             updates[panel.record] = comparison["sides"].get(panel.side)
             if not blind:  # the selectors would name the model
@@ -139,9 +180,10 @@ class ShareHandlers:
     def reopen_outputs(self) -> set[Any]:
         """Every component :meth:`reopen` updates."""
         per_panel = {c for p in (self.left, self.right)
-                     for c in (p.output, p.stats, p.tokens, p.code, p.record, p.identity, p.details, p.heading,
+                     for c in (p.output, p.stats, p.tokens, p.code, p.record, p.confidence, p.identity, p.details, p.heading,
                                p.model, p.custom, p.precision, p.task_prefix, p.chat_template, *p.settings.components())}
         return {self.prompt_box, self.share.rating, self.share.reveal, self.share.download_json, self.share.download_md,
+                self.share.parting,
                 *per_panel, *([self.link] if self.link is not None else [])}
 
 
