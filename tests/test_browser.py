@@ -13,6 +13,7 @@ without it. Playwright's own browser downloads are never used.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import time
@@ -366,3 +367,28 @@ def test_screenshot_after_a_comparison(page: Page) -> None:
         docs = ROOT / "docs"
         docs.mkdir(exist_ok=True)
         shutil.copyfile(screenshot, docs / "screenshot.png")
+
+
+def test_answers_are_shaded_by_probability_and_the_parting_line_follows(page: Page) -> None:
+    """After a run: each answer drawn token by token with its probability on hover, the mean line, and the line
+    under the panels saying where the two answers part, with the word diff one click away."""
+    type_and_run(page, PROMPT)
+    wait_both_finished(page)
+    for side in ("left", "right"):
+        shaded = page.locator(f"#{side}-confidence .ct")
+        wait_for(lambda: shaded.count() > 0, 20, f"{side}: no shaded tokens")
+        out_tokens = int(re.search(r"→ (\d+) out", stats(page, side)).group(1))
+        assert shaded.count() == out_tokens, (shaded.count(), out_tokens)
+        line = page.locator(f"#{side}-confidence").inner_text()
+        assert "mean probability" in line and "below 50 %" in line, line
+        first = shaded.first
+        first.hover()
+        pop = first.locator(".cf-pop")
+        wait_for(lambda: pop.is_visible(), 5, "the pop-up of a hovered token")
+        assert "most likely here" in pop.inner_text() and "%" in pop.inner_text()
+    parting = page.locator("#parting")
+    wait_for(lambda: "part at word" in parting.inner_text() or "identical" in parting.inner_text(), 20,
+             lambda: f"no parting line: {parting.inner_text()!r}")
+    if "part at word" in parting.inner_text():
+        parting.locator("summary").click()
+        assert parting.locator(".pt-del, .pt-ins").count() > 0, "the word diff marks what differs"

@@ -295,7 +295,7 @@ def test_control_characters_in_the_prompt_are_removed(served, client, started_ru
     assert not any(ord(ch) < 32 and ch not in "\t\n" or 0x7F <= ord(ch) < 0xA0 for ch in seen), repr(seen)
 
 
-ALLOWED_TAGS = {"p", "div", "span", "b", "i", "br", "code", "ul", "li"}
+ALLOWED_TAGS = {"p", "div", "span", "b", "i", "br", "code", "ul", "li", "details", "summary"}
 
 
 def assert_inert(html: str) -> None:
@@ -359,6 +359,26 @@ def test_html_in_prompts_and_model_output_is_rendered_inert(served, client, monk
     for update in updates:
         assert_page_updates_inert(update, panel)
     assert "&lt;script&gt;" in updates[-1][panel.stats]
+
+
+def test_token_texts_and_diffs_holding_html_are_drawn_as_text():
+    """Token texts are model output: the shading, its pop-ups, the diff and the token sentence escape them."""
+    from components.render import confidence_html, parting_html
+    from models.divergence import compare_answers
+    from models.types import TokenChoice, TokenProb
+
+    bad = ["<script>alert(1)</script>", '<img src=x onerror="alert(1)">', "\"><svg onload=alert(1)>"]
+    tokens = [TokenProb(i, text, 0.3, (TokenChoice(i, text, 0.3), TokenChoice(99, XSS, 0.2))) for i, text in enumerate(bad)]
+    stats = Stats(input_tokens=3, output_tokens=3, tokens=tokens).to_dict()
+    drawn = confidence_html(stats, "causal")
+    assert_inert(drawn)
+    assert "&lt;script&gt;" in drawn and "&lt;img" in drawn
+    assert_inert(confidence_html({"tokens": None, "tokens_note": XSS}))
+    other = [TokenProb(7, XSS, 0.5, (TokenChoice(7, XSS, 0.5),))] * 3
+    divergence = compare_answers("".join(bad), XSS, tokens, other, same_vocabulary=True).to_dict()
+    parted = parting_html(divergence, {"left": XSS, "right": XSS})
+    assert_inert(parted)
+    assert "&lt;script&gt;" in parted
 
 
 # ---------------------------------------------------------------------------------------------
