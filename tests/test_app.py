@@ -73,8 +73,14 @@ def test_generate_streams_growing_text_then_stats(app, app_models):
     assert all(b.startswith(a) for a, b in zip(texts, texts[1:])), "each update extends the previous one"
     assert stats["finish_reason"] == "length" and stats["output_tokens"] == 24
     assert stats["description"]["resolved_class"] == "GPT2LMHeadModel"
-    expected, _ = generate_text(cache.peek("tiny-gpt2"), "The cat walks to the river", GenerationSettings(max_new_tokens=24))
+    expected, expected_stats = generate_text(cache.peek("tiny-gpt2"), "The cat walks to the river",
+                                             GenerationSettings(max_new_tokens=24))
     assert final_text == expected
+    tokens = stats["tokens"]  # one entry per generated token, in order: id, text, probability and the top 5
+    assert len(tokens) == 24 and "".join(t["text"] for t in tokens) == final_text and stats["tokens_note"] is None
+    assert all(set(t) == {"id", "text", "prob", "top"} and len(t["top"]) == 5 for t in tokens)
+    assert [t["id"] for t in tokens] == [t.id for t in expected_stats.tokens]
+    assert stats["confidence"]["tokens"] == 24
 
 
 def test_models_endpoint_lists_local_and_marks_hub_presets_unavailable(app):
