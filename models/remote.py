@@ -13,6 +13,15 @@ same run events, the same stats.
 * :meth:`Endpoint.stream` streams one answer as :class:`~models.stream.StreamUpdate` s, like a
   local model: deadlines for the first chunk and between chunks, stop, and every failure ending
   in a final update with ``finish_reason == "error"`` and the partial text.
+* Token probabilities: every engine but ``transformers serve`` is asked for them (chat:
+  ``logprobs=True, top_logprobs=5``; completions: ``logprobs=5``); :func:`token_probs` reads each
+  chunk's ``logprobs`` into :class:`~models.types.TokenProb` s, which end in ``Stats.tokens``. A
+  server that refuses those fields (HTTP 400 naming them) is asked again without them, once, and
+  never again; ``Stats.tokens_note`` then says it returns none. Servers compute them their own way:
+  vLLM by default from the raw model output (``--logprobs-mode raw_logprobs``), as the local engine
+  does; others (TGI, llama.cpp with ``post_sampling_probs``) may apply their sampler (penalties,
+  temperature, top-k/top-p) first. So an endpoint's probabilities are the server's figures, not
+  always comparable with a local run's or another server's.
 
 The client is the ``openai`` package (no HTTP or SSE parsing here). ``huggingface_hub``'s
 ``InferenceClient`` would do too, but it refuses every URL, loopback included, while
@@ -39,13 +48,14 @@ import asyncio
 import concurrent.futures
 import functools
 import json
+import math
 import queue
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import httpx2  # the HTTP client inside openai 3 (a fork of httpx): its errors are what the client wraps
 import openai
@@ -58,7 +68,7 @@ from .settings import GenerationSettings, Precision
 from .sets.rows import PromptRow, row_prompt, row_settings
 from .sources import ModelIdError, ModelSource, validate_hub_id
 from .stream import FIRST_TOKEN_TIMEOUT, TOKEN_TIMEOUT
-from .types import FinishReason, RowResult, Stats, StreamUpdate, finish_reason
+from .types import TOP_TOKENS, FinishReason, RowResult, Stats, StreamUpdate, TokenChoice, TokenProb, finish_reason
 
 NO_TOKEN = "EMPTY"  # sent as the bearer token when the endpoint needs none (the client requires one)
 START_TIMEOUT = 10.0  # seconds for each request made at start (model list, chat probe)
@@ -87,6 +97,9 @@ class Engine:
         stream_usage: ask for token counts in the stream (``stream_options``); ``transformers serve``
             reports them unasked and logs a warning for the option.
         sampling_note: a limit of its sampling, shown in the stats when a run samples.
+        logprobs: ask for each token's probability and its top alternatives (``logprobs``,
+            ``top_logprobs``); ``transformers serve`` 5.23 lists both among the fields it does not
+            support (it ignores them with a warning), so they are never sent to it.
     """
 
     name: str
@@ -94,10 +107,11 @@ class Engine:
     repetition_penalty: str | None = None
     stream_usage: bool = True
     sampling_note: str | None = None
+    logprobs: bool = True
 
 
 TRANSFORMERS_SERVE = Engine(
-    "transformers serve", repetition_penalty="frequency_penalty", stream_usage=False,
+    "transformers serve", repetition_penalty="frequency_penalty", stream_usage=False, logprobs=False,
     # transformers 5.23's server sets temperature and top_p but never do_sample=True (checked in its source)
     sampling_note="transformers serve samples only when the model's own generation_config turns sampling on "
                   "(do_sample); otherwise temperature, top_p and seed change nothing")
@@ -207,6 +221,8 @@ class RemoteRequest:
         extra: engine parameters outside the OpenAI schema (sent as ``extra_body``).
         notices: the settings this engine cannot honour, each named, and other notes for the stats.
         max_new_tokens: as asked.
+        logprobs: ask for each token's probability and its :data:`~models.types.TOP_TOKENS` most likely
+            alternatives.
     """
 
     chat: bool
@@ -215,6 +231,7 @@ class RemoteRequest:
     extra: dict[str, Any]
     notices: list[str]
     max_new_tokens: int
+    logprobs: bool = False
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -226,15 +243,22 @@ class RemoteRequest:
         args.update({"messages": self.messages} if self.chat else {"prompt": self.text})
         if usage:
             args["stream_options"] = {"include_usage": True}
+        if self.logprobs:
+            args.update({"logprobs": True, "top_logprobs": TOP_TOKENS} if self.chat else {"logprobs": TOP_TOKENS})
         if self.extra:
             args["extra_body"] = dict(self.extra)
         return args
 
+    def without_logprobs(self) -> "RemoteRequest":
+        """The same request, asking for no token probabilities."""
+        return replace(self, logprobs=False)
+
 
 def build_request(engine: Engine, chat: bool, kind: Kind, prompt: str, settings: GenerationSettings,
-                  precision: str = "auto") -> RemoteRequest:
+                  precision: str = "auto", *, logprobs: bool = True) -> RemoteRequest:
     """Map ``settings`` onto ``engine``'s parameters; every setting it cannot take is named in the notices
-    (``precision``, the panel's choice, too: the engine decides how it holds the model)."""
+    (``precision``, the panel's choice, too: the engine decides how it holds the model). Token probabilities
+    are asked for when ``logprobs`` and the engine gives them."""
     notices: list[str] = []
     text = (settings.task_prefix + prompt) if kind is Kind.SEQ2SEQ and settings.task_prefix else prompt
     use_chat = chat
@@ -268,7 +292,91 @@ def build_request(engine: Engine, chat: bool, kind: Kind, prompt: str, settings:
     precision = str(getattr(precision, "value", precision))
     if precision != "auto":
         notices.append(f"precision {precision} not applied: the engine decides how it holds the model")
-    return RemoteRequest(use_chat, text, parameters, extra, notices, settings.max_new_tokens)
+    return RemoteRequest(use_chat, text, parameters, extra, notices, settings.max_new_tokens,
+                         logprobs=logprobs and engine.logprobs)
+
+
+# ----- token probabilities: what a server sends, as the shared types -----
+
+def _field(item: Any, name: str) -> Any:
+    """A field of a payload object: an attribute of the ``openai`` type, or a key where the client left a plain
+    dict (fields outside its schema, such as llama.cpp's ``content`` on a completions chunk, stay dicts)."""
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _top(candidates: Iterable[tuple[int | None, str, float]]) -> tuple[TokenChoice, ...]:
+    """``(id, text, logprob)`` candidates as choices, most likely first (ties in the server's order), at most
+    :data:`~models.types.TOP_TOKENS`."""
+    choices = sorted((TokenChoice(token_id, text, math.exp(logprob)) for token_id, text, logprob in candidates),
+                     key=lambda choice: -choice.prob)
+    return tuple(choices[:TOP_TOKENS])
+
+
+def _entry_prob(entry: Any) -> TokenProb:
+    """One chat-shaped entry (``{token, logprob, top_logprobs, id?}``) as a token."""
+    alternatives = _field(entry, "top_logprobs") or ()
+    top = _top((_field(alt, "id"), _field(alt, "token"), _field(alt, "logprob")) for alt in alternatives)
+    return TokenProb(_field(entry, "id"), _field(entry, "token"), math.exp(_field(entry, "logprob")), top)
+
+
+def token_probs(logprobs: Any) -> list[TokenProb]:
+    """The tokens in one streamed choice's ``logprobs`` (``[]`` for ``None``), in order, each with
+    ``prob = exp(logprob)`` and its alternatives.
+
+    Two shapes, told apart by their fields, not by the route (llama.cpp answers ``/v1/completions`` in the chat
+    shape): chat's ``content`` list of ``{token, logprob, top_logprobs: [{token, logprob}]}`` (vLLM, TGI,
+    llama.cpp, which adds each token's ``id``), and completions' parallel lists ``tokens``, ``token_logprobs``
+    and ``top_logprobs`` (one ``{token: logprob}`` dict per token, which may hold the chosen token besides the
+    top ones: vLLM's does).
+
+    Raises:
+        TypeError, ValueError, AttributeError: a payload of neither shape.
+
+    Example:
+        >>> from openai.types.chat import ChatCompletionChunk
+        >>> chunk = ChatCompletionChunk.model_validate({"id": "1", "object": "chat.completion.chunk", "created": 0,
+        ...     "model": "m", "choices": [{"index": 0, "delta": {"content": " Paris"}, "logprobs": {"content": [
+        ...     {"token": " Paris", "logprob": -0.1, "top_logprobs": [{"token": " Paris", "logprob": -0.1}]}]}}]})
+        >>> [(t.text, round(t.prob, 3)) for t in token_probs(chunk.choices[0].logprobs)]
+        [(' Paris', 0.905)]
+    """
+    if logprobs is None:
+        return []
+    content = _field(logprobs, "content")
+    if content is not None:
+        found = [_entry_prob(entry) for entry in content]
+    else:
+        tokens = _field(logprobs, "tokens") or []
+        tops = _field(logprobs, "top_logprobs") or [None] * len(tokens)
+        found = [TokenProb(None, token, math.exp(logprob), _top((None, text, lp) for text, lp in (top or {}).items()))
+                 for token, logprob, top in zip(tokens, _field(logprobs, "token_logprobs") or [], tops, strict=True)]
+    if not all(isinstance(token.text, str) for token in found):
+        raise TypeError("a token without its text")
+    return found
+
+
+def align_tokens(tokens: Sequence[TokenProb], text: str) -> list[TokenProb] | None:
+    """``tokens`` as the answer ``text``'s tokens (their texts add up to it), or ``None`` when they do not.
+
+    Tokens after the whole answer keep their probabilities with the text ``""``: an end token that the server
+    names (``</s>``) but that is not part of the answer.
+    """
+    aligned, at = [], 0
+    for token in tokens:
+        if at == len(text):
+            token = replace(token, text="")
+        elif not text.startswith(token.text, at):
+            return None
+        aligned.append(token)
+        at += len(token.text)
+    return aligned if at == len(text) else None
+
+
+def refuses_logprobs(exc: BaseException) -> bool:
+    """Whether ``exc`` is a server refusing the logprobs request fields: HTTP 400 (or 422, a validation
+    error) whose message names them. Any other failure is not retried."""
+    return (isinstance(exc, openai.APIStatusError) and exc.status_code in (400, 422)
+            and "logprob" in _server_message(exc).lower())
 
 
 # ----- the connected endpoint -----
@@ -346,6 +454,7 @@ class Endpoint:
         self.description = EndpointDescription(spec.name, spec.kind, engine.name, model_id)
         self._client: openai.AsyncOpenAI | None = None
         self._lock = threading.Lock()
+        self.logprobs_refused = False  # the server answered HTTP 400 to the logprobs fields: never sent again
 
     def __repr__(self) -> str:  # no token, no URL
         return f"Endpoint({self.spec.name!r}, engine={self.engine.name!r}, model={self.model_id!r})"
@@ -382,7 +491,17 @@ class Endpoint:
 
     def request(self, prompt: str, settings: GenerationSettings, precision: Precision | str = "auto") -> RemoteRequest:
         """What a run of ``prompt`` with ``settings`` sends to this endpoint (``precision``: the panel's choice)."""
-        return build_request(self.engine, self.chat, self.kind, prompt, settings, precision)
+        return build_request(self.engine, self.chat, self.kind, prompt, settings, precision,
+                             logprobs=not self.logprobs_refused)
+
+    def no_tokens_note(self) -> str:
+        """Why a run of this endpoint has no token probabilities, in one line."""
+        if not self.engine.logprobs:
+            return f"{self.engine.name} returns no token probabilities"
+        if self.logprobs_refused:
+            return (f"endpoint {self.name} ({self.engine.name}) returns no token probabilities: "
+                    "it refused the logprobs request fields")
+        return f"{self.engine.name} sent no token probabilities (they were asked for)"
 
     # ----- the engine interface (models.engine.Engine) -----
     def prepare(self, prompt: str, settings: GenerationSettings, precision: Precision = Precision.AUTO, *,
@@ -418,13 +537,13 @@ class Endpoint:
             stats = final.stats
             yield RowResult(index, final.text, stats.output_tokens, stats.input_tokens or 0, stats.total_seconds,
                             stats.finish_reason, stats.error, batch_size=1, batch_seconds=stats.total_seconds,
-                            notices=tuple(stats.notices))
+                            notices=tuple(stats.notices), tokens=None if stats.tokens is None else tuple(stats.tokens),
+                            tokens_note=stats.tokens_note)
 
     async def _pump(self, request: RemoteRequest, out: queue.Queue) -> None:
         """Stream one answer into ``out``: chunks, then ``_END`` or a ``_Failure``. Cancelling it hangs up."""
         try:
-            completions = self.client().chat.completions if request.chat else self.client().completions
-            stream = await completions.create(**request.arguments(self.model_id, self.engine.stream_usage))
+            stream = await self._open(request)
             async with stream:  # closes the response (and so the connection) on the way out, cancelled or not
                 async for chunk in stream:
                     out.put((time.perf_counter(), chunk))  # timed on arrival, not when the consumer reads it
@@ -433,6 +552,21 @@ class Endpoint:
             raise
         except BaseException as exc:  # noqa: BLE001 - reported to the consumer, never lost
             out.put(_Failure(exc))
+
+    async def _open(self, request: RemoteRequest) -> Any:
+        """The server's stream for ``request``; asked once more without the logprobs fields when the server
+        refuses them (remembered: this endpoint's later requests go without)."""
+        try:
+            return await self._create(request)
+        except openai.APIStatusError as exc:
+            if not (request.logprobs and refuses_logprobs(exc)):
+                raise
+        self.logprobs_refused = True
+        return await self._create(request.without_logprobs())
+
+    async def _create(self, request: RemoteRequest) -> Any:
+        completions = self.client().chat.completions if request.chat else self.client().completions
+        return await completions.create(**request.arguments(self.model_id, self.engine.stream_usage))
 
     def stream(self, request: RemoteRequest, settings: GenerationSettings | None = None, *,
                stop_event: threading.Event | None = None, first_token_timeout: float = FIRST_TOKEN_TIMEOUT,
@@ -502,6 +636,8 @@ class _Counter:
     chunks: int = 0
     usage: Any = None
     notices: list[str] = field(default_factory=list)
+    tokens: list[TokenProb] | None = None  # None until a chunk carries token probabilities
+    tokens_error: str | None = None  # why the server's token probabilities could not be read
 
     def read(self, at: float, chunk: Any, chat: bool) -> tuple[str, str | None]:
         """``(new text, finish reason)`` of one chunk that arrived at ``at`` (raises on a chunk of the wrong shape)."""
@@ -521,12 +657,26 @@ class _Counter:
             self.first_at = self.first_at or at
         if self.first_at is not None:
             self.last_at = at
+        self._read_tokens(choice)
         return delta or "", choice.finish_reason
+
+    def _read_tokens(self, choice: Any) -> None:
+        """Keep the token probabilities of one chunk's choice; a payload that cannot be read loses them all,
+        never the answer."""
+        try:
+            found = token_probs(getattr(choice, "logprobs", None))
+        except (AttributeError, TypeError, ValueError, OverflowError) as exc:
+            self.tokens_error = self.tokens_error or " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            return
+        if found:
+            self.tokens = self.tokens or []
+            self.tokens.extend(found)
 
     def stats(self, endpoint: Endpoint, request: RemoteRequest, text: str, finish: str | None, error: str | None,
               stopped: bool) -> Stats:
         stats = Stats(input_tokens=None, total_seconds=time.perf_counter() - self.started, notices=list(request.notices))
         self._count(stats, endpoint, request, text)
+        stats.tokens, stats.tokens_note = self._tokens(endpoint, text)
         if self.first_at is not None:
             stats.time_to_first_token = self.first_at - self.started
             if stats.output_tokens > 1 and self.last_at and self.last_at - self.first_at >= MIN_RATE_SPAN:
@@ -540,6 +690,17 @@ class _Counter:
         if stats.finish_reason is FinishReason.EOS and told is None:
             stats.notices.append(f"the server's finish reason: {finish}" if finish else "the server gave no finish reason")
         return stats
+
+    def _tokens(self, endpoint: Endpoint, text: str) -> tuple[list[TokenProb] | None, str | None]:
+        """The answer's tokens with their probabilities, or ``None`` and why there are none."""
+        if self.tokens_error:
+            return None, f"the token probabilities {endpoint.engine.name} sent could not be read ({self.tokens_error})"
+        if self.tokens is None:
+            return None, endpoint.no_tokens_note()
+        aligned = align_tokens(self.tokens, text)
+        if aligned is None:
+            return None, f"the tokens {endpoint.engine.name} sent do not add up to the answer: no token probabilities"
+        return aligned, None
 
     def _count(self, stats: Stats, endpoint: Endpoint, request: RemoteRequest, text: str) -> None:
         """Token counts from the server's usage, else the model's tokenizer here, else stream chunks (labelled)."""

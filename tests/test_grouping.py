@@ -73,7 +73,7 @@ def test_a_stopped_row_ends_at_once_and_the_others_go_on(load_tiny):
 
     results = run_together(loaded, PROMPTS, GenerationSettings(max_new_tokens=40), Grouper(window=0.5), stops={0: stop},
                            on_update=watch)
-    (_text, stats), others = results[0], results[1:]
+    stats, others = results[0][1], results[1:]
     assert stats.finish_reason.value == "stopped" and 0 < stats.output_tokens < 40
     assert all(s.finish_reason.value == "length" and s.output_tokens == 40 for _t, s in others)
 

@@ -4,7 +4,8 @@ A module fixture starts ``transformers serve`` as a subprocess on a free loopbac
 private Hugging Face cache holding two copies of the tiny Llama (with its chat template): it lists
 two models, so ``model=`` is needed. ``transformers serve`` has no authentication of its own, so the
 token tests go through a small auth-checking proxy written here; the same proxy can stall, corrupt
-a chunk, drop the usage report or narrow the model list, and it records when its client hangs up.
+a chunk, drop the usage report, narrow the model list or refuse the logprobs fields, and it records
+when its client hangs up.
 Everything else talks to the engine directly.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -27,10 +29,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+import httpx2
 import openai
 import pytest
 import uvicorn
 from gradio_client import Client
+from openai.types import Completion
+from openai.types.chat import ChatCompletionChunk
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -42,11 +47,12 @@ from components.render import stats_markdown
 from components.settings import SHARED_FIELDS
 from models import GenerationSettings, Kind, ModelCache, ModelRegistry
 from models.endpoint_spec import EndpointError, parse_endpoint_spec, parse_endpoint_specs
-from models.remote import GENERIC, TGI, TRANSFORMERS_SERVE, VLLM, Endpoint, build_request, connect
+from models.remote import (GENERIC, TGI, TRANSFORMERS_SERVE, VLLM, Endpoint, _Counter, align_tokens, build_request,
+                           connect, refuses_logprobs, token_probs)
 from models.request import RunRequest
 from models.run import Chunk, Finished, Ready, Runner
 from models.sources import ModelSource
-from models.types import FinishReason
+from models.types import TOP_TOKENS, FinishReason, TokenProb
 from tests.apphelpers import built_page, merged, running_app, show_selection
 from web.config import AppConfig, parse_args
 from web.serving import build_runner
@@ -161,6 +167,7 @@ class Faults:
     corrupt_at: int | None = None  # replace this data line (1-based) with broken JSON
     strip_usage: bool = False  # drop the usage report from every chunk
     only_model: str | None = None  # list only this model in /v1/models
+    refuse_logprobs: bool = False  # answer HTTP 400 naming the field to a request asking for logprobs
 
 
 @dataclass
@@ -182,8 +189,12 @@ class Proxy:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return JSONResponse({"error": {"message": "invalid token", "type": "authentication_error"}}, status_code=401)
         body = await request.body()
+        sent = json.loads(body) if body else {}
         if body:
-            self.bodies.append(json.loads(body))
+            self.bodies.append(sent)
+        if self.faults.refuse_logprobs and {"logprobs", "top_logprobs"} & set(sent):
+            return JSONResponse({"error": {"message": "logprobs is not supported by this server",
+                                           "type": "invalid_request_error"}}, status_code=400)
         client = httpx.AsyncClient(timeout=None)
         upstream = await client.send(client.build_request(request.method, self.target + request.url.path,
                                                           content=body,
@@ -468,6 +479,7 @@ def test_generate_api_streams_an_endpoint_model_and_records_it(engine, tiny, tin
     assert text == direct_answer(engine.url, max_tokens=8, temperature=0.0, seed=0)[0]
     assert stats["description"]["endpoint"] == "tiny" and stats["description"]["model_id"] == MODEL
     assert stats["output_tokens"] == 8 and stats["finish_reason"] == "length"
+    assert stats["tokens"] is None and stats["tokens_note"] == "transformers serve returns no token probabilities"
     assert any(m["name"] == "tiny" for m in models["causal"])
 
 
@@ -480,6 +492,8 @@ def test_run_set_takes_an_endpoint_model_row_by_row(engine, tiny, tiny_dir):
     expected = [direct_answer(engine.url, row["prompt"], max_tokens=7, temperature=0.0, seed=0)[0] for row in rows]
     assert [row["right"]["text"] for row in final["rows"]] == expected
     assert all(row["right"]["stats"]["output_tokens"] == 7 for row in final["rows"])
+    assert all(row["right"]["tokens"] is None for row in final["rows"])
+    assert {row["right"]["tokens_note"] for row in final["rows"]} == {"transformers serve returns no token probabilities"}
     assert final["summary"]["right"]["rows_done"] == 3 and final["summary"]["left"]["rows_done"] == 3
 
 
@@ -603,6 +617,188 @@ def test_works_while_the_hub_client_is_offline(tiny):
     assert constants.HF_HUB_OFFLINE, "the suite runs offline, as the app does when the hub cannot be reached"
     final = list(tiny.stream(tiny.request(PROMPT, GenerationSettings(max_new_tokens=3))))[-1]
     assert final.stats.error is None and final.stats.output_tokens == 3
+
+
+# ----- token probabilities -----
+
+NO_TOKENS_FROM_TRANSFORMERS_SERVE = "transformers serve returns no token probabilities"
+LOGPROB_FIELDS = {"logprobs", "top_logprobs"}
+
+
+def generic_endpoint(proxy: Proxy, name: str = "g") -> Endpoint:
+    """The engine behind the proxy taken for a generic OpenAI-compatible server, which is asked for logprobs."""
+    return Endpoint(parse_endpoint_spec(f"{name}={proxy.url},model={MODEL},token_env=PROXY_TOKEN"), MODEL, GENERIC, True)
+
+
+def posts(proxy: Proxy) -> list[dict]:
+    """The completion requests the proxy forwarded (start-up GETs have no body)."""
+    return [body for body in proxy.bodies if "model" in body]
+
+
+@pytest.mark.parametrize("chat_template", [True, False], ids=["chat", "completions"])
+def test_transformers_serve_is_never_asked_for_token_probabilities(proxy, chat_template):
+    endpoint = connect(parse_endpoint_spec(f"p={proxy.url},model={MODEL},token_env=PROXY_TOKEN"))
+    assert endpoint.engine is TRANSFORMERS_SERVE
+    proxy.bodies.clear()
+    request = endpoint.request(PROMPT, GenerationSettings(max_new_tokens=6, use_chat_template=chat_template))
+    final = list(endpoint.stream(request))[-1]
+    assert final.stats.error is None and final.stats.output_tokens == 6 and final.text.strip()
+    (sent,) = posts(proxy)
+    assert ("messages" in sent) is chat_template and not LOGPROB_FIELDS & set(sent), sent
+    assert final.stats.tokens is None and final.stats.tokens_note == NO_TOKENS_FROM_TRANSFORMERS_SERVE
+    as_dict = final.stats.to_dict()  # what /generate returns
+    assert as_dict["tokens"] is None and as_dict["tokens_note"] == NO_TOKENS_FROM_TRANSFORMERS_SERVE
+    assert as_dict["confidence"] is None
+
+
+@pytest.mark.parametrize("chat", [True, False], ids=["chat", "completions"])
+def test_a_server_that_answers_without_logprobs_is_said_to_send_none(proxy, tiny, chat):
+    """transformers serve 5.23 ignores the logprobs fields (with a warning): a server that answers and sends none."""
+    endpoint = generic_endpoint(proxy)
+    settings = GenerationSettings(max_new_tokens=8, use_chat_template=chat)
+    proxy.bodies.clear()
+    final = list(endpoint.stream(endpoint.request(PROMPT, settings)))[-1]
+    (sent,) = posts(proxy)
+    assert {k: sent[k] for k in LOGPROB_FIELDS & set(sent)} == (
+        {"logprobs": True, "top_logprobs": TOP_TOKENS} if chat else {"logprobs": TOP_TOKENS})
+    assert final.stats.error is None and final.stats.tokens is None
+    assert final.stats.tokens_note == "OpenAI-compatible server sent no token probabilities (they were asked for)"
+    plain = list(tiny.stream(tiny.request(PROMPT, settings)))[-1]
+    assert final.text == plain.text and final.stats.output_tokens == plain.stats.output_tokens == 8, (
+        "asking for logprobs changes nothing else")
+
+
+def test_a_server_refusing_logprobs_is_asked_again_without_them_once_and_for_good(proxy, tiny):
+    endpoint = generic_endpoint(proxy, "strict")
+    proxy.faults.refuse_logprobs = True
+    proxy.bodies.clear()
+    settings = GenerationSettings(max_new_tokens=8)
+    first = list(endpoint.stream(endpoint.request(PROMPT, settings)))[-1]
+    refused, retried = posts(proxy)
+    assert LOGPROB_FIELDS <= set(refused) and not LOGPROB_FIELDS & set(retried)
+    assert first.stats.error is None and first.text == list(tiny.stream(tiny.request(PROMPT, settings)))[-1].text
+    note = "endpoint strict (OpenAI-compatible server) returns no token probabilities: it refused the logprobs request fields"
+    assert first.stats.tokens is None and first.stats.tokens_note == note
+    proxy.bodies.clear()
+    (row,) = list(endpoint.rows([PROMPT], settings))
+    (sent,) = posts(proxy)
+    assert not LOGPROB_FIELDS & set(sent), "remembered: the next request goes without them at once"
+    assert row.error is None and row.text == first.text and (row.tokens, row.tokens_note) == (None, note)
+
+
+def status_error(status: int, body: dict) -> openai.APIStatusError:
+    """The error the ``openai`` client raises for an HTTP ``status`` answer with ``body``."""
+    response = httpx2.Response(status, json=body, request=httpx2.Request("POST", "http://127.0.0.1:1/v1/chat/completions"))
+    classes = {400: openai.BadRequestError, 401: openai.AuthenticationError, 422: openai.UnprocessableEntityError,
+               500: openai.InternalServerError}
+    return classes[status](f"Error code: {status}", response=response, body=body)
+
+
+@pytest.mark.parametrize("error, retried", [
+    (status_error(400, {"error": {"message": "logprobs is not supported by this server"}}), True),
+    (status_error(400, {"object": "error", "message": "top_logprobs must be at most 0 (--max-logprobs)"}), True),
+    (status_error(422, {"detail": [{"loc": ["body", "top_logprobs"], "msg": "Extra inputs are not permitted"}]}), True),
+    (status_error(400, {"error": {"message": "max_tokens is too large"}}), False),
+    (status_error(401, {"error": {"message": "invalid token for logprobs"}}), False),
+    (status_error(500, {"error": {"message": "logprobs crashed"}}), False),
+    (openai.APIConnectionError(request=httpx2.Request("POST", "http://127.0.0.1:1/v1/completions")), False),
+], ids=["400-logprobs", "400-top_logprobs", "422-top_logprobs", "400-other", "401", "500", "unreachable"])
+def test_only_a_refusal_naming_logprobs_is_retried(error, retried):
+    assert refuses_logprobs(error) is retried
+
+
+def entry(token: str, logprob: float, alternatives: list[tuple[str, float]], **extra: Any) -> dict:
+    """One ``logprobs.content`` entry as vLLM sends it (llama.cpp adds ``id``: ``extra``)."""
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode()), **extra,
+            "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in alternatives]}
+
+
+def chat_chunk(content: str | None, entries: list[dict] | None, finish: str | None = None) -> ChatCompletionChunk:
+    return ChatCompletionChunk.model_validate({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": content},
+                     "logprobs": None if entries is None else {"content": entries}, "finish_reason": finish}]})
+
+
+# vLLM's chat stream with logprobs=True, top_logprobs=5: the role first, one or more tokens a chunk, the usage last
+# (alternatives listed out of order here, and six of them, to see them sorted and cut to five)
+VLLM_CHAT = [
+    chat_chunk("", None),
+    chat_chunk(" The", [entry(" The", -0.2, [(" A", -2.1), (" The", -0.2), (" It", -3.0), (" In", -3.5), (" Its", -4.0),
+                                             (" This", -2.5)])]),
+    chat_chunk(" capital is", [entry(" capital", -0.05, [(" capital", -0.05), (" city", -3.2)]),
+                               entry(" is", -1.3, [(" of", -0.4), (" is", -1.3)])]),
+    chat_chunk(" Paris", [entry(" Paris", -9999.0, [(" Lyon", -0.01)])]),  # vLLM writes -inf as -9999.0
+    chat_chunk("", [], finish="stop"),
+]
+VLLM_USAGE = ChatCompletionChunk.model_validate({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                                                 "model": MODEL, "choices": [],
+                                                 "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}})
+
+
+def test_chat_chunks_in_vllms_shape_become_token_probs():
+    tokens = [t for chunk in VLLM_CHAT for t in token_probs(chunk.choices[0].logprobs)]
+    answer = "".join(chunk.choices[0].delta.content or "" for chunk in VLLM_CHAT)
+    assert answer == " The capital is Paris" and "".join(t.text for t in tokens) == answer
+    assert [(t.id, t.text) for t in tokens] == [(None, " The"), (None, " capital"), (None, " is"), (None, " Paris")]
+    logprobs = [-0.2, -0.05, -1.3, -9999.0]
+    assert all(math.isclose(t.prob, math.exp(lp)) for t, lp in zip(tokens, logprobs)) and tokens[3].prob == 0.0
+    first = tokens[0].top
+    assert [c.text for c in first] == [" The", " A", " This", " It", " In"], "most likely first, at most five"
+    assert all(math.isclose(c.prob, math.exp(lp)) for c, lp in zip(first, [-0.2, -2.1, -2.5, -3.0, -3.5]))
+    assert all(len(t.top) <= TOP_TOKENS and [c.prob for c in t.top] == sorted((c.prob for c in t.top), reverse=True)
+               for t in tokens)
+    assert tokens[2].top[0].text == " of" and tokens[2].prob < tokens[2].top[0].prob, "the chosen one need not be the top"
+
+
+def test_a_vllm_stream_ends_with_its_tokens_in_the_stats():
+    endpoint = Endpoint(parse_endpoint_spec(f"v=http://127.0.0.1:{free_port()}/v1,model={MODEL}"), MODEL, VLLM, True)
+    request = endpoint.request(PROMPT, GenerationSettings(max_new_tokens=4))
+    assert request.arguments(MODEL, True)["top_logprobs"] == TOP_TOKENS
+    counter, text, finish = _Counter(started=time.perf_counter()), "", None
+    for chunk in [*VLLM_CHAT, VLLM_USAGE]:
+        delta, reason = counter.read(time.perf_counter(), chunk, chat=True)
+        text, finish = text + delta, reason or finish
+    stats = counter.stats(endpoint, request, text, finish, None, False)
+    assert [t.text for t in stats.tokens] == [" The", " capital", " is", " Paris"] and stats.tokens_note is None
+    assert stats.to_dict()["confidence"]["tokens"] == 4 and stats.output_tokens == 4
+
+
+def completion_chunk(text: str, logprobs: dict, finish: str | None = None) -> Completion:
+    """A ``/v1/completions`` stream chunk, built as the client builds one (``construct``: a chunk before the last
+    has no finish reason, which validation would refuse)."""
+    return Completion.construct(id="cmpl-1", object="text_completion", created=1, model=MODEL,
+                                choices=[{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}])
+
+
+def test_completion_chunks_become_token_probs_in_either_shape():
+    # vLLM: parallel lists; its top dict holds the chosen token as well as the five most likely
+    vllm = completion_chunk(" Paris.", {"tokens": [" Paris", "."], "token_logprobs": [-0.3, -0.9], "text_offset": [0, 6],
+                                        "top_logprobs": [{" Paris": -0.3, " Lyon": -1.6},
+                                                         {",": -0.8, "!": -2.0, ".": -0.9, ";": -3.0, " and": -3.1,
+                                                          " or": -2.9}]})
+    tokens = token_probs(vllm.choices[0].logprobs)
+    assert "".join(t.text for t in tokens) == vllm.choices[0].text
+    assert [round(t.prob, 6) for t in tokens] == [round(math.exp(-0.3), 6), round(math.exp(-0.9), 6)]
+    assert [c.text for c in tokens[1].top] == [",", ".", "!", " or", ";"] and tokens[0].top[0].text == " Paris"
+    # llama.cpp: the chat shape on /v1/completions too, with token ids (outside the client's schema: plain dicts)
+    llama = completion_chunk(" Paris", {"content": [entry(" Paris", -0.3, [(" Paris", -0.3), (" Lyon", -1.6)], id=3681)]})
+    (token,) = token_probs(llama.choices[0].logprobs)
+    assert (token.id, token.text, round(token.prob, 6)) == (3681, " Paris", round(math.exp(-0.3), 6))
+    assert [c.text for c in token.top] == [" Paris", " Lyon"]
+    # and in a chat chunk, where the client keeps the extra id as an attribute
+    (chat_token,) = token_probs(chat_chunk(" Paris", [entry(" Paris", -0.3, [], id=3681)]).choices[0].logprobs)
+    assert chat_token.id == 3681 and chat_token.top == ()
+    with pytest.raises(TypeError):
+        token_probs(types.SimpleNamespace(content=[{"logprob": -0.1, "top_logprobs": []}]))  # no token text
+
+
+def test_token_texts_must_add_up_to_the_answer():
+    tokens = [TokenProb(None, " Paris", 0.9), TokenProb(None, ".", 0.8), TokenProb(2, "</s>", 0.7)]
+    aligned = align_tokens(tokens, " Paris.")
+    assert [t.text for t in aligned] == [" Paris", ".", ""] and aligned[2].prob == 0.7, "the end token: no text"
+    assert align_tokens(tokens[:1], " Paris.") is None and align_tokens(tokens, " Lyon.") is None
+    assert align_tokens([], "") == []
 
 
 def test_specs_parse_without_network():
