@@ -4,7 +4,8 @@
 ``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->``: a section table (:data:`RESULTS`: section 8 from
 ``precision.json``, section 9 from ``visitors.json``; a later file wins for a section both hold), or a whole
 results file (:data:`REPORTS`: ``real.json``, the header and table of the real-model run of sections 1–7 and 10;
-``endpoint.json``, what the endpoint path costs). ``--check`` writes nothing and fails when a block differs from
+``endpoint.json``, what the endpoint path costs; ``confidence.json``, what recording token probabilities costs).
+``--check`` writes nothing and fails when a block differs from
 what the files give; ``tests/test_bench_readme.py`` fails in the same case.
 
 Example:
@@ -29,8 +30,10 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: ``python -m bench --real --sections 9 --name visitors``
 RESULTS = {"precision_quality": RESULTS_DIR / "precision.json", "visitors": RESULTS_DIR / "visitors.json"}
 #: whole results files shown as one block each: ``python -m bench --real --sections 1,2,3,4,5,6,7,10``
-#: (header lines and the table of every section the run holds) and ``python -m bench.endpoint``
-REPORTS = {"real": RESULTS_DIR / "real.json", "endpoint": RESULTS_DIR / "endpoint.json"}
+#: (header lines and the table of every section the run holds), ``python -m bench.endpoint`` and
+#: ``python -m bench --real --sections 11 --name confidence --max-new-tokens 64 --reps 7`` (section 11, its run's header)
+REPORTS = {"real": RESULTS_DIR / "real.json", "endpoint": RESULTS_DIR / "endpoint.json",
+           "confidence": RESULTS_DIR / "confidence.json"}
 _BLOCK = re.compile(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", flags=re.DOTALL)
 
 
@@ -138,8 +141,74 @@ def endpoint_block(result: dict[str, Any]) -> str:
     ])
 
 
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.1f} %".replace("-", "−")
+
+
+def _us(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{1e6 * seconds:,.0f} µs" if seconds >= 1e-5 else f"{1e6 * seconds:.1f} µs"
+
+
+def _ms_short(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{1000 * seconds:.1f} ms"
+
+
+def confidence_block(result: dict[str, Any]) -> str:
+    """Section 11 (``bench/results/confidence.json``): its run's machine, date, load and models, then per model and
+    precision tokens/s with and without the recorder, the cost, the recorder's own time and the token texts' time;
+    under the table, the idle hook and where the recorder's time goes."""
+    from .report import MET, header
+
+    entry = result["sections"]["confidence"]
+    res = entry["results"]
+    wanted = ("- **Machine:**", "- **Versions:**", "- **Date:**", "- **Seq2seq:**", "- **Causal:**", "- **Note:**")
+    lines = [line for line in header(result) if line.startswith(wanted)]
+    start, end = res.get("load_average_start"), res.get("load_average_end")
+    models_end = max(i for i, line in enumerate(lines) if line.startswith(("- **Seq2seq:**", "- **Causal:**"))) + 1
+    lines.insert(models_end, f"- **Settings:** greedy, {res['max_new_tokens']} new tokens, prompt "
+                    f"{result['settings']['prompt']!r}, on {res['device']}; with and without the recorder in turns, "
+                    f"{res['reps']} runs each per model and precision; load average (1 min) at the section's "
+                    f"start/end: {start[0] if start else '?'} / {end[0] if end else '?'}")
+    lines.append(f"- **Target:** {entry['target']}: {MET[entry.get('met')]}")
+    lines += ["", "| model | precision | decoding tokens/s without → with | cost (median of the pairs) | the pairs' "
+              "costs | whole call: tokens/s without → with, cost | recorder's own time a token (share of generate) | "
+              "build_tokens() per answer | same answer | load (1 min) at its start |", "|" + "---|" * 10]
+    idle, where = [], []
+    for model in res["models"].values():
+        if model.get("unavailable"):
+            lines.append(f"| `{model['name']}` | {model['precision']} | not run: {model['unavailable']} |"
+                         + " |" * 8)
+            continue
+        label = f"auto ({model['dtype']})" if model["precision"] == "auto" else model["precision"]
+        dec, whole, rec = model["decoding"], model["whole_call"], model["recorder"]
+        d, w = dec["tokens_per_second"], whole["tokens_per_second"]
+        pairs = sorted(1 - r for r in dec["pair_ratios"]["samples"])
+        own = (rec["see_seconds_per_token"] or 0) + (rec["call_seconds_per_token"] or 0)
+        same = model["same_answer"]
+        load = model.get("load_average")
+        lines.append(
+            f"| `{model['name']}` | {label} | {d['without']['median']:.1f} → {d['with']['median']:.1f} | "
+            f"**{_pct(dec['cost'])}** | {_pct(pairs[0]) if pairs else '–'} to {_pct(pairs[-1]) if pairs else '–'} | "
+            f"{w['without']['median']:.1f} → {w['with']['median']:.1f}, {_pct(whole['cost'])} | "
+            f"{_us(own)} ({_pct(rec['share_of_generate']['median'])}) | "
+            f"{_ms_short(model['build_tokens_seconds']['median'])} for {model['tokens']['median']:.0f} tokens | "
+            f"{same['identical']}/{same['runs']} | {load[0] if load else '?'} |")
+        hook = model["idle_hook"]
+        idle.append(f"`{model['name']}` {label}: {_us(hook['seconds_per_forward'])} ({_pct(hook['share_of_step'])} "
+                    "of a step)")
+        ops = sorted(model["ops_seconds"].items(), key=lambda kv: -kv[1])
+        where.append(f"`{model['name']}` {label} (vocabulary {model['vocabulary']:,}): "
+                     + ", ".join(f"{name} {_us(sec)}" for name, sec in ops))
+    lines += ["", "Idle hook (a model hooked by an earlier run, not recording, against one never hooked), per forward: "
+              + "; ".join(idle) + ".", "", "Where the recorder's time goes, per step (each operation of see() and "
+              "__call__ on the model's own last logits, fastest of 5 × 200 calls):", ""]
+    lines += [f"- {line}" for line in where]
+    return "\n".join(lines)
+
+
 #: the whole-file blocks: key -> how its results file reads on the page
-WHOLE: dict[str, Callable[[dict[str, Any]], str]] = {"real": report_block, "endpoint": endpoint_block}
+WHOLE: dict[str, Callable[[dict[str, Any]], str]] = {"real": report_block, "endpoint": endpoint_block,
+                                                      "confidence": confidence_block}
 
 
 def render(key: str, entry: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from .settings import SettingsControls, SliderRange, build_settings
 TABLE_HEADERS = ["#", "prompt", "reference", "left output", "right output", "left s", "right s", "left tok",
                  "right tok", "left conf", "right conf", "left score", "right score", "identical / differs", "rating"]
 #: the two outputs side by side in view, the figures narrow (percent of the table's width)
-COLUMN_WIDTHS = ["2%", "10%", "6%", "16%", "16%", "4%", "4%", "5%", "5%", "5%", "5%", "5%", "5%", "7%", "5%"]
+COLUMN_WIDTHS = ["2%", "9%", "5%", "15%", "15%", "5%", "5%", "5%", "5%", "5%", "5%", "5%", "5%", "8%", "6%"]
 #: the table's filter: every row, rows whose two answers are the same text, rows where both answered otherwise
 ROW_FILTERS = (("All rows", "all"), ("Identical", "identical"), ("Differs", "differs"))
 UPLOAD_TYPES = [".jsonl", ".csv", ".txt"]

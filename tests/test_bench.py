@@ -22,7 +22,7 @@ import pytest
 from bench.cli import chosen_sections, parse_args
 from bench.report import table
 from bench.runner import run_order, run_sections
-from bench.sections import REGISTRY, Table, by_key, loading, row, stop, streaming
+from bench.sections import REGISTRY, Table, by_key, confidence, loading, row, stop, streaming
 from models import Kind
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +91,48 @@ def test_streaming_summary_of_known_samples_gives_the_expected_row() -> None:
     ]
     assert entry["met"] is False
     assert entry["results"]["seq2seq"]["pair_ratios"]["samples"] == [0.8, 0.8, 0.8]
+
+
+def _answers(step: float, steps: int = 11, ids: list[int] | None = None) -> list[confidence.Answer]:
+    """Two runs whose decoding steps all take ``step`` seconds (the call: ``steps`` tokens in ``steps * step``)."""
+    return [confidence.Answer(steps * step, steps, ids or list(range(steps)), [step] * (steps - 1)) for _ in range(2)]
+
+
+def test_confidence_summary_pairs_with_and_without_and_judges_the_recorders_own_time() -> None:
+    def model(name: str, kind: str, precision: str, with_step: float, ids: list[int] | None = None,
+              own: float = 0.0005) -> Any:
+        m = confidence.ModelSamples(name, kind, False, precision, dtype="bfloat16" if precision == "auto" else precision,
+                                    vocabulary=100)
+        m.runs = {"with": _answers(with_step, ids=ids), "without": _answers(0.010)}
+        m.build_seconds, m.profiles = [0.002, 0.004], [confidence.Profile(10, 0.8 * own, 0.2 * own, 0.1)]
+        m.idle_hook_seconds = 0.000005
+        return m
+
+    samples = confidence.Samples(11, 2, "cpu", [model("t5", "seq2seq", "float32", 0.0101, own=0.004),
+                                                model("llama", "causal", "float32", 0.0125),
+                                                model("t5", "seq2seq", "auto", 0.010, ids=[9] * 11),
+                                                model("llama", "causal", "auto", 0.0102)])
+    entry = by_key("confidence").entry(confidence.summarize(samples))
+    first = entry["rows"][0]
+    assert first["measure"].startswith("Token probabilities recorded, float32: decoding tokens/s cost")
+    # 100 tok/s without; with: 1 / 0.0101 s = 99.0 tok/s (a 1.0 % cost) and 1 / 0.0125 s = 80 tok/s (20 %)
+    assert (first["seq2seq"], first["causal"], first["met"]) == (
+        "1.0 % (99.0 tok/s with vs 100 tok/s without; pairs 1.0 % to 1.0 %)",
+        "20.0 % (80.0 tok/s with vs 100 tok/s without; pairs 20.0 % to 20.0 %)", None)
+    assert entry["rows"][1]["measure"].startswith("Token probabilities recorded, auto (bfloat16):")
+    own = {r["measure"].split(":")[0]: r for r in entry["rows"] if r["measure"].startswith("Recorder's own time")}
+    assert own["Recorder's own time, float32"]["met"] is False, "4 ms (10 steps × 0.4 ms) of a 100 ms generate: 4 % > 3 %"
+    assert own["Recorder's own time, float32"]["seq2seq"] == "0.400 ms a token = 4.0 % of generate (vocabulary 100)"
+    assert own["Recorder's own time, auto (bfloat16)"]["met"] is True
+    assert entry["met"] is False, "one model over 3 % fails the section"
+    llama = entry["results"]["models"]["llama float32"]
+    assert llama["decoding"]["cost"] == pytest.approx(0.2) and llama["whole_call"]["cost"] == pytest.approx(0.2)
+    assert llama["recorder"]["share_of_generate"]["median"] == pytest.approx(0.005)
+    assert llama["recorder"]["see_seconds_per_token"] == pytest.approx(0.00004), "0.4 ms over 10 steps"
+    assert llama["build_tokens_seconds"]["median"] == pytest.approx(0.003)
+    assert llama["idle_hook"]["share_of_step"] == pytest.approx(0.0005)
+    assert entry["results"]["models"]["t5 auto"]["same_answer"] == {"identical": 0, "runs": 2}
+    assert "t5 auto: the answer with the recorder differed from the one without in 2/2 repetitions" in entry["notes"]
 
 
 def test_stop_summary_leaves_out_runs_that_ended_before_the_stop() -> None:
@@ -191,6 +233,22 @@ def test_streaming_on_tiny_models_pairs_runs_of_the_full_length(tiny_context: An
         assert tiny_context.token_time[kind] > 0
     first = streaming.summarize(samples).rows[0]
     assert first["met"] in (True, False) and "tok/s vs" in first["seq2seq"] and "tok/s vs" in first["causal"]
+
+
+def test_confidence_on_a_tiny_model_records_every_token_and_changes_no_answer(tiny_context: Any) -> None:
+    from models import Precision
+
+    samples = confidence.measure_model(tiny_context, Kind.CAUSAL, Precision.FLOAT32, 8)
+    assert [len(samples.runs[v]) for v in confidence.VARIANTS] == [2, 2]
+    for with_run, without_run in zip(samples.runs["with"], samples.runs["without"]):
+        assert with_run.ids == without_run.ids and with_run.steps == 8, "the tiny model never stops early"
+        assert len(with_run.step_seconds) == 7, "a stamp per step: 7 intervals between 8 steps"
+    assert samples.tokens_built == [8, 8], "build_tokens got one entry per generated token, every answer"
+    assert len(samples.build_seconds) == 2 and min(samples.build_seconds) > 0
+    profile = samples.profiles[0]
+    assert profile.steps == 8 and 0 < profile.see_seconds + profile.call_seconds < profile.generate_seconds
+    assert samples.vocabulary > 0 and set(samples.ops) >= {"see: log_softmax (whole vocabulary)", "see: topk of the log-probs"}
+    assert samples.idle_hook_seconds is not None and samples.idle_hook_seconds < 0.001
 
 
 # ----------------------------------------------------------------------------- end to end

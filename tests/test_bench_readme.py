@@ -10,8 +10,8 @@ import types
 import pytest
 
 from bench.promptsets import BUILTIN_SETS, builtin_set
-from bench.readme import PAGE, REPORTS, RESULTS, WHOLE, blocks, endpoint_block, main, render, report_block, reports, \
-    rewrite, sections
+from bench.readme import PAGE, REPORTS, RESULTS, WHOLE, blocks, confidence_block, endpoint_block, main, render, \
+    report_block, reports, rewrite, sections
 from bench.sections import by_key
 from bench.sections.precision_quality import ModelSamples, cell, compare, first_difference, prompt_rows
 from bench.sections.visitors import OPTIONS, Burst, figures, percentile, shipped_option
@@ -115,7 +115,7 @@ def test_the_page_tables_are_the_committed_results():
     committed = sections()
     shown = blocks(PAGE.read_text(encoding="utf-8"))
     runs = reports()
-    assert set(shown) >= {"precision_quality", "visitors", "real", "endpoint"}
+    assert set(shown) >= {"precision_quality", "visitors", "real", "endpoint", "confidence"}
     for key, table in shown.items():
         if key in REPORTS:
             assert table == WHOLE[key](runs[key]), f"{PAGE.name} block {key} is not the one {REPORTS[key].name} gives"
@@ -140,6 +140,32 @@ def test_the_endpoint_block_shows_the_figures_of_its_results_file():
         "the own-first-token cell is the median of the pairs' differences (30, 10, 40 ms)"
     assert "- **Same text on both paths:** 3/11 repetitions" in lines
     assert lines[-1].startswith("On the endpoint: tokens/s −25 % ") and "+12.5 ms a token" in lines[-1]
+
+
+def test_the_confidence_block_shows_the_figures_of_its_results_file():
+    if not REPORTS["confidence"].exists():
+        pytest.skip("no committed confidence results")
+    run = copy.deepcopy(json.loads(REPORTS["confidence"].read_text(encoding="utf-8")))
+    models = run["sections"]["confidence"]["results"]["models"]
+    key, model = next((k, m) for k, m in models.items() if not m.get("unavailable") and m["precision"] == "float32")
+    model["decoding"]["tokens_per_second"]["without"]["median"] = 20.0
+    model["decoding"]["tokens_per_second"]["with"]["median"] = 19.5
+    model["decoding"]["cost"] = 0.025
+    model["decoding"]["pair_ratios"]["samples"] = [1.01, 0.975, 0.95]
+    model["whole_call"]["tokens_per_second"]["without"]["median"] = 18.0
+    model["whole_call"]["tokens_per_second"]["with"]["median"] = 17.6
+    model["whole_call"]["cost"] = 0.02
+    model["recorder"].update(see_seconds_per_token=0.0005, call_seconds_per_token=0.0001)
+    model["recorder"]["share_of_generate"]["median"] = 0.012
+    model["build_tokens_seconds"]["median"] = 0.0042
+    model["tokens"]["median"] = 64
+    model["same_answer"] = {"identical": 4, "runs": 5}
+    model["load_average"] = [1.5, 1.0, 0.5]
+    lines = confidence_block(run).splitlines()
+    assert (f"| `{model['name']}` | float32 | 20.0 → 19.5 | **2.5 %** | −1.0 % to 5.0 % | 18.0 → 17.6, 2.0 % | "
+            "600 µs (1.2 %) | 4.2 ms for 64 tokens | 4/5 | 1.5 |") in lines, key
+    assert any(line.startswith("- **Settings:** greedy, ") for line in lines)
+    assert any(line.startswith("- **Date:**") and "load average (1 min) at start/end" in line for line in lines)
 
 
 @COMMITTED

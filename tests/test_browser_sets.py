@@ -1,4 +1,4 @@
-"""End-to-end in headless Chromium: the "Prompt set" tab as a visitor uses it (upload, run, table, chart)."""
+"""End-to-end in headless Chromium: the "Prompt set" tab as a visitor uses it (upload, run, table, filter, chart)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,12 @@ def test_upload_run_and_see_the_table_fill_and_a_chart_drawn(page: Page, tmp_pat
     table = page.locator("#set-table")
     wait_for(lambda: all(row["prompt"] in table.inner_text() for row in ROWS), 20, "every prompt in the table")
     assert "chrF (0–100)" in page.locator("#set-summary").inner_text()
+    assert "0 of 3 rows" in page.locator("#set-summary").inner_text(), "two untrained models never agree"
+    assert table.inner_text().count("differs at word") == len(ROWS) and " %" in table.inner_text()
+    page.locator("#set-filter").get_by_label("Identical").check()
+    wait_for(lambda: not any(row["prompt"] in table.inner_text() for row in ROWS), 20, "the identical filter to hide every row")
+    page.locator("#set-filter").get_by_label("All rows").check()
+    wait_for(lambda: all(row["prompt"] in table.inner_text() for row in ROWS), 20, "every row back")
     wait_for(lambda: page.locator("#set-score-plot canvas, #set-score-plot svg").count() > 0, 20,
              "the score chart to be drawn")
     page.mouse.move(0, 0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import statistics
 import threading
 import time
 import types
@@ -14,17 +16,28 @@ import pytest
 import torch
 from gradio_client import Client
 
+from components.promptset_tab import TABLE_HEADERS, table_rows
+from components.render import percent
 from components.set_export import summary_markdown, to_set_csv, to_set_json, to_set_markdown, write_set_exports
 from models import GenerationSettings, Kind
 from models.local import LocalEngine
 from models.sets.batch import generate_rows
 from models.sets.rows import MAX_ROWS, PromptRow, builtin_set
 from models.sets.compare import rate
+from models.types import TOP_TOKENS, TokenProb
 from tests.apphelpers import built_page, generation_threads, running_app, slowed
 
 ROWS = [{"prompt": "What is the capital of France?", "reference": "Paris"},
         {"prompt": "Name a red fruit.", "reference": "apple"},
         {"prompt": "Once upon a time"}]
+
+
+def tab_data(tab, *, builtin=None, upload=None, left="tiny-t5", right="tiny-gpt2", precision="auto", show="all"):
+    """The set tab's input values, as Gradio hands them to its run handler (5 new tokens, greedy)."""
+    return {tab.builtin: builtin, tab.upload: upload, tab.task_prefix: "", tab.batch_size: 0, tab.show: show,
+            **dict(zip(tab.settings.components(), (5, 0.0, 1.0, 0, 1.0, 0, 0))),
+            tab.left.model: left, tab.left.custom: "", tab.left.precision: precision,
+            tab.right.model: right, tab.right.custom: "", tab.right.precision: precision}
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +111,7 @@ def test_stop_halts_both_sides_and_keeps_the_rows_done(app, load_tiny):
 def test_tab_handler_fills_table_summary_and_charts_then_rates(registry, cache):
     page, _runner = built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2")
     tab, handlers = page.handlers.prompt_set.tab, page.handlers.prompt_set
-    data = {tab.builtin: "short_answers", tab.upload: None, tab.task_prefix: "", tab.batch_size: 0,
-            **dict(zip(tab.settings.components(), (5, 0.0, 1.0, 0, 1.0, 0, 0))),
-            tab.left.model: "tiny-t5", tab.left.custom: "", tab.left.precision: "auto",
-            tab.right.model: "tiny-gpt2", tab.right.custom: "", tab.right.precision: "auto"}
+    data = tab_data(tab, builtin="short_answers")
     updates = list(handlers.run(data, types.SimpleNamespace(session_hash="set-tab")))
     final = updates[-1]
     rows = builtin_set("short_answers").rows
@@ -113,13 +123,13 @@ def test_tab_handler_fills_table_summary_and_charts_then_rates(registry, cache):
     assert scores["bar"].is_unique and scores["score"].between(0, 100).all(), "one bar per metric and side, none stacked"
     assert len(final[tab.length_plot]) == 2 * len(rows)
     result = final[tab.result]
-    rated = handlers.rate({tab.result: result, tab.rating_row: 2, tab.rating: "right"})
+    rated = handlers.rate({tab.result: result, tab.rating_row: 2, tab.rating: "right", tab.show: "all"})
     assert rated[tab.result]["rows"][1]["rating"] == "right" and rated[tab.table][1][-1] == "right"
     assert rated[tab.result]["summary"]["ratings"] == {"left": 0, "right": 1, "tie": 0}
     value = rated[tab.download_json].value
     saved = json.loads(Path(value["path"] if isinstance(value, dict) else value).read_text(encoding="utf-8"))
     assert saved["rows"][1]["rating"] == "right", "the download holds the rating"
-    again = handlers.rate({tab.result: rated[tab.result], tab.rating_row: 3, tab.rating: "tie"})
+    again = handlers.rate({tab.result: rated[tab.result], tab.rating_row: 3, tab.rating: "tie", tab.show: "all"})
     assert again[tab.download_json].value == value, "a rating rewrites the run's files, it does not add new ones"
     folder = Path(value["path"] if isinstance(value, dict) else value).parent
     assert len(list(folder.iterdir())) == 3, sorted(p.name for p in folder.iterdir())
@@ -130,10 +140,7 @@ def test_tab_refuses_a_bad_upload_with_its_line(registry, cache, tmp_path):
     tab, handlers = page.handlers.prompt_set.tab, page.handlers.prompt_set
     bad = tmp_path / "set.jsonl"
     bad.write_text('{"prompt": "fine"}\n{"prompt": \n')
-    data = {tab.builtin: None, tab.upload: str(bad), tab.task_prefix: "", tab.batch_size: 0,
-            **dict(zip(tab.settings.components(), (5, 0.0, 1.0, 0, 1.0, 0, 0))),
-            tab.left.model: "tiny-t5", tab.left.custom: "", tab.left.precision: "auto",
-            tab.right.model: "tiny-gpt2", tab.right.custom: "", tab.right.precision: "auto"}
+    data = tab_data(tab, upload=str(bad))
     updates = list(handlers.run(data, types.SimpleNamespace(session_hash="bad-upload")))
     assert len(updates) == 1 and "line 2" in updates[0][tab.progress]
 
@@ -201,11 +208,11 @@ def test_public_limits_hold_for_prompt_sets_too(registry, cache):
 
 # ----- both sides at once (models.sets.compare) -----
 
-def _both(load_tiny, rows, **kwargs):
+def _both(load_tiny, rows, left="tiny-t5", right="tiny-gpt2", precision="auto", **kwargs):
     from models.sets.compare import compare_set
 
-    return list(compare_set(LocalEngine(load_tiny("tiny-t5")), LocalEngine(load_tiny("tiny-gpt2")), rows, GenerationSettings(max_new_tokens=6),
-                            task="qa", **kwargs))
+    return list(compare_set(LocalEngine(load_tiny(left, precision=precision)), LocalEngine(load_tiny(right, precision=precision)),
+                            rows, GenerationSettings(max_new_tokens=6), task="qa", **kwargs))
 
 
 def test_a_side_that_crashes_fails_its_remaining_rows_and_the_other_side_finishes(load_tiny, monkeypatch):
@@ -246,3 +253,109 @@ def test_run_set_takes_a_precision_per_side(app):
                                                    precision_left="float32", precision_right="bfloat16",
                                                    api_name="/run_set")
     assert final["models"]["left"]["precision"] == "float32" and final["models"]["right"]["precision"] == "bfloat16"
+
+
+# ----- token probabilities and where the two answers part -----
+
+def _parts_at(left: str, right: str, word: int) -> bool:
+    """The answers share their first ``word - 1`` words and differ at word ``word``."""
+    a, b = left.split(), right.split()
+    return a[:word - 1] == b[:word - 1] and a[word - 1:word] != b[word - 1:word]
+
+
+def test_run_set_rows_carry_each_sides_tokens_and_where_two_models_part(app, load_tiny):
+    final = Client(app.url, verbose=False).predict(left="tiny-t5", right="tiny-gpt2", rows=ROWS, max_new_tokens=7,
+                                                   batch_size=1, api_name="/run_set")
+    rows = [PromptRow(r["prompt"], r.get("reference")) for r in ROWS]
+    for side, model in (("left", "tiny-t5"), ("right", "tiny-gpt2")):
+        alone = sorted(generate_rows(load_tiny(model), rows, GenerationSettings(max_new_tokens=7), batch_size=1),
+                       key=lambda r: r.index)
+        for row, expected in zip(final["rows"], alone):
+            answer = row[side]
+            tokens = [TokenProb.from_dict(t) for t in answer["tokens"]]
+            assert "".join(t.text for t in tokens) == answer["text"], "the tokens' texts add up to the answer"
+            assert len(tokens) == answer["stats"]["output_tokens"] == 7 and answer["tokens_note"] is None
+            assert all(0 <= t.prob <= 1 and len(t.top) == TOP_TOKENS for t in tokens)
+            assert answer["tokens"] == [t.to_dict() for t in expected.tokens], "the tokens of a lone run"
+            mean_log = statistics.fmean(math.log(max(t.prob, 1e-45)) for t in expected.tokens)
+            assert answer["mean_logprob"] == pytest.approx(mean_log, abs=1e-5)
+            assert answer["mean_prob"] == pytest.approx(statistics.fmean(t.prob for t in tokens), abs=1e-5)
+    for row in final["rows"]:
+        assert row["identical"] is False and _parts_at(row["left"]["text"], row["right"]["text"], row["differs_at"])
+    summary = final["summary"]
+    assert summary["identical_rows"] == 0
+    for side in ("left", "right"):
+        every = [t["prob"] for row in final["rows"] for t in row[side]["tokens"]]
+        assert summary[side]["mean_prob"] == pytest.approx(statistics.fmean(every), abs=1e-5), "over all its tokens"
+
+
+def test_the_same_model_on_both_sides_in_float32_gives_identical_rows(app):
+    final = Client(app.url, verbose=False).predict(left="tiny-gpt2", right="tiny-gpt2", rows=ROWS, max_new_tokens=7,
+                                                   precision_left="float32", precision_right="float32",
+                                                   api_name="/run_set")
+    assert all(row["identical"] is True and row["differs_at"] is None for row in final["rows"])
+    assert [row["left"]["tokens"] for row in final["rows"]] == [row["right"]["tokens"] for row in final["rows"]]
+    summary = final["summary"]
+    assert summary["identical_rows"] == summary["rows"] == len(ROWS)
+    assert summary["left"]["mean_prob"] == summary["right"]["mean_prob"] is not None
+
+
+@pytest.fixture(scope="module")
+def agreeing_and_parting(load_tiny):
+    """Two real set results over the same rows: tiny-gpt2 against itself in float32 (every row identical), and
+    tiny-t5 against tiny-gpt2 (every row parts)."""
+    rows = [PromptRow(r["prompt"], r.get("reference")) for r in ROWS]
+    same = _both(load_tiny, rows, left="tiny-gpt2", right="tiny-gpt2", precision="float32")[-1].to_dict()
+    different = _both(load_tiny, rows)[-1].to_dict()
+    return same, different
+
+
+def test_the_filter_keeps_only_the_matching_rows_with_their_numbers(registry, cache, agreeing_and_parting):
+    page, _runner = built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2")
+    handlers, tab = page.handlers.prompt_set, page.handlers.prompt_set.tab
+    same, different = agreeing_and_parting
+    mixed = {"rows": [same["rows"][0], different["rows"][1], same["rows"][2], different["rows"][0]]}
+    column = TABLE_HEADERS.index("identical / differs")
+    shown = {show: handlers.filter_table({tab.result: mixed, tab.show: show}) for show in ("all", "identical", "differs")}
+    assert [row[0] for row in shown["all"]] == [1, 2, 3, 4]
+    assert [row[0] for row in shown["identical"]] == [1, 3] and {row[column] for row in shown["identical"]} == {"identical"}
+    assert [row[0] for row in shown["differs"]] == [2, 4]
+    assert all(row[column] == f"differs at word {mixed['rows'][row[0] - 1]['differs_at']}" for row in shown["differs"])
+    picked = handlers.select_row(types.SimpleNamespace(index=[1, 3], row_value=shown["differs"][1]))
+    assert picked == 4, "a click on a filtered table rates the row it shows"
+    pending = dict(different["rows"][0], right=None, identical=False, differs_at=None)
+    assert table_rows([pending], "differs") == [] and table_rows([pending], "identical") == [], "not done: all only"
+
+
+def test_the_tab_shows_confidence_agreement_and_filters_a_run(registry, cache):
+    page, _runner = built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2")
+    handlers, tab = page.handlers.prompt_set, page.handlers.prompt_set.tab
+    data = tab_data(tab, builtin="short_answers", left="tiny-gpt2", right="tiny-gpt2", precision="float32",
+                    show="differs")
+    final = list(handlers.run(data, types.SimpleNamespace(session_hash="set-filter")))[-1]
+    result, total = final[tab.result], len(builtin_set("short_answers").rows)
+    assert final[tab.table] == [], "every row is identical: the differs filter keeps none"
+    assert f"**{total} of {total} rows** identical" in final[tab.summary]
+    assert "mean token probability" in final[tab.summary]
+    table = handlers.filter_table({tab.result: result, tab.show: "identical"})
+    conf = TABLE_HEADERS.index("left conf"), TABLE_HEADERS.index("right conf")
+    assert len(table) == total and all(row[TABLE_HEADERS.index("identical / differs")] == "identical" for row in table)
+    assert [row[conf[0]] for row in table] == [percent(row["left"]["mean_prob"]) for row in result["rows"]]
+    assert [row[conf[1]] for row in table] == [row[conf[0]] for row in table]
+
+
+def test_exports_carry_confidence_tokens_and_agreement(tmp_path, agreeing_and_parting):
+    for name, result in zip(("same", "different"), agreeing_and_parting):
+        csv_path, json_path, md_path = write_set_exports(dict(result, set=name), tmp_path / name)
+        saved = json.loads(json_path.read_text(encoding="utf-8"))
+        assert saved["rows"] == result["rows"] and saved["rows"][0]["left"]["tokens"], "JSON: every token"
+        assert saved["summary"]["identical_rows"] == result["summary"]["identical_rows"]
+        table = list(csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))))
+        for line, row in zip(table, result["rows"]):
+            assert line["left conf"] == percent(row["left"]["mean_prob"])
+            assert line["right conf"] == percent(row["right"]["mean_prob"])
+            agreement = "identical" if row["identical"] else f"differs at word {row['differs_at']}"
+            assert line["identical / differs"] == agreement
+        identical = result["summary"]["identical_rows"]
+        assert f"**{identical} of {len(ROWS)} rows** identical" in md_path.read_text(encoding="utf-8")
+    assert [r["summary"]["identical_rows"] for r in agreeing_and_parting] == [len(ROWS), 0]

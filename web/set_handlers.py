@@ -130,19 +130,20 @@ class SetHandlers:
         models = {side.side: (data[side.model], data[side.custom], data[side.precision], None) for side in (tab.left, tab.right)}
         return build_request(self.runner, name, rows, task, models, settings, data[tab.batch_size])
 
-    def render(self, result: dict[str, Any], final: bool = False) -> Updates:
-        """Table, summary and charts for a (partial or ``final``) result. The charts are first drawn once both
-        sides have a row done, or at the end: see :func:`chart_frames` for why the first frame must hold both."""
-        updates: Updates = {self.tab.table: table_rows(result["rows"]), self.tab.summary: summary_markdown(result)}
+    def render(self, result: dict[str, Any], final: bool = False, show: str = "all") -> Updates:
+        """Table (the rows ``show`` keeps), summary and charts for a (partial or ``final``) result. The charts are
+        first drawn once both sides have a row done, or at the end: see :func:`chart_frames` for why the first frame
+        must hold both."""
+        updates: Updates = {self.tab.table: table_rows(result["rows"], show), self.tab.summary: summary_markdown(result)}
         if final or all(result["summary"][side].get("rows_done") for side in SIDES):
             scores, latency, lengths = chart_frames(result)
             updates.update({self.tab.score_plot: scores, self.tab.latency_plot: latency, self.tab.length_plot: lengths})
         return updates
 
-    def _finished(self, result: dict[str, Any]) -> Updates:
+    def _finished(self, result: dict[str, Any], show: str) -> Updates:
         # the run's own folder, which no other visitor can guess: a rating rewrites the same three files
         csv_path, json_path, md_path = write_set_exports(result, self.exports.private(result.get("id")))
-        return {**self.render(result, final=True), self.tab.result: result,
+        return {**self.render(result, final=True, show=show), self.tab.result: result,
                 self.tab.download_csv: gr.DownloadButton(value=str(csv_path), interactive=True),
                 self.tab.download_json: gr.DownloadButton(value=str(json_path), interactive=True),
                 self.tab.download_md: gr.DownloadButton(value=str(md_path), interactive=True)}
@@ -166,22 +167,29 @@ class SetHandlers:
                     yield line  # the table and charts are redrawn at most every REFRESH_SECONDS
                     continue
                 last_drawn = time.perf_counter()
-                yield {**line, **self.render(update.snapshot().to_dict())}
+                yield {**line, **self.render(update.snapshot().to_dict(), show=data[self.tab.show])}
             elif isinstance(update, SetFinished):
                 result = self.redact(update.result)
                 yield {self.tab.progress: "✅ done" if not result["stopped"] else "⏹ stopped: the rows done are kept",
-                       **self._finished(result)}
+                       **self._finished(result, data[self.tab.show])}
+
+    def filter_table(self, data: dict[Any, Any]) -> Any:
+        """The finished set's table with the rows the filter keeps (the filter chosen while a set runs applies
+        when it ends)."""
+        result = data[self.tab.result]
+        return table_rows(result["rows"], data[self.tab.show]) if result else gr.skip()
 
     def select_row(self, event: gr.SelectData) -> int:
-        """Clicking a table row picks it for rating (1-based)."""
-        return int(event.index[0]) + 1
+        """Clicking a table row picks it for rating: its number in the set (the ``#`` cell, which a filtered table
+        keeps)."""
+        return int(event.row_value[0]) if event.row_value else int(event.index[0]) + 1
 
     def rate(self, data: dict[Any, Any]) -> Updates:
         """Store the rating of the picked row and refresh the table, summary and downloads."""
         result, number, rating = data[self.tab.result], data[self.tab.rating_row], data[self.tab.rating]
         if not result or not number or not 1 <= int(number) <= len(result["rows"]):
             return gr.skip()
-        return self._finished(rate(result, int(number) - 1, rating))
+        return self._finished(rate(result, int(number) - 1, rating), data[self.tab.show])
 
 
 def run_set_endpoint(runner: Runner, policy: Policy) -> Callable[..., Iterator[dict]]:
@@ -197,8 +205,13 @@ def run_set_endpoint(runner: Runner, policy: Policy) -> Callable[..., Iterator[d
         ``precision_left`` / ``precision_right``: auto, float32, bfloat16, float16 (GPU only) or 8-bit
         (``load_in_8bit_left`` / ``_right`` = true still mean 8-bit).
         Streams ``{"done_left", "done_right", "total"}`` progress objects, then ends with
-        ``{"rows": [{"prompt", "reference", "left": {"text", "stats"}, "right": {...}, "scores": {...}}], "summary": {...}}``
-        with the rows in input order. Bad rows, models or settings are refused before anything runs, naming what was wrong.
+        ``{"rows": [{"prompt", "reference", "left": {"text", "stats", "tokens", "tokens_note", "mean_prob",
+        "mean_logprob"}, "right": {...}, "scores": {...}, "identical", "differs_at"}], "summary": {...}}``
+        with the rows in input order (``tokens``: each generated token's ``id``, ``text``, ``prob`` and ``top``
+        alternatives, or ``None`` with ``tokens_note`` saying why; ``identical``: both sides gave the same text;
+        ``differs_at``: else the first differing word, from 1; the summary adds ``identical_rows`` and each side's
+        ``mean_prob`` over its tokens). Bad rows, models or settings are refused before anything runs, naming what
+        was wrong.
         """
         try:
             settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,

@@ -60,14 +60,15 @@ def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, policy: Policy, st
               selection_handler(runner, side, policy),
               inputs={side.model, side.custom, side.precision}, outputs={side.class_info}, concurrency_limit=4,
               concurrency_id="card", **PRIVATE)
-    inputs = {tab.builtin, tab.upload, tab.task_prefix, tab.batch_size, *tab.settings.components(),
+    inputs = {tab.builtin, tab.upload, tab.task_prefix, tab.batch_size, tab.show, *tab.settings.components(),
               *[c for side in (tab.left, tab.right) for c in (side.model, side.custom, side.precision)]}
-    outputs = {tab.progress, tab.summary, tab.table, tab.score_plot, tab.latency_plot, tab.length_plot, tab.result,
-               tab.download_csv, tab.download_json, tab.download_md}
-    tab.run.click(gpu_run(handlers), inputs=inputs, outputs=outputs, concurrency_id=concurrency_id,
-                  concurrency_limit=concurrency, **PRIVATE)
+    finished = {tab.table, tab.summary, tab.score_plot, tab.latency_plot, tab.length_plot, tab.result,
+                tab.download_csv, tab.download_json, tab.download_md}
+    tab.run.click(gpu_run(handlers), inputs=inputs, outputs={tab.progress, *finished}, concurrency_id=concurrency_id,
+                  concurrency_limit=concurrency, **PRIVATE
+                  ).then(handlers.filter_table, inputs={tab.result, tab.show}, outputs=tab.table, queue=False, **PRIVATE)
+    tab.show.change(handlers.filter_table, inputs={tab.result, tab.show}, outputs=tab.table, queue=False, **PRIVATE)
     tab.stop.click(stop, None, None, queue=False, api_visibility="private")
     tab.table.select(handlers.select_row, None, tab.rating_row, queue=False, **PRIVATE)
-    tab.rating.input(handlers.rate, inputs={tab.result, tab.rating_row, tab.rating},
-                     outputs={tab.table, tab.summary, tab.score_plot, tab.latency_plot, tab.length_plot, tab.result,
-                              tab.download_csv, tab.download_json, tab.download_md}, queue=False, **PRIVATE)
+    tab.rating.input(handlers.rate, inputs={tab.result, tab.rating_row, tab.rating, tab.show}, outputs=finished,
+                     queue=False, **PRIVATE)

@@ -5,6 +5,10 @@ threads and merges what they produce into one stream of events: :class:`SetProgr
 finished row, then one :class:`SetResult` with every row (in input order), its scores and a
 summary per side. One stop event ends both sides within one token; finished rows are kept.
 
+Each side of a row carries its tokens (probability and alternatives, :class:`models.types.TokenProb` as dicts)
+and their mean probability and log-probability; each row says whether both answers are identical and, when not,
+the first word where they part (:func:`models.divergence.compare_answers`).
+
 Example:
     >>> for event in compare_set(left, right, rows, GenerationSettings(max_new_tokens=32)):  # doctest: +SKIP
     ...     if isinstance(event, SetProgress):
@@ -21,10 +25,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence, Union
 
+from ..divergence import compare_answers
 from ..engine import Engine
 from ..generation import error_message
 from ..settings import GenerationSettings
-from ..types import RowResult
+from ..types import RowResult, confidence_summary
 from .rows import PromptRow, Task
 from .scores import SCORE_INFO, TASK_SCORES, score_row, summarize_scores
 
@@ -48,9 +53,10 @@ class SetProgress:
     snapshot_args: tuple = field(default=(), repr=False, compare=False)
 
     def snapshot(self) -> "SetResult":
-        """Every row as far as it is done (a side that has not reached a row has ``None`` there)."""
+        """Every row as far as it is done (a side that has not reached a row has ``None`` there), without the
+        token lists: a table redrawn twice a second needs their means only."""
         rows, results, task, ratings = self.snapshot_args
-        return build_result(rows, {side: dict(done) for side, done in results.items()}, task, ratings)
+        return build_result(rows, {side: dict(done) for side, done in results.items()}, task, ratings, tokens=False)
 
     def to_dict(self) -> dict[str, int]:
         """The API's progress object."""
@@ -140,31 +146,51 @@ def compare_set(left: Engine, right: Engine, rows: Sequence[PromptRow], settings
     yield build_result(rows, sides.results, task, ratings or {}, stopped=stop_event.is_set())
 
 
-def _side_dict(result: RowResult | None) -> dict[str, Any] | None:
+def _side_dict(result: RowResult | None, tokens: bool) -> dict[str, Any] | None:
     if result is None:
         return None
-    return {"text": result.text, "stats": result.stats_dict()}
+    confidence = confidence_summary(result.tokens) or {}
+    listed = None if result.tokens is None or not tokens else [t.to_dict() for t in result.tokens]
+    return {"text": result.text, "stats": result.stats_dict(), "tokens": listed, "tokens_note": result.tokens_note,
+            "mean_prob": confidence.get("mean_prob"), "mean_logprob": confidence.get("mean_logprob")}
+
+
+def _answered(result: RowResult | None) -> bool:
+    return result is not None and result.error is None
+
+
+def agreement(left: RowResult | None, right: RowResult | None) -> dict[str, Any]:
+    """``identical``: both sides produced text and it is the same; ``differs_at``: when both answered and the texts
+    differ, the first differing word (1-based; ``None`` when only the spacing differs or a side has not answered)."""
+    if left is None or right is None or left.error is not None or right.error is not None:
+        return {"identical": False, "differs_at": None}
+    identical = bool(left.text) and left.text == right.text
+    return {"identical": identical, "differs_at": None if identical else compare_answers(left.text, right.text).word}
 
 
 def build_result(rows: Sequence[PromptRow], results: dict[str, dict[int, RowResult]], task: Task | str,
-                 ratings: dict[int, str], *, stopped: bool = False) -> SetResult:
-    """The rows in input order with both outputs, their scores and ratings, and the per-side summary."""
+                 ratings: dict[int, str], *, stopped: bool = False, tokens: bool = True) -> SetResult:
+    """The rows in input order with both outputs (with their token lists unless not ``tokens``), whether they agree,
+    their scores and ratings, and the per-side summary."""
     out_rows = []
     for index, row in enumerate(rows):
         entry: dict[str, Any] = {"prompt": row.prompt, "reference": row.reference, "scores": {}}
         for side in SIDES:
             result = results[side].get(index)
-            entry[side] = _side_dict(result)
-            usable = result is not None and result.error is None
-            entry["scores"][side] = score_row(task, result.text if usable else None, row.reference)
+            entry[side] = _side_dict(result, tokens)
+            entry["scores"][side] = score_row(task, result.text if _answered(result) else None, row.reference)
+        entry.update(agreement(results["left"].get(index), results["right"].get(index)))
         entry["rating"] = ratings.get(index)
         out_rows.append(entry)
-    return SetResult(out_rows, summarize(rows, results, task, ratings), stopped)
+    summary = summarize(rows, results, task, ratings)
+    summary["identical_rows"] = sum(1 for entry in out_rows if entry["identical"])
+    return SetResult(out_rows, summary, stopped)
 
 
 def summarize(rows: Sequence[PromptRow], results: dict[str, dict[int, RowResult]], task: Task | str,
               ratings: dict[int, str]) -> dict[str, Any]:
-    """Per side: rows done, mean time per row, tokens/s, mean output length, scores; and the rating tally."""
+    """Per side: rows done, mean time per row, tokens/s, mean output length, mean probability and log-probability of
+    its tokens (over every token of its answered rows), scores; and the rating tally."""
     summary: dict[str, Any] = {"task": Task(task).value, "rows": len(rows)}
     references = [row.reference for row in rows]
     for side in SIDES:
@@ -172,13 +198,14 @@ def summarize(rows: Sequence[PromptRow], results: dict[str, dict[int, RowResult]
         good = [r for r in done if r.error is None]
         seconds = sum(r.seconds for r in done)
         tokens = sum(r.output_tokens for r in good)
-        predictions = [results[side][i].text if i in results[side] and results[side][i].error is None else None
-                       for i in range(len(rows))]
+        predictions = [results[side][i].text if _answered(results[side].get(i)) else None for i in range(len(rows))]
+        confidence = confidence_summary([t for r in good for t in r.tokens or ()]) or {}
         summary[side] = {
             "rows_done": len(done), "errors": len(done) - len(good),
             "mean_seconds_per_row": round(seconds / len(done), 4) if done else None,
             "tokens_per_second": round(tokens / seconds, 2) if seconds > 0 else None,
             "mean_output_tokens": round(statistics.fmean(r.output_tokens for r in good), 2) if good else None,
+            "mean_prob": confidence.get("mean_prob"), "mean_logprob": confidence.get("mean_logprob"),
             **summarize_scores(task, predictions, references).to_dict(),
         }
     summary["ratings"] = {rating: sum(1 for r in ratings.values() if r == rating) for rating in RATINGS}
