@@ -298,13 +298,21 @@ def test_bytes_on_disk_after_comparisons_and_after_a_prune(registry, cache, tmp_
                 "each comparison in its own folder, named by a keyed hash: one download address leads to no other"
             for path in files:
                 assert path.read_text(encoding="utf-8").count(prompt) == 1, f"{path.name} holds the prompt once"
-            assert on_disk < comparisons * 2 * (len(prompt) + 12_000)
+            tokens = sum(len((side or {}).get("stats", {}).get("tokens") or ())
+                         for path in files if path.suffix == ".json"
+                         for side in json.loads(path.read_text(encoding="utf-8"))["sides"].values())
+            assert tokens > 0, "the exports keep each answer's tokens"
+            per_token = (on_disk - comparisons * 2 * len(prompt)) / tokens
+            # A token with its top 5: one compact JSON line and one Markdown table row, about 500 bytes in all;
+            # JSON indented token by token (25 lines each) took about 1,100.
+            assert on_disk < comparisons * 2 * (len(prompt) + 12_000) + 600 * tokens, per_token
             assert app.demo.delete_cache == delete_cache(AppConfig().keep_files_s) == (300, 3600)
             delete_files_created_by_app(app.demo, age=0)  # what the schedule runs, for files older than 0 s
             after_prune = folder_bytes(cache_dir)
             assert after_prune == 0
     set_figures("public: bytes on disk", comparisons=comparisons, prompt_chars=len(prompt), files=len(files),
                 bytes_after=on_disk, bytes_per_comparison=on_disk // comparisons, bytes_after_prune=after_prune,
+                tokens=tokens, bytes_per_token=round(per_token),
                 keep_s=AppConfig().keep_files_s)
 
 
