@@ -29,8 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark the playground: streaming overhead, time to first token, side by side, stop latency, "
-                    "8-bit, loading, start-up, precision quality, many visitors, prompt sets and what recording token "
-                    "probabilities costs (sections 1-11). Writes <out>/<name>.json and <name>.md and prints the table.")
+                    "8-bit, loading, start-up, precision quality, many visitors, prompt sets, what recording token "
+                    "probabilities costs and computing the leaderboard (sections 1-12). Writes <out>/<name>.json and "
+                    "<name>.md and prints the table.")
     parser.add_argument("--reps", type=int, default=5, help="repetitions per figure; each figure is their median (default 5)")
     parser.add_argument("--quick", action="store_true",
                         help="build_tiny-sized models and short generations (smoke test; figures are not meaningful)")

@@ -4,7 +4,8 @@
 ``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->``: a section table (:data:`RESULTS`: section 8 from
 ``precision.json``, section 9 from ``visitors.json``; a later file wins for a section both hold), or a whole
 results file (:data:`REPORTS`: ``real.json``, the header and table of the real-model run of sections 1–7 and 10;
-``endpoint.json``, what the endpoint path costs; ``confidence.json``, what recording token probabilities costs).
+``endpoint.json``, what the endpoint path costs; ``confidence.json``, what recording token probabilities costs;
+``ratings.json``, what computing the leaderboard costs).
 ``--check`` writes nothing and fails when a block differs from
 what the files give; ``tests/test_bench_readme.py`` fails in the same case.
 
@@ -32,8 +33,9 @@ RESULTS = {"precision_quality": RESULTS_DIR / "precision.json", "visitors": RESU
 #: whole results files shown as one block each: ``python -m bench --real --sections 1,2,3,4,5,6,7,10``
 #: (header lines and the table of every section the run holds), ``python -m bench.endpoint`` and
 #: ``python -m bench --real --sections 11 --name confidence --max-new-tokens 64 --reps 7`` (section 11, its run's header)
+#: and ``python -m bench --sections 12 --name ratings`` (section 12: no model, numpy only)
 REPORTS = {"real": RESULTS_DIR / "real.json", "endpoint": RESULTS_DIR / "endpoint.json",
-           "confidence": RESULTS_DIR / "confidence.json"}
+           "confidence": RESULTS_DIR / "confidence.json", "ratings": RESULTS_DIR / "ratings.json"}
 _BLOCK = re.compile(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", flags=re.DOTALL)
 
 
@@ -206,9 +208,34 @@ def confidence_block(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def ratings_block(result: dict[str, Any]) -> str:
+    """Section 12 (``bench/results/ratings.json``): its run's machine, date and load, the simulated votes, then the
+    median seconds of each step with the repetitions' range, and how close the fit came to the simulated strengths."""
+    from .report import MET, header
+
+    entry = result["sections"]["ratings"]
+    res = entry["results"]
+    lines = [line for line in header(result) if line.startswith(("- **Machine:**", "- **Date:**"))]
+    lines.append(f"- **Votes:** {res['votes']:,} simulated (seeded; {res['blind_votes']:,} of them blind, the board's "
+                 f"default), {res['contestants']} contestants, {res['tasks']} tasks; numpy {res['numpy']}, "
+                 f"{res['reps']} repetitions")
+    lines.append(f"- **Target:** {entry['target']}: {MET[entry.get('met')]}")
+    lines += ["", "| step | median | repetitions (fastest – slowest) |", "|---|---|---|"]
+    labels = {"table": "the votes (a list of `PairVote`) to arrays: `VoteTable.from_votes`",
+              "boards": f"{res['boards']} boards (every task + each task), each with {res['bootstrap']} bootstrap "
+                        "resamples, the length-controlled fit and kind vs kind: `boards()`",
+              "total": "**the whole refresh**"}
+    for key, label in labels.items():
+        fig = res["figures"][key]
+        samples = fig["samples"]
+        lines.append(f"| {label} | **{fig['median']:.2f} s** | {min(samples):.2f} – {max(samples):.2f} s |")
+    lines += ["", f"The fit on these votes: {entry['rows'][1]['seq2seq']}."]
+    return "\n".join(lines)
+
+
 #: the whole-file blocks: key -> how its results file reads on the page
 WHOLE: dict[str, Callable[[dict[str, Any]], str]] = {"real": report_block, "endpoint": endpoint_block,
-                                                      "confidence": confidence_block}
+                                                      "confidence": confidence_block, "ratings": ratings_block}
 
 
 def render(key: str, entry: dict[str, Any]) -> str:

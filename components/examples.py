@@ -36,6 +36,7 @@ class Example:
         task_prefix: prefix for the seq2seq side (FLAN-T5 style), "" for none.
         how: one sentence on how each kind of model reads this prompt.
         left / right: for a pairing example, what each panel gets (``None``: the panels keep their models).
+        chat_template: whether causal models wrap the prompt in their chat template (both panels' switch).
     """
 
     title: str
@@ -44,6 +45,7 @@ class Example:
     how: str
     left: ExampleSide | None = None
     right: ExampleSide | None = None
+    chat_template: bool = True
 
 
 EXAMPLES: tuple[Example, ...] = (
@@ -56,7 +58,9 @@ EXAMPLES: tuple[Example, ...] = (
     Example("Answer a question", "What is the capital of France?", "",
             "Seq2seq writes a new, short answer; the causal model continues the chat after 'assistant'."),
     Example("Continue a story", "Once upon a time, in a village by the sea, there lived a girl who", "",
-            "The causal model's native task: it continues the text. Seq2seq treats it as an input to respond to."),
+            "The causal model's native task: it continues the text. This example turns the chat template off: "
+            "wrapped as a chat message, a chat model would answer it (often with a new story) instead of going on "
+            "with your sentence. Seq2seq treats it as an input to respond to.", chat_template=False),
     Example("Follow an instruction", "List three fruits that are red.", "",
             "Instruction-tuned models of both kinds follow it; a base model (GPT-2) would only continue the sentence."),
     Example("FLAN-T5 float32 vs 8-bit", "Translate English to German: How old are you?", "",

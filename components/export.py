@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import html
 import json
 import re
 import uuid
@@ -25,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .render import confidence_line, esc, md_text, percent, stats_line, visible
+from .render import confidence_line, percent, stats_line, visible
 
 FORMAT = "seq2seq-causal-playground/comparison"  # identifies the JSON files
 FORMAT_VERSION = 3  # 3: sides are "left"/"right" (any model on either), blind ratings; 2: the prompt once
@@ -114,13 +115,14 @@ def _code_reading_prompt(code: str, prompt: str, json_name: str) -> str:
     return code.replace(literal, reading, 1)
 
 
-def export_form(comparison: Mapping[str, Any]) -> dict[str, Any]:
+def export_form(comparison: Mapping[str, Any], *, code_reads_json: bool = True) -> dict[str, Any]:
     """The comparison as written to files: what a reader needs, with the prompt once.
 
     The prompt stays at the top only. Each side keeps its model, settings, output, stats and code,
     but not the prompt again: what the model received becomes ``model_input`` (the chat template or
     task prefix around the prompt: ``before`` and ``after``, or ``text`` when the input was cut), the
-    code reads the prompt from the JSON file, and the token view (a display of the same text) is left out.
+    code reads the prompt from the JSON file (``code_reads_json``; else the code keeps its prompt, so it runs
+    copied out of a Markdown file alone), and the token view (a display of the same text) is left out.
     """
     out = copy.deepcopy(dict(comparison))
     prompt = str(out.get("prompt", ""))
@@ -134,7 +136,7 @@ def export_form(comparison: Mapping[str, Any]) -> dict[str, Any]:
         record.pop("prompt_view", None)
         if record.get("prompt_as_seen") is not None:
             record["model_input"] = _model_input(str(record.pop("prompt_as_seen")), prompt)
-        if isinstance(record.get("code"), str):
+        if code_reads_json and isinstance(record.get("code"), str):
             record["code"] = _code_reading_prompt(record["code"], prompt, json_name)
     return out
 
@@ -172,9 +174,23 @@ def _fence(text: str, info: str = "text") -> str:
     return f"{fence}{info}\n{text}\n{fence}"
 
 
+def file_text(value: Any) -> str:
+    """Text for a Markdown *file*: ``<``, ``>`` and ``&`` as entities, so nothing renders as HTML, and nothing
+    else (quotes and apostrophes stay as they are: ``task_prefix=''``, not ``task_prefix=&#x27;&#x27;``)."""
+    return html.escape("" if value is None else str(value), quote=False)
+
+
 def table_cell(value: Any) -> str:
-    """Text for a Markdown table cell: escaped, one line, pipes escaped (``None``: empty)."""
-    return " ".join(esc("" if value is None else value).split()).replace("|", "\\|")
+    """Text for a Markdown table cell: escaped for a file (:func:`file_text`), one line, pipes escaped
+    (``None``: empty)."""
+    return " ".join(file_text(value).split()).replace("|", "\\|")
+
+
+def code_cell(text: Any) -> str:
+    """A token's text as a code span in a table cell: literal (a code span shows ``<pad>`` as it is, so it is
+    not escaped), whitespace made visible, backticks replaced, pipes escaped; ``(none)`` for an empty text."""
+    shown = visible(str(text)).replace("`", "ˋ").replace("|", "\\|")
+    return f"`{shown}`" if shown else "(none)"
 
 
 def _side_markdown(side: str, record: Mapping[str, Any] | None) -> list[str]:
@@ -230,13 +246,16 @@ def _tokens_markdown(tokens: Sequence[Mapping[str, Any]] | None) -> list[str]:
     """Each generated token with its probability and the most likely tokens at that step, in a folded table."""
     if not tokens:
         return []
-    def shown(text: Any) -> str:
-        return f"`{table_cell(visible(str(text))).replace('`', 'ˋ')}`" if str(text) else "(none)"
-    rows = [f"| {i} | {shown(t.get('text', ''))} | {percent(float(t.get('prob', 0.0)))} | "
-            + " · ".join(f"{shown(c.get('text', ''))} {percent(float(c.get('prob', 0.0)))}" for c in t.get("top") or [])
+    rows = [f"| {i} | {code_cell(t.get('text', ''))} | {percent(float(t.get('prob', 0.0)))} | "
+            + " · ".join(f"{code_cell(c.get('text', ''))} {percent(float(c.get('prob', 0.0)))}" for c in t.get("top") or [])
             + " |" for i, t in enumerate(tokens, 1)]
     return ["<details><summary>Token by token: the model's probability for each token, and its top 5 there</summary>",
             "", "| # | token | probability | most likely there |", "|---|---|---|---|", *rows, "", "</details>", ""]
+
+
+def _file_words(text: Any) -> str:
+    """A word of an answer in running Markdown text: literal (Markdown punctuation backslash-escaped), for a file."""
+    return file_text("".join("\\" + ch if ch in "\\`*_[]#|~" else ch for ch in str(text)))
 
 
 def parting_markdown(parting: Mapping[str, Any] | None) -> list[str]:
@@ -257,14 +276,16 @@ def parting_markdown(parting: Mapping[str, Any] | None) -> list[str]:
                      f"{table_cell(fork['left'].get('text'))} ({percent(float(fork['left'].get('prob', 0)))}), right "
                      f"{table_cell(fork['right'].get('text'))} ({percent(float(fork['right'].get('prob', 0)))}).")
     marks = {"equal": "", "delete": "~~", "insert": "**"}
-    diff = " ".join(f"{marks[op]}{' '.join(md_text(w) for w in words)}{marks[op]}" for op, words in parting.get("diff") or [])
+    diff = " ".join(f"{marks[op]}{' '.join(_file_words(w) for w in words)}{marks[op]}"
+                    for op, words in parting.get("diff") or [])
     return lines + ["", "Word diff (~~struck~~: left only, **bold**: right only):", "", diff, ""]
 
 
 def to_markdown(comparison: Mapping[str, Any]) -> str:
-    """The comparison's file form as a Markdown document, the prompt once. Prompt, outputs and code
-    sit in code fences, every other value is HTML-escaped, so nothing in it renders as markup."""
-    comparison = export_form(comparison)
+    """The comparison's file form as a Markdown document, the prompt once outside the code: each side's code
+    carries its prompt, so it runs copied out of this file alone. Prompt, outputs and code sit in code fences,
+    every other value has its <, > and & as entities (quotes stay as they are), so nothing in it renders as HTML."""
+    comparison = export_form(comparison, code_reads_json=False)
     sides = comparison.get("sides") or {}
     note = rating_note(comparison)
     lines = [

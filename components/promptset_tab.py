@@ -16,8 +16,11 @@ from .settings import SettingsControls, SliderRange, build_settings
 
 TABLE_HEADERS = ["#", "prompt", "reference", "left output", "right output", "left s", "right s", "left tok",
                  "right tok", "left conf", "right conf", "left score", "right score", "identical / differs", "rating"]
-#: the two outputs side by side in view, the figures narrow (percent of the table's width)
-COLUMN_WIDTHS = ["2%", "9%", "5%", "15%", "15%", "5%", "5%", "5%", "5%", "5%", "5%", "5%", "5%", "8%", "6%"]
+#: the columns that hold figures: their cells and headers never wrap (see :func:`page_headers`)
+FIGURE_COLUMNS = frozenset(range(5, 13))
+#: the two outputs side by side in view; each figure column as wide as its header (a wider table scrolls sideways)
+COLUMN_WIDTHS = ["44px", "160px", "100px", "260px", "260px", "76px", "84px", "88px", "96px", "96px", "104px", "100px",
+                 "108px", "130px", "72px"]
 #: the table's filter: every row, rows whose two answers are the same text, rows where both answered otherwise
 ROW_FILTERS = (("All rows", "all"), ("Identical", "identical"), ("Differs", "differs"))
 UPLOAD_TYPES = [".jsonl", ".csv", ".txt"]
@@ -46,13 +49,16 @@ class SetTab:
     settings: SettingsControls
     task_prefix: gr.Textbox  # seq2seq side: applied where a row has none
     batch_size: gr.Number
+    first_rows: gr.Number  # run only the set's first N rows (0: every row), for a quick look
     run: gr.Button
     stop: gr.Button
     progress: gr.Markdown
     summary: gr.Markdown
     show: gr.Radio  # the table's filter (:data:`ROW_FILTERS`)
     table: gr.Dataframe
+    score_box: gr.Column  # holds the score chart; hidden when the set has no scores
     score_plot: gr.BarPlot
+    score_note: gr.Markdown  # "no references: no scores" in the chart's place
     latency_plot: gr.BarPlot
     length_plot: gr.ScatterPlot
     rating_row: gr.Number  # the table row being rated (1-based); set by clicking a row
@@ -84,19 +90,22 @@ def _outputs() -> dict[str, Any]:
     progress = gr.Markdown("", elem_id="set-progress")
     summary = gr.Markdown("", elem_id="set-summary")
     with gr.Row():
-        score_plot = gr.BarPlot(x="bar", y="score", color="side", title="Score per side (0–100)", x_title="metric · side",
-                                x_label_angle=-30, elem_id="set-score-plot", y_lim=[0, 100])
-        latency_plot = gr.BarPlot(x="side", y="seconds per row", color="side", title="Time per row",
-                                  elem_id="set-latency-plot",
-                                  y_lim=[0, None])  # from zero: a cut axis makes 0.31 s look 10× 0.27 s
+        with gr.Column(elem_id="set-score-box") as score_box:
+            score_plot = gr.BarPlot(x="bar", y="score", color="side", title="Score per side (0–100)",
+                                    x_title="metric · side", x_label_angle=-30, elem_id="set-score-plot", y_lim=[0, 100])
+        score_note = gr.Markdown("", visible=False, elem_id="set-score-note")
+        # bars start from zero on their own (a cut axis would make 0.31 s look 10× 0.27 s); an open upper limit
+        # (``y_lim=[0, None]``) cut the tallest bar off at the top
+        latency_plot = gr.BarPlot(x="side", y="seconds per row", color="side", title="Time per row (s)",
+                                  elem_id="set-latency-plot")
         length_plot = gr.ScatterPlot(x="row", y="output tokens", color="side", title="Output length per row",
                                      elem_id="set-length-plot")
     show = gr.Radio(list(ROW_FILTERS), value="all", label="Show", elem_id="set-filter",
                     info="identical: both models gave the same text; differs: both answered, otherwise")
-    table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="set-table", max_height=600,
-                         column_widths=COLUMN_WIDTHS, show_search="search")
-    return {"progress": progress, "summary": summary, "show": show, "table": table, "score_plot": score_plot,
-            "latency_plot": latency_plot, "length_plot": length_plot}
+    table = gr.Dataframe(headers=page_headers(TABLE_HEADERS), interactive=False, wrap=True, elem_id="set-table",
+                         max_height=600, column_widths=COLUMN_WIDTHS, show_search="search")
+    return {"progress": progress, "summary": summary, "show": show, "table": table, "score_box": score_box,
+            "score_plot": score_plot, "score_note": score_note, "latency_plot": latency_plot, "length_plot": length_plot}
 
 
 def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequence[tuple[str, str, str | None]]],
@@ -133,6 +142,8 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
                                     "are several times faster; in bfloat16 padding can flip a near-tied token in some "
                                     "rows, in float32 rarely.",
                                elem_id="set-batch-size")
+        first_rows = gr.Number(0, precision=0, minimum=0, label="Try the first N rows (0 = every row)",
+                               info="A quick look before the whole set: only rows 1 to N run.", elem_id="set-first-rows")
     with gr.Row():
         run = gr.Button("Run set", variant="primary", elem_id="set-run")
         stop = gr.Button("Stop", variant="stop", elem_id="set-stop")
@@ -146,7 +157,7 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
         download_json = gr.DownloadButton("Download JSON", interactive=False, size="sm", elem_id="set-export-json")
         download_md = gr.DownloadButton("Download Markdown", interactive=False, size="sm", elem_id="set-export-md")
     return SetTab(builtin=builtin, upload=upload, about=about, left=left, right=right, settings=settings,
-                  task_prefix=task_prefix, batch_size=batch_size, run=run, stop=stop, **outputs, rating_row=rating_row,
+                  task_prefix=task_prefix, batch_size=batch_size, first_rows=first_rows, run=run, stop=stop, **outputs, rating_row=rating_row,
                   rating=rating, download_csv=download_csv, download_json=download_json, download_md=download_md,
                   result=gr.State(None))
 
@@ -165,26 +176,54 @@ def _agreement_cell(row: Mapping[str, Any]) -> str:
     return f"differs at word {word}" if state == "differs" and word else state or ""
 
 
-def _side_cells(row: Mapping[str, Any], name: str) -> tuple[str, Any, Any, str, Any]:
-    """One side's output, seconds, tokens, mean probability and first score."""
+def score_column(summary: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """``(name, label)`` of the score the table's score columns hold (the set's first score), or ``None``."""
+    labels = (summary or {}).get("score_labels") or {}
+    name = next(iter(labels), None)
+    return None if name is None else (name, labels[name][0])
+
+
+def table_headers(score_label: str | None = None) -> list[str]:
+    """:data:`TABLE_HEADERS` with the score columns naming their score (``"left chrF"``) when it is known."""
+    if not score_label:
+        return list(TABLE_HEADERS)
+    return [f"{header.split()[0]} {score_label}" if header.endswith(" score") else header for header in TABLE_HEADERS]
+
+
+def page_headers(headers: Sequence[str]) -> list[str]:
+    """The headers as the page shows them: a figure column's header is one unbreakable line (``left s``, not
+    ``left`` over ``s``)."""
+    return [header.replace(" ", "\u00a0") if i in FIGURE_COLUMNS else header for i, header in enumerate(headers)]
+
+
+def _side_cells(row: Mapping[str, Any], name: str, score: str | None) -> tuple[str, Any, Any, str, Any]:
+    """One side's output, seconds, tokens, mean probability and its ``score`` (else its first score)."""
     result = row.get(name) or {}
     stats = result.get("stats") or {}
     text = result.get("text", "") if not stats.get("error") else f"⚠️ {stats['error']}"
-    score = next(iter((row.get("scores") or {}).get(name, {}).values()), None)
+    scores = (row.get("scores") or {}).get(name, {})
+    value = scores.get(score) if score else next(iter(scores.values()), None)
     seconds, prob = stats.get("seconds"), result.get("mean_prob")
-    return (text, None if seconds is None else round(seconds, 3), stats.get("output_tokens"),
-            "" if prob is None else percent(prob), None if score is None else round(score, 1))
+    return (text, None if seconds is None else round(seconds, 2), stats.get("output_tokens"),
+            "" if prob is None else percent(prob), None if value is None else round(value, 1))
 
 
-def table_rows(rows: Sequence[Mapping[str, Any]], show: str = "all") -> list[list[Any]]:
+def table_rows(rows: Sequence[Mapping[str, Any]], show: str = "all", score: str | None = None) -> list[list[Any]]:
     """The table's rows from the set's row dicts (``None`` where a side has not finished that row yet), only those
     that ``show`` keeps (``"all"``, ``"identical"`` or ``"differs"``, see :func:`agreement`); each keeps its
-    number in the set."""
+    number in the set. The score columns hold ``score`` (a score's name), else each row's first score."""
     out = []
     for number, row in enumerate(rows, 1):
         if show != "all" and agreement(row) != show:
             continue
-        left, right = _side_cells(row, "left"), _side_cells(row, "right")
+        left, right = _side_cells(row, "left", score), _side_cells(row, "right", score)
         out.append([number, row.get("prompt", ""), row.get("reference") or "",
                     *[cell for pair in zip(left, right) for cell in pair], _agreement_cell(row), row.get("rating") or ""])
     return out
+
+
+def table_value(result: Mapping[str, Any], show: str = "all") -> dict[str, list]:
+    """The table as the page shows it: the rows ``show`` keeps, under headers that name the score they hold."""
+    column = score_column(result.get("summary"))
+    return {"headers": page_headers(table_headers(column[1] if column else None)),
+            "data": table_rows(result.get("rows", []), show, column[0] if column else None)}

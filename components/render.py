@@ -28,6 +28,22 @@ def esc(text: Any) -> str:
 ARCHITECTURES = {"seq2seq": "encoder-decoder", "causal": "decoder-only"}
 
 
+#: Plain words for the terms a card may show, each put under the card once when it appears there.
+GLOSSARY = (
+    ("AutoModelFor", "`AutoModelFor… -> …`: the transformers class that loads the model, then the class it builds"),
+    ("GGUF", "GGUF: llama.cpp's one-file model format"),
+    ("Q4_", "Q4_0, Q4_1…: the GGUF file stores its weights in about 4 bits each (turned back into full precision here)"),
+    ("Q8_", "Q8_0: the GGUF file stores its weights in about 8 bits each (turned back into full precision here)"),
+    ("[playground cache]", "[playground cache]: this playground's cache folder on the server (its path is not shown)"),
+)
+
+
+def glossary(text: str) -> str:
+    """One line explaining the terms of :data:`GLOSSARY` that ``text`` holds, or ``""``."""
+    found = [words for term, words in GLOSSARY if term in text]
+    return f"<br><small>ℹ️ {' · '.join(found)}</small>" if found else ""
+
+
 def card_markdown(description: Mapping[str, Any] | None = None, *, architecture: Mapping[str, Any] | None = None,
                   error: str | None = None, note: str | None = None) -> str:
     """The model card line: Auto class -> concrete class, architecture, size, dtype, device.
@@ -51,6 +67,7 @@ def card_markdown(description: Mapping[str, Any] | None = None, *, architecture:
         parts.append(f"`{esc(architecture['auto_class'])} -> {esc(architecture['resolved_class'])}` · "
                      f"{esc(ARCHITECTURES.get(architecture.get('kind', ''), architecture.get('kind', '')))} · "
                      f"model_type `{esc(architecture['model_type'])}` · not loaded yet")
+    parts.append(glossary("".join(parts)))
     if note:
         parts.append(f"<br>ℹ️ {esc(note)}")
     return "".join(parts) or "Pick a model."
@@ -62,6 +79,11 @@ def precision_text(description: Mapping[str, Any]) -> str:
     quantized = description.get("quantization", "none") != "none"
     rest = f" (other layers {esc(description.get('dtype', '?'))})" if quantized else ""
     return f"precision **{esc(precision)}**{rest}"
+
+
+#: Why an answer ended, in plain words (shown after the exact finish reason on the page).
+FINISH_WORDS = {"eos": "the model ended its answer itself", "length": "it reached the longest answer, max_new_tokens",
+                "stopped": "stopped before its end", "error": "it failed"}
 
 
 def stats_line(stats: Mapping[str, Any], *, markdown: bool = True) -> str:
@@ -79,7 +101,8 @@ def stats_line(stats: Mapping[str, Any], *, markdown: bool = True) -> str:
              + (" (stream chunks, not tokens)" if unit == "chunks" else "")]
     if isinstance(total, (int, float)):
         parts.append(f"{total:.2f} s")
-    parts.append(f"finish: {bold(esc(stats.get('finish_reason', '?')))}")
+    reason = str(stats.get("finish_reason", "?"))
+    parts.append(f"finish: {bold(esc(reason))}" + (f" ({FINISH_WORDS[reason]})" if markdown and reason in FINISH_WORDS else ""))
     if stats.get("precision"):
         parts.append(f"ran in {esc(stats['precision'])}")
     if (stats.get("batch_rows") or 1) > 1:
@@ -126,6 +149,7 @@ TOKENS_CSS = (
     ".tok { font-family: ui-monospace, monospace; font-size: 0.85em; padding: 1px 4px; border-radius: 4px;"
     " color: #111827; white-space: pre; border: 1px solid rgba(0,0,0,0.12); }"
     ".pv p { margin: 4px 0; }"
+    ".pv code { white-space: pre-wrap; overflow-wrap: anywhere; }"  # a chat template's text has no spaces to wrap at
     + "".join(f".tok-{role} {{ background: {colour}; }}" for role, (colour, _) in TOKEN_ROLES.items())
 )
 PROMPT_VIEW_EMPTY = "Run to see the tokens this model receives."

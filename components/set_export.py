@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .promptset_tab import TABLE_HEADERS, table_rows
+from .promptset_tab import score_column, table_headers, table_rows
 from .export import table_cell
 from .render import percent
 
@@ -36,12 +36,20 @@ def to_set_json(result: Mapping[str, Any]) -> str:
                       default=str) + "\n"
 
 
+def _table(result: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The table's headers (the score columns naming their score) and rows."""
+    column = score_column(result.get("summary"))
+    return (table_headers(column[1] if column else None),
+            table_rows(result.get("rows", []), score=column[0] if column else None))
+
+
 def to_set_csv(result: Mapping[str, Any]) -> str:
     """One line per row, the table's columns."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(TABLE_HEADERS)
-    writer.writerows(table_rows(result.get("rows", [])))
+    headers, rows = _table(result)
+    writer.writerow(headers)
+    writer.writerows(rows)
     return buffer.getvalue()
 
 
@@ -78,9 +86,10 @@ def summary_markdown(result: Mapping[str, Any]) -> str:
 
 def to_set_markdown(result: Mapping[str, Any]) -> str:
     """The summary table, then one row per prompt; every cell HTML-escaped and on one line."""
+    headers, rows = _table(result)
     lines = [f"# Prompt set: {table_cell(result.get('set', 'uploaded'))}", "", summary_markdown(result), "",
-             "| " + " | ".join(TABLE_HEADERS) + " |", "|" + "---|" * len(TABLE_HEADERS)]
-    lines += ["| " + " | ".join(table_cell(v) for v in row) + " |" for row in table_rows(result.get("rows", []))]
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(table_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -20,6 +20,7 @@ class SliderRange(Protocol):
     default: float
     info: str
     limit_note: str  # why ``high`` is lower than usual here (a public server), or ""
+    label: str  # the setting in plain words, shown before its exact name ("Longest answer · max_new_tokens")
 
     @property
     def lowest_allowed(self) -> float: ...
@@ -43,9 +44,15 @@ class SettingsControls:
         return [getattr(self, name) for name in SHARED_FIELDS]
 
 
+def control_label(name: str, limit: SliderRange) -> str:
+    """A control's label: the plain words, then the exact field name the code and the API use."""
+    plain = getattr(limit, "label", "")
+    return f"{plain} · {name}" if plain else name
+
+
 def _slider(name: str, limit: SliderRange, defaults: Mapping[str, Any], elem_prefix: str) -> gr.Slider:
     value = min(defaults.get(name, limit.default), limit.high)  # a preset's default never beyond a public limit
-    return gr.Slider(limit.lowest_allowed, limit.high, value=value, step=limit.step, label=name,
+    return gr.Slider(limit.lowest_allowed, limit.high, value=value, step=limit.step, label=control_label(name, limit),
                      info=limit.info or None, elem_id=f"{elem_prefix}-{_ELEM_NAMES.get(name, name.replace('_', '-'))}")
 
 
@@ -58,7 +65,7 @@ def build_settings(defaults: Mapping[str, Any], limits: Mapping[str, SliderRange
         seed_range = limits["seed"]
         # no minimum/maximum on the box: Gradio would refuse a bad seed with a toast that names no field,
         # where the settings check names it in each panel ("seed: must be between 0 and …")
-        seed = gr.Number(value=defaults.get("seed", seed_range.default), precision=0, label="seed",
+        seed = gr.Number(value=defaults.get("seed", seed_range.default), precision=0, label=control_label("seed", seed_range),
                          info=f"{seed_range.info}; {seed_range.describe()}", elem_id=f"{elem_prefix}-seed")
         notes = [n for n in dict.fromkeys(getattr(limits[name], "limit_note", "") for name in SHARED_FIELDS) if n]
         if notes:

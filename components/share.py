@@ -33,9 +33,9 @@ def build_share() -> ShareControls:
             rating = gr.Radio(RATING_CHOICES, value=None, label="Which answer is better?", elem_id="rating")
             history = gr.Dropdown([], value=None, label="This session's comparisons (pick one to reopen it)",
                                   interactive=True, filterable=False, elem_id="history")
+        reveal = gr.Markdown("", elem_id="reveal")  # right under the rating that revealed the models
         with gr.Row():
             download_json = gr.DownloadButton("Download JSON", value=None, interactive=False, size="sm", elem_id="export-json")
             download_md = gr.DownloadButton("Download Markdown", value=None, interactive=False, size="sm", elem_id="export-md")
-        reveal = gr.Markdown("", elem_id="reveal")
         comparisons = gr.State([])
     return ShareControls(rating, history, download_json, download_md, comparisons, reveal, gr.State(None), parting)

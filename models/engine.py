@@ -68,6 +68,7 @@ class Selection:
     untrained: bool = False
     error: str | None = None
     served_by: str | None = None
+    chat_template: bool | None = None  # whether its tokenizer has a chat template; None: not known before a load
 
 
 class Engine(Protocol):

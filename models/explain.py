@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING
 
 from .detect import detect, lookup_class, wrong_class_refusal
-from .loader import LoadedModel, load_config
+from .loader import LoadedModel, files_folder, load_config
 from .presets import Kind
 from .prompt import has_chat_template
 from .types import PreparedPrompt
@@ -257,6 +258,22 @@ def class_report_for_config(config: PretrainedConfig) -> ClassReport:
     mapping = MODEL_FOR_CAUSAL_LM_MAPPING if other is Kind.CAUSAL else MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING
     return ClassReport(arch.kind.value, arch.model_type, arch.declared, arch.auto_class, arch.resolved_class,
                        other.auto_class_name, lookup_class(mapping, config) is not None, wrong_class_refusal(config, arch.kind))
+
+
+def ships_chat_template(source: ModelSource) -> bool | None:
+    """Whether ``source``'s tokenizer has a chat template, read from its files on this machine without loading
+    it (``chat_template.jinja``, ``chat_template.json`` or the ``chat_template`` of ``tokenizer_config.json``);
+    ``None`` when its files are not here to read (a GGUF file not yet converted, a hub model not cached)."""
+    folder = files_folder(source)
+    if folder is None or not folder.is_dir():
+        return None
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):  # not here (only the config was fetched) or unreadable: not known
+        return None
+    return bool(tokenizer_config.get("chat_template")) if isinstance(tokenizer_config, dict) else False
 
 
 @functools.lru_cache(maxsize=64)

@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -20,7 +22,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
@@ -270,7 +272,8 @@ def eight_bit_status(device: str | None = None) -> tuple[bool, str]:
     if device == "cpu" and not quantizes_on_cpu:
         return False, f"bitsandbytes {bnb_version} quantizes on GPU only; 8-bit on CPU needs bitsandbytes >= 0.48"
     where = "GPU" if device.startswith("cuda") else "CPU"
-    return True, f"8-bit available on {where} (bitsandbytes {bnb_version}): about half the memory, usually slower"
+    return True, (f"8-bit available on {where} (bitsandbytes {bnb_version}, the library that stores the weights as "
+                  "8-bit integers): about half the memory, usually slower")
 
 
 def _raised_from(exc: BaseException) -> list[BaseException]:
@@ -355,24 +358,55 @@ def _converted_gguf(source: ModelSource) -> Path | None:
     return folder if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file() else None
 
 
+def files_folder(source: ModelSource) -> Path | None:
+    """The folder on this machine holding ``source``'s config and tokenizer files, without downloading or
+    converting anything: a local folder, a GGUF file's earlier conversion, a hub model's cached snapshot; else ``None``."""
+    if source.gguf_file:
+        return _converted_gguf(source)
+    if source.local:
+        return Path(source.path)
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(source.path, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed id or cache: nothing here
+        return None
+    return Path(config).parent if isinstance(config, str) else None
+
+
+GGUF_STEPS = ("reading the GGUF file's settings", "de-quantizing its weights to float32",
+              "reading its tokenizer", "saving it as safetensors")  # what a first conversion does, in order
+
+
+def gguf_step_status(source: ModelSource, step: int) -> str:
+    """The status line of conversion step ``step`` (1-based) of :data:`GGUF_STEPS`: what it does, and why it
+    happens once."""
+    return (f"Converting the GGUF file {source.gguf_file} to safetensors, once; later starts take about a second "
+            f"(step {step} of {len(GGUF_STEPS)}: {GGUF_STEPS[step - 1]})")
+
+
 def convert_gguf(source: ModelSource, on_status: Callable[[str], None] | None = None) -> Path:
     """Dequantize a GGUF model once into a safetensors folder and return that folder.
 
     A GGUF-loaded model refuses ``save_pretrained``; a fresh model built from its
     config, given its state dict, saves fine. Later loads read the folder in about a second.
+    ``on_status`` hears each step of :data:`GGUF_STEPS` as it starts (:func:`gguf_step_status`).
     """
     folder = _converted_gguf(source)
     if folder is not None:
         return folder
     folder = _gguf_cache_folder(source)
-    if on_status:
-        on_status(f"Converting {source.gguf_file} from GGUF once (tens of seconds); later loads are fast")
+    status = on_status or (lambda _msg: None)
+    status(gguf_step_status(source, 1))
     config = AutoConfig.from_pretrained(source.path, gguf_file=source.gguf_file)
     arch = detect(config)
     auto = AUTO_CLASSES[arch.kind]
     with MODEL_BUILD_LOCK:
-        gguf_model = auto.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
+        status(gguf_step_status(source, 2))
+        gguf_model = auto.from_pretrained(source.path, gguf_file=source.gguf_file, config=config, dtype=torch.float32)
+        status(gguf_step_status(source, 3))
         tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+        status(gguf_step_status(source, 4))
         fresh = auto.from_config(gguf_model.config, dtype=torch.float32)
         fresh.load_state_dict(gguf_model.state_dict())
     if hasattr(fresh.config, "quantization_config"):  # the weights are dequantized now; a kept GGUF
@@ -390,6 +424,21 @@ def convert_gguf(source: ModelSource, on_status: Callable[[str], None] | None = 
     return folder
 
 
+def _hub_commit(source: ModelSource) -> str | None:
+    """The commit a hub model's files came from, read from the hub cache it was loaded from (transformers 5
+    no longer keeps it on the config); ``None`` for local folders or when it cannot be told."""
+    if source.local:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+    from transformers.utils.hub import extract_commit_hash
+
+    try:
+        found = try_to_load_from_cache(source.path, "config.json")
+    except Exception:  # noqa: BLE001 - a revision that cannot be told is not an error
+        return None
+    return extract_commit_hash(found, None) if isinstance(found, str) else None
+
+
 def load_kwargs(config: PretrainedConfig, device: str, *, precision: Precision | str = Precision.AUTO,
                 allow_pickle: bool) -> dict[str, Any]:
     """The ``from_pretrained`` arguments: remote code off, the dtype of ``precision`` (:func:`pick_dtype`),
@@ -403,7 +452,37 @@ def load_kwargs(config: PretrainedConfig, device: str, *, precision: Precision |
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         kwargs["device_map"] = {"": device if device != "cuda" else 0}
+        quiet_bitsandbytes()
     return kwargs
+
+
+def quiet_bitsandbytes() -> None:
+    """Log each bitsandbytes warning once per process, not once per token.
+
+    bitsandbytes logs ``MatMul8bitLt: inputs will be cast …`` on every forward pass of every 8-bit layer: one
+    128-token answer wrote it 26,880 times (2.2 MB of log). A filter on its loggers lets each message through once.
+    """
+    for name in ("bitsandbytes", "bitsandbytes.autograd._functions"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OncePerMessage) for f in logger.filters):
+            logger.addFilter(_OncePerMessage())
+
+
+class _OncePerMessage(logging.Filter):
+    """Passes a log record only the first time its message (with its arguments filled in) is seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        with self._lock:
+            if text in self._seen:
+                return False
+            self._seen.add(text)
+            return True
 
 
 def load_model(source: ModelSource, *, precision: Precision | str = Precision.AUTO, load_in_8bit: bool = False,
@@ -426,19 +505,21 @@ def load_model(source: ModelSource, *, precision: Precision | str = Precision.AU
     requested = parse_precision(precision, load_in_8bit or None)
     device = device or pick_device()
     status = on_status or (lambda _msg: None)
-    status(f"Reading the config of {source.name}")
-    config = load_config(source)
-    arch = detect(config)  # raises UnsupportedModelError for encoder-only and other models
-    path, gguf_file = source.path, source.gguf_file
-    if gguf_file:
+    path = source.path
+    if source.gguf_file:  # converted first: its config is read from the folder (the GGUF file's header is read once)
         try:
             path = str(convert_gguf(source, status))
+            config = AutoConfig.from_pretrained(path)
+        except (UnsupportedModelError, ModelLoadError):
+            raise
         except Exception as exc:  # noqa: BLE001
             raise ModelLoadError(_friendly(exc, source)) from exc
-        config = AutoConfig.from_pretrained(path)
         origin_note = f"{source.origin} (converted once to safetensors in {path})"
     else:
+        status(f"Reading the config of {source.name}")
+        config = load_config(source)
         origin_note = source.origin
+    arch = detect(config)  # raises UnsupportedModelError for encoder-only and other models
     resolved = resolve_precision(requested, config, device)
     kwargs = load_kwargs(config, device, precision=resolved, allow_pickle=allow_pickle)
     status(f"Loading weights of {source.name} in {resolved.value}")
@@ -463,7 +544,7 @@ def load_model(source: ModelSource, *, precision: Precision | str = Precision.AU
         model_type=arch.model_type, params=sum(param.numel() for param in model.parameters()),
         dtype=str(model.dtype).removeprefix("torch."), device=str(model.device), memory_bytes=int(model.get_memory_footprint()),
         quantization="8-bit (bitsandbytes)" if resolved.quantized else "none", origin=origin_note,
-        revision=getattr(config, "_commit_hash", None), load_seconds=time.perf_counter() - started,
+        revision=getattr(config, "_commit_hash", None) or _hub_commit(source), load_seconds=time.perf_counter() - started,
         precision=resolved.value, vocabulary=vocabulary_fingerprint(tokenizer),
     )
     return LoadedModel(source, model, tokenizer, arch, description, kwargs, requested)
@@ -504,6 +585,8 @@ class ModelCache:
         self._models: OrderedDict[tuple[str, Precision], LoadedModel] = OrderedDict()
         self._key_locks: dict[str, threading.Lock] = {}
         self._resolved: dict[tuple[str, Precision], Precision] = {}  # (name, requested) -> the precision it ran in
+        self._status: dict[str, str] = {}  # model name -> the last status line of its load in progress
+        self._listeners: dict[str, list[Callable[[str], None]]] = {}  # model name -> who waits on that load
         self._lock = threading.Lock()
         self.loads = 0  # how many real loads happened (for tests and the benchmark)
 
@@ -546,13 +629,18 @@ class ModelCache:
                 return self._models[key]
             # one lock per model, not per requested precision: "auto" and what it resolves to are one cache entry
             key_lock = self._key_locks.setdefault(source.name, threading.Lock())
-        with key_lock:
+        with self._listening(source.name, on_status), key_lock:
             with self._lock:
                 key = self._key(source.name, requested)
                 if key in self._models:
                     self._models.move_to_end(key)
                     return self._models[key]
-            loaded = self._loader(source, precision=requested, allow_pickle=self.allow_pickle, on_status=on_status)
+            try:
+                loaded = self._loader(source, precision=requested, allow_pickle=self.allow_pickle,
+                                      on_status=functools.partial(self._tell, source.name))
+            finally:
+                with self._lock:
+                    self._status.pop(source.name, None)
             ran = getattr(getattr(loaded, "description", None), "precision", None)
             with self._lock:
                 self.loads += 1
@@ -565,6 +653,39 @@ class ModelCache:
                         return held
             self.put(loaded, requested)
             return loaded
+
+    @contextlib.contextmanager
+    def _listening(self, name: str, on_status: Callable[[str], None] | None) -> Iterator[None]:
+        """While ``name`` loads, ``on_status`` hears its status lines, whichever request started the load (a
+        visitor who clicks while the start-up preload converts a GGUF file sees what it does), the last one at once."""
+        if on_status is None:
+            yield
+            return
+        with self._lock:
+            self._listeners.setdefault(name, []).append(on_status)
+            current = self._status.get(name)
+        if current is not None:
+            on_status(current)
+        try:
+            yield
+        finally:
+            with self._lock:
+                listeners = self._listeners.get(name, [])
+                if on_status in listeners:
+                    listeners.remove(on_status)
+                if not listeners:
+                    self._listeners.pop(name, None)
+
+    def _tell(self, name: str, status: str) -> None:
+        """A status line of ``name``'s load in progress, for everyone waiting on it."""
+        with self._lock:
+            self._status[name] = status
+            listeners = list(self._listeners.get(name, ()))
+        for listener in listeners:
+            try:
+                listener(status)
+            except Exception:  # noqa: BLE001 - a listener that fails never stops the load
+                log.exception("a load status listener failed")
 
     def clear(self) -> None:
         """Forget every loaded model."""

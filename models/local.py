@@ -19,10 +19,10 @@ import threading
 from typing import Callable, Iterator, Sequence
 
 from .engine import Explanation, Selection
-from .explain import class_report, prompt_view
+from .explain import class_report, prompt_view, ships_chat_template
 from .grouping import Grouper
 from .loader import LoadedModel, ModelCache, ModelLoadError
-from .prompt import generate_call, prepare
+from .prompt import generate_call, has_chat_template, prepare
 from .settings import GenerationSettings, Precision
 from .sets.batch import generate_rows
 from .sets.rows import PromptRow
@@ -39,10 +39,11 @@ class LocalEngine:
         loaded: the model, its tokenizer and description.
         grouper: joins simultaneous greedy requests for this model into one batched ``generate``; ``None``:
             every request generates alone.
+        hide_paths: the reproducing code names no path of this machine (see :func:`~models.snippet.build_snippet`).
     """
 
-    def __init__(self, loaded: LoadedModel, *, grouper: Grouper | None = None) -> None:
-        self.loaded, self.grouper = loaded, grouper
+    def __init__(self, loaded: LoadedModel, *, grouper: Grouper | None = None, hide_paths: bool = False) -> None:
+        self.loaded, self.grouper, self.hide_paths = loaded, grouper, hide_paths
         self.description, self.kind = loaded.description, loaded.kind
 
     def prepare(self, prompt: str, settings: GenerationSettings, precision: Precision = Precision.AUTO, *,
@@ -60,7 +61,7 @@ class LocalEngine:
         except Exception as exc:  # noqa: BLE001 - a view that cannot be made never stops the run
             view_error = f"could not show the tokens ({type(exc).__name__}: {exc})"
         try:
-            code = build_snippet(self.loaded, prepared, settings, prompt)
+            code = build_snippet(self.loaded, prepared, settings, prompt, hide_paths=self.hide_paths)
         except Exception as exc:  # noqa: BLE001
             code = f"# could not write the code for this run ({type(exc).__name__}: {' '.join(str(exc).split())})\n"
         return Explanation(view, view_error, code)
@@ -75,7 +76,9 @@ class LocalEngine:
 
     def rows(self, rows: Sequence[PromptRow | str], settings: GenerationSettings, *, batch_size: int = 0,
              stop_event: threading.Event | None = None) -> Iterator[RowResult]:
-        return generate_rows(self.loaded, rows, settings, batch_size=batch_size, stop_event=stop_event)
+        # in input order: a set's table fills from the top (grouping rows by length saves a little padding only)
+        return generate_rows(self.loaded, rows, settings, batch_size=batch_size, stop_event=stop_event,
+                             sort_by_length=False)
 
 
 class LocalEngines:
@@ -85,15 +88,17 @@ class LocalEngines:
         cache: the process-wide model cache (a model is loaded once for all visitors).
         registry: says whether a model can be had now (offline and not cached, it cannot).
         grouper: given to every engine (see :class:`LocalEngine`).
+        hide_paths: given to every engine: code that finds the model without this machine's paths (a public server).
     """
 
     name = LOCAL_ENGINE
 
-    def __init__(self, cache: ModelCache, registry: ModelRegistry, *, grouper: Grouper | None = None) -> None:
-        self.cache, self.registry, self.grouper = cache, registry, grouper
+    def __init__(self, cache: ModelCache, registry: ModelRegistry, *, grouper: Grouper | None = None,
+                 hide_paths: bool = False) -> None:
+        self.cache, self.registry, self.grouper, self.hide_paths = cache, registry, grouper, hide_paths
 
     def _engine(self, loaded: LoadedModel) -> LocalEngine:
-        return LocalEngine(loaded, grouper=self.grouper)
+        return LocalEngine(loaded, grouper=self.grouper, hide_paths=self.hide_paths)
 
     def ready(self, source: ModelSource, precision: Precision) -> LocalEngine | None:
         loaded = self.cache.peek(source.name, precision)
@@ -112,4 +117,5 @@ class LocalEngines:
             raise ModelLoadError(reason)
         report = class_report(source)
         loaded = self.cache.peek(source.name, precision)
-        return Selection(report, loaded.description if loaded is not None else None, source.untrained)
+        chat = has_chat_template(loaded.tokenizer) if loaded is not None else ships_chat_template(source)
+        return Selection(report, loaded.description if loaded is not None else None, source.untrained, chat_template=chat)

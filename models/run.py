@@ -34,8 +34,8 @@ from .loader import ModelLoadError
 from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, Kind
 from .request import RunRequest, SetRequest
 from .settings import GenerationSettings, Precision
-from .sets.compare import SIDES, SetProgress, SetResult, compare_set
-from .sources import ModelIdError, ModelRegistry, ModelSource
+from .sets.compare import SIDES, Opener, SetProgress, SetResult, compare_set
+from .sources import ModelIdError, ModelRegistry, ModelSource, no_model_notice
 from .stream import FIRST_TOKEN_TIMEOUT
 from .types import Description, Prepared, Stats
 
@@ -151,6 +151,7 @@ class SideRun:
         self.runner, self.source, self.request, self.session = runner, source, request, session
         self.prompt, self.settings = request.prompt, request.settings
         self.stop_event = threading.Event()
+        self.replaced = False  # stopped for a newer run of the same session (:meth:`RunTracker.replace`)
 
     def stop(self) -> None:
         """Stop this run: a load in progress is abandoned (it finishes in the background), generation ends."""
@@ -196,14 +197,14 @@ class SideRun:
 @dataclass(frozen=True)
 class SetFinished:
     """The set ended: ``result`` is its JSON form (every row, the summary, its id, time, set, task and models;
-    some rows not run when it was stopped), or ``error`` says why it could not run (a model that cannot be had,
-    naming the side)."""
+    some rows not run when it was stopped; ``unavailable``: per side whose model could not be had, why), or
+    ``error`` says why it could not run at all (neither model can be had, naming both sides)."""
 
     result: dict[str, Any] | None = None
     error: str | None = None
 
 
-SetEvent = Union[Loading, SetProgress, SetFinished]
+SetEvent = Union[SetProgress, SetFinished]
 
 
 class SetRun:
@@ -218,47 +219,58 @@ class SetRun:
     def __init__(self, runner: "Runner", request: SetRequest, session: str) -> None:
         self.runner, self.request, self.session = runner, request, session
         self.stop_event = threading.Event()
+        self.engines: dict[str, Engine] = {}  # each side's, once it is there
 
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _engines(self) -> Generator[Loading, None, dict[str, Engine]]:
-        engines: dict[str, Engine] = {}
-        for side in SIDES:
-            loading = self.runner.engine(self.request.sources[side], self.request.precision[side], self.stop_event)
-            try:
-                while True:
+    def _opener(self, side: str) -> Opener:
+        """Gets ``side``'s engine in the set's worker thread, yielding its loading lines; an unexpected failure
+        becomes a :class:`ModelLoadError` that names the model, as a single run's does."""
+        source, precision = self.request.sources[side], self.request.precision[side]
+
+        def open_engine() -> Generator[str, None, Engine]:
+            loading = self.runner.engine(source, precision, self.stop_event)
+            while True:
+                try:
                     event = next(loading)
-                    yield Loading(f"{side}: {event.status}")
-            except StopIteration as done:
-                engines[side] = done.value
-            except LOAD_ERRORS as exc:
-                raise ModelLoadError(f"{side}: {exc}") from None
-        return engines
+                except StopIteration as done:
+                    self.engines[side] = done.value
+                    return done.value
+                except LOAD_ERRORS:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - nothing raw reaches a visitor
+                    raise ModelLoadError(f"{source.name} could not be loaded ({type(exc).__name__}: {exc})") from None
+                yield event.status
+        return open_engine
 
     def events(self) -> Iterator[SetEvent]:
-        """Both engines (:class:`Loading` lines naming the side), then progress after every row, then
-        :class:`SetFinished` (with the error when a model cannot be had). Closing the iterator stops the run."""
+        """Progress from the start (each side's loading is its first stage: both load at once, and a side starts
+        its rows as soon as its model is there), after every row and every second, then :class:`SetFinished`.
+        A side whose model cannot be had fails its rows with the reason while the other runs; when neither can,
+        :class:`SetFinished` carries the error, naming both sides. Closing the iterator stops the run."""
         request = self.request
         self.runner.track(self, True)
         try:
-            try:
-                engines = yield from self._engines()
-            except ModelLoadError as exc:
-                yield SetFinished(error=str(exc))
-                return
             final: SetResult | None = None
-            for event in compare_set(engines["left"], engines["right"], request.rows, request.settings, task=request.task,
-                                     batch_size=request.batch_size, stop_event=self.stop_event):
+            for event in compare_set(self._opener("left"), self._opener("right"), request.rows, request.settings,
+                                     task=request.task, batch_size=request.batch_size, stop_event=self.stop_event):
                 if isinstance(event, SetResult):
                     final = event
                 else:
                     yield event
             assert final is not None
+            if len(final.unavailable) == len(SIDES):
+                yield SetFinished(error="; ".join(f"{side}: {final.unavailable[side]}" for side in SIDES))
+                return
+            models = {side: self.engines[side].description.to_dict() if side in self.engines
+                      else {"name": request.sources[side].name, "unavailable": final.unavailable.get(side)}
+                      for side in SIDES}
             yield SetFinished({"id": secrets.token_hex(8), "created": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"),
                                "set": request.name, "task": request.task.value, "batch_size": request.batch_size,
                                "settings": {side: request.settings.to_dict() for side in SIDES},
-                               "models": {side: engines[side].description.to_dict() for side in SIDES}, **final.to_dict()})
+                               "models": models, **final.to_dict(),
+                               **({"unavailable": final.unavailable} if final.unavailable else {})})
         finally:
             self.stop_event.set()
             self.runner.track(self, False)
@@ -293,6 +305,16 @@ class RunTracker:
         with self._lock:
             runs = list(self._runs.get(session, ()))
         for run in runs:
+            run.stop()
+        return len(runs)
+
+    def replace(self, session: str) -> int:
+        """Stop ``session``'s single-prompt runs because a new one replaces them: each is marked ``replaced``
+        (what it would show last is not wanted any more); a prompt set runs on. Returns how many were running."""
+        with self._lock:
+            runs = [run for run in self._runs.get(session, ()) if isinstance(run, SideRun)]
+        for run in runs:
+            run.replaced = True
             run.stop()
         return len(runs)
 
@@ -349,6 +371,17 @@ class Runner(RunTracker):
         local = self.registry.local
         return any(reason is None and not (name in local and local[name].untrained)
                    for name, _label, reason in self.registry.choices(kind))
+
+    def selected_kind(self, name: str | None, custom: str | None = None) -> Kind | None:
+        """The kind of a panel's selection when it is known without reading a file (a preset's, a local model's)."""
+        try:
+            return self.resolve(name, custom).kind
+        except ModelIdError:
+            return None
+
+    def missing_model_notice(self, kind: Kind | None) -> str | None:
+        """How to get a model of ``kind`` when none that is trained can be loaded here, else ``None``."""
+        return None if kind is None or self.has_usable_model(kind) else no_model_notice(kind)
 
     def inspect(self, name: str | None, custom: str | None = None, precision: Precision = Precision.AUTO) -> Selection:
         """What the page shows for a panel's selection, from one config read (cached per model)."""

@@ -98,9 +98,10 @@ def parse_precision(precision: Any = Precision.AUTO, load_in_8bit: Any = None, *
     return Precision.INT8 if load_in_8bit else chosen
 
 
-def _ui(step: float, note: str = "", info: str = "") -> dict[str, Any]:
-    """The extra part of a field's declaration: slider step, the note put after its range, the slider's help."""
-    return {"step": step, "note": note, "info": info}
+def _ui(step: float, note: str = "", info: str = "", label: str = "") -> dict[str, Any]:
+    """The extra part of a field's declaration: slider step, the note put after its range, the slider's one-line
+    help, and its plain-words name (the control shows it next to the exact field name, which the code uses)."""
+    return {"step": step, "note": note, "info": info, "label": label}
 
 
 class GenerationSettings(BaseModel):
@@ -123,14 +124,22 @@ class GenerationSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, validate_default=False)
 
-    max_new_tokens: int = Field(128, ge=1, le=MAX_NEW_TOKENS_LIMIT, json_schema_extra=_ui(1, info="most tokens to generate"))
-    temperature: float = Field(0.0, ge=0.0, le=2.0, json_schema_extra=_ui(0.05, "0 = greedy", "0 = greedy (same answer every time)"))
-    top_p: float = Field(1.0, gt=0.0, le=1.0, json_schema_extra=_ui(0.05, info="nucleus sampling mass"))
-    top_k: int = Field(0, ge=0, le=1000, json_schema_extra=_ui(1, "0 = off", "0 = off"))
-    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0,
-                                      json_schema_extra=_ui(0.05, "1 = off", "1 = off; above 1 discourages repeats"))
-    no_repeat_ngram_size: int = Field(0, ge=0, le=20, json_schema_extra=_ui(1, "0 = off", "0 = off"))
-    seed: int = Field(0, ge=0, le=MAX_SEED, json_schema_extra=_ui(1, info="used when temperature > 0"))
+    max_new_tokens: int = Field(128, ge=1, le=MAX_NEW_TOKENS_LIMIT, json_schema_extra=_ui(
+        1, info="most tokens to generate (a token is a word or a piece of one)", label="Longest answer"))
+    temperature: float = Field(0.0, ge=0.0, le=2.0, json_schema_extra=_ui(
+        0.05, "0 = greedy", "0 = greedy: always the most likely token, the same answer every time; higher = more varied",
+        label="Randomness"))
+    top_p: float = Field(1.0, gt=0.0, le=1.0, json_schema_extra=_ui(
+        0.05, info="when sampling: draw only from the likeliest tokens that together hold this share of the "
+                   "probability (nucleus sampling); 1 = all", label="Likeliest share"))
+    top_k: int = Field(0, ge=0, le=1000, json_schema_extra=_ui(
+        1, "0 = off", "when sampling: draw only from the k likeliest tokens; 0 = off", label="Likeliest few"))
+    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0, json_schema_extra=_ui(
+        0.05, "1 = off", "1 = off; above 1 makes tokens already written less likely", label="Avoid repeats"))
+    no_repeat_ngram_size: int = Field(0, ge=0, le=20, json_schema_extra=_ui(
+        1, "0 = off", "never write the same run of this many tokens twice; 0 = off", label="No repeated phrases"))
+    seed: int = Field(0, ge=0, le=MAX_SEED, json_schema_extra=_ui(
+        1, info="used when randomness (temperature) > 0: the same seed gives the same sampled answer", label="Random seed"))
     use_chat_template: StrictBool = True  # causal: wrap the prompt in the chat template
     task_prefix: StrictStr = Field("", max_length=MAX_TASK_PREFIX_CHARS)  # seq2seq: e.g. "summarize: "
 
@@ -198,6 +207,7 @@ class SettingRange:
         default: the schema's default.
         note: what a special value means (``"0 = off"``), or ``""``.
         info: a short help line for the control.
+        label: the setting's name in plain words (``"Longest answer"``), or ``""``.
     """
 
     name: str
@@ -210,6 +220,7 @@ class SettingRange:
     note: str
     info: str
     limit_note: str = ""  # why ``high`` is lower here than the schema's own bound (a public server), or ""
+    label: str = ""
 
     @property
     def lowest_allowed(self) -> float:
@@ -245,7 +256,7 @@ def setting_ranges(limits: "PublicLimits | None" = None) -> dict[str, SettingRan
         low_inclusive = Ge in bounds
         low = bounds[Ge].ge if low_inclusive else bounds[Gt].gt
         out[name] = SettingRange(name, low, bounds[Le].le, low_inclusive, info.annotation is int, extra["step"],
-                                 info.default, extra["note"], extra["info"])
+                                 info.default, extra["note"], extra["info"], label=extra.get("label", ""))
     if limits is not None:
         tokens = out["max_new_tokens"]
         out["max_new_tokens"] = replace(tokens, high=min(tokens.high, limits.max_new_tokens),
@@ -343,6 +354,19 @@ def _settings_error(exc: ValidationError, values: Mapping[str, Any]) -> Settings
         shown = float(value) if not ranges[field].integer and isinstance(value, int) else value
         return SettingsError(field, f"must be {ranges[field].describe()}, got {shown!r:.40}")
     return SettingsError(field, first["msg"])
+
+
+def plain_error(message: str) -> str:
+    """A refusal as a sentence for the page: ``"prompt: is empty: type …"`` becomes ``"The prompt is empty: type …"``,
+    ``"top_k: must be …"`` becomes ``"Likeliest few (top_k) must be …"`` (the exact name kept); other messages as they are.
+    The API keeps the ``field: message`` form, which programs read."""
+    field, sep, rest = message.partition(": ")
+    if not sep:
+        return message
+    if field == "prompt":
+        return f"The prompt {rest}"
+    declared = setting_ranges().get(field)
+    return f"{declared.label} ({field}) {rest}" if declared is not None and declared.label else message
 
 
 def validate_prompt(prompt: Any) -> str:

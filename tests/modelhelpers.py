@@ -1,7 +1,9 @@
-"""Helpers for tests of the model layer: run a prompt through :func:`models.stream` to its end; hub errors."""
+"""Helpers for tests of the model layer: run a prompt through :func:`models.stream` to its end; hub errors; a hub cache."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -9,7 +11,9 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from models import GenerationSettings, LoadedModel, PreparedPrompt, Stats, prepare, stream, validate_prompt
 
-__all__ = ["prepared_for", "generate_text", "hub_error"]
+__all__ = ["prepared_for", "generate_text", "hub_error", "hub_cache", "HUB_REVISION"]
+
+HUB_REVISION = "0" * 40  # the commit :func:`hub_cache` files its snapshots under
 
 
 def prepared_for(loaded: LoadedModel, prompt: str, settings: GenerationSettings) -> PreparedPrompt:
@@ -38,3 +42,18 @@ def hub_error(error_class: type[Exception], message: str = "404") -> Exception:
     if issubclass(error_class, HfHubHTTPError):
         return error_class(message, response=httpx.Response(404, request=httpx.Request("GET", "https://huggingface.co")))
     return error_class(message)
+
+
+def hub_cache(root: Path, folder: Path, repo_ids: tuple[str, ...]) -> Path:
+    """A Hugging Face cache folder holding ``folder``'s files under each of ``repo_ids`` (as if downloaded at
+    :data:`HUB_REVISION`); point ``HF_HUB_CACHE`` (or ``HF_HOME``'s ``hub``) at it."""
+    for repo_id in repo_ids:
+        repo = root / ("models--" + repo_id.replace("/", "--"))
+        (repo / "refs").mkdir(parents=True)
+        (repo / "blobs").mkdir()
+        (repo / "refs" / "main").write_text(HUB_REVISION)
+        snapshot = repo / "snapshots" / HUB_REVISION
+        snapshot.mkdir(parents=True)
+        for file in folder.iterdir():
+            shutil.copy(file, snapshot / file.name)
+    return root

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -176,10 +178,57 @@ def test_command_line_defaults_and_model_dirs(tmp_path):
     config, address = parse_args([])
     assert address == Address("127.0.0.1", None), "Gradio picks 7860, or the next free port"
     assert isinstance(config, AppConfig) and config.model_dirs == []
-    config, address = parse_args(["--host", "0.0.0.0", "--port", "9000", "--model-dir", "a", "--model-dir", "b",
+    a, b = (tmp_path / "a", tmp_path / "b")
+    a.mkdir(), b.mkdir()
+    config, address = parse_args(["--host", "0.0.0.0", "--port", "9000", "--model-dir", str(a), "--model-dir", str(b),
                                   "--seq2seq", "x", "--causal", "y", "--no-allow-custom"])
     assert (address.host, address.port, config.model_dirs, config.seq2seq, config.causal, config.allow_custom) == \
-        ("0.0.0.0", 9000, ["a", "b"], "x", "y", False)
+        ("0.0.0.0", 9000, [str(a), str(b)], "x", "y", False)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--model-dir", "/path/to/your/checkpoints"], "argument --model-dir: /path/to/your/checkpoints: not a folder "
+                                                   "(give a folder that holds model folders or .gguf files)"),
+    (["--port", "http"], "argument --port: expected a whole number, got 'http'"),
+    (["--port", "70000"], "argument --port: expected 1 or more and at most 65535, got 70000"),
+    (["--max-models", "0"], "argument --max-models: expected 1 or more, got 0"),
+    (["--concurrency", "-3"], "argument --concurrency: expected 1 or more, got -3"),
+    (["--queue-size", "2.5"], "argument --queue-size: expected a whole number, got '2.5'"),
+    (["--group-window", "-1"], "argument --group-window: expected 0 or more, got -1"),
+    (["--per-visitor", "-1"], "argument --per-visitor: expected 0 or more, got -1"),
+    (["--keep-files", "0"], "argument --keep-files: expected more than 0, got 0"),
+    (["--max-custom-size", "none"], "argument --max-custom-size: expected a number, got 'none'"),
+    (["--public", "--max-new-tokens-public", "0"], "argument --max-new-tokens-public: expected 1 or more, got 0"),
+])
+def test_a_bad_command_line_value_is_one_line_naming_the_flag_and_exit_2(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(f"error: {says}"), err
+
+
+def test_the_offline_command_of_the_docs_copied_literally_says_what_is_wrong_in_one_line():
+    """docs/deploying.md's offline start with its placeholder folder: argparse's usage and one error line."""
+    command = next(line for line in (ROOT / "docs" / "deploying.md").read_text().splitlines()
+                   if line.startswith("python app.py") and "/path/to/your/checkpoints" in line)
+    done = subprocess.run([sys.executable, *command.split()[1:], "--no-preload"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == \
+        "app.py: error: argument --model-dir: /path/to/your/checkpoints: not a folder (give a folder that holds " \
+        "model folders or .gguf files)"
+
+
+def test_a_start_model_that_is_not_here_is_refused_before_serving(capsys, monkeypatch):
+    """``--causal`` naming a model this machine does not have: one line naming the flag, exit 2, nothing served."""
+    import app as app_module  # the entry point, as `python app.py` runs it
+    monkeypatch.setattr(app_module, "launch", lambda *a, **k: pytest.fail("served despite a bad --causal"))
+    with pytest.raises(SystemExit) as exit_info:
+        app_module.main(["--offline", "--no-preload", "--no-allow-custom", "--causal", "no-such-model"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "error: argument --causal: model: 'no-such-model' is not one of this playground's models" in err
 
 
 def test_custom_ids_off_by_default_on_a_space(monkeypatch):

@@ -67,7 +67,7 @@ def file_of(update) -> Path:
 def test_a_blind_run_hides_the_models_until_the_first_rating_then_reveals_them(page, load_tiny, swapped):
     left, right, share = page.panels["left"], page.panels["right"], page.share
     start, assignment, updates = run_blind(page, swapped)
-    assert assignment == {"blind": True, "swapped": swapped}
+    assert {k: assignment[k] for k in ("blind", "swapped")} == {"blind": True, "swapped": swapped} and assignment["run"]
     assert start[left.identity].visible is False and start[right.details].visible is False
     assert "hidden" in start[left.heading]
 
@@ -100,6 +100,13 @@ def test_a_blind_run_hides_the_models_until_the_first_rating_then_reveals_them(p
     assert f"**{ran['left'][0]}** in {ran['left'][1]}" in rated[share.reveal]
     assert ("had been shuffled" in rated[share.reveal]) is swapped
     assert f"ran in {ran['right'][1]}" in rated[right.stats]
+    # after the reveal, each panel's selectors say what ran there (as its card and stats do): swapped, they change sides
+    for panel in (left, right):
+        model, precision = ran[panel.side]
+        if swapped:
+            assert rated[panel.model] == model and rated[panel.precision] == precision, panel.side
+        else:  # not shuffled: the selectors already say it and stay as the visitor set them
+            assert panel.model not in rated and panel.precision not in rated
     exported = json.loads(file_of(rated[share.download_json]).read_text(encoding="utf-8"))
     assert exported["blind"] is True and exported["blind_rating"] == "left" and exported["swapped"] is swapped
     assert exported["sides"]["left"]["model"] == ran["left"][0]
@@ -138,5 +145,6 @@ def test_unticking_blind_shows_the_panels_and_a_plain_run_is_not_blind(page):
     shown = handlers.blind.toggled(False)
     assert shown[left.identity].visible is True and shown[share.reveal] == ""
     start = handlers.run_start({page.controls.blind: False})
-    assert start[share.blind_run] == {"blind": False, "swapped": False} and left.identity not in start
+    assert start[share.blind_run]["blind"] is False and start[share.blind_run]["swapped"] is False
+    assert left.identity not in start
     assert handlers.run_start()[share.blind_run]["blind"] is False, "no box value: not blind"

@@ -54,6 +54,8 @@ def test_upload_run_and_see_the_table_fill_and_a_chart_drawn(page: Page, tmp_pat
     assert "chrF (0–100)" in page.locator("#set-summary").inner_text()
     assert "0 of 3 rows" in page.locator("#set-summary").inner_text(), "two untrained models never agree"
     assert table.inner_text().count("differs at word") == len(ROWS) and " %" in table.inner_text()
+    header = table.locator("thead").inner_text().replace("\xa0", " ")
+    assert "left chrF" in header and "right chrF" in header, "the score columns name their score"
     page.locator("#set-filter").get_by_label("Identical").check()
     wait_for(lambda: not any(row["prompt"] in table.inner_text() for row in ROWS), 20, "the identical filter to hide every row")
     page.locator("#set-filter").get_by_label("All rows").check()
@@ -76,3 +78,17 @@ def test_a_bad_upload_is_refused_with_its_line(page: Page, tmp_path: Path) -> No
     page.locator("#set-upload input[type=file]").set_input_files(str(upload))
     wait_for(lambda: "prompt" in page.locator("#set-about").inner_text() and "⚠️" in page.locator("#set-about").inner_text(),
              20, "the refusal naming the missing prompt column")
+
+
+def test_a_set_without_references_says_it_has_no_scores(page: Page, tmp_path: Path) -> None:
+    upload = tmp_path / "plain.txt"
+    upload.write_text("Once upon a time\nThe cat sat\n", encoding="utf-8")
+    page.get_by_role("tab", name="Prompt set").click()
+    page.locator("#set-upload input[type=file]").set_input_files(str(upload))
+    wait_for(lambda: "2 rows" in page.locator("#set-about").inner_text(), 20, "the uploaded set's description")
+    page.locator("#set-run").click()
+    wait_for(lambda: "no references: no scores" in page.locator("#set-score-note").inner_text(), 30,
+             "the note in the score chart's place")
+    wait_for(lambda: "done" in page.locator("#set-progress").inner_text(), 60, "the set to finish")
+    assert not page.locator("#set-score-plot").is_visible(), "no empty score chart"
+    assert page.locator("#set-latency-plot canvas, #set-latency-plot svg").count() > 0, "the time chart is drawn"

@@ -83,6 +83,23 @@ def test_markdown_has_everything_and_nothing_renders():
     assert "print('hi')" in md
 
 
+def test_markdown_files_show_quotes_and_token_texts_as_they_are():
+    """Escaping for the page (``&quot;``, ``&#x27;``) does not leak into files: quotes read as quotes, a token
+    such as ``<pad>`` reads as itself in its code span, and still nothing outside code renders as HTML."""
+    settings = dict(GenerationSettings(max_new_tokens=7).to_dict(), task_prefix="", stop="\"end\"")
+    token = {"id": 0, "text": "<pad>", "prob": 0.5, "top": [{"id": 0, "text": "<pad>", "prob": 0.5},
+                                                            {"id": 1, "text": "it's", "prob": 0.2}]}
+    left = record("tiny-t5", "It's \"quoted\"", settings=settings)
+    left["stats"] = dict(left["stats"], tokens=[token], notices=["the model's \"notice\" <b>"])
+    md = to_markdown(build_comparison(left, record("tiny-gpt2", "x"), prompt="Hi there", created=WHEN))
+    assert "&quot;" not in md and "&#x27;" not in md and "&amp;" not in md, md
+    assert "task_prefix=''" in md and "stop='\"end\"'" in md
+    assert "the model's \"notice\" &lt;b&gt;" in md, "quotes as they are, a tag as entities"
+    assert "| 1 | `<pad>` | 50 % | `<pad>` 50 % · `it's` 20 % |" in md, "a code span shows a token literally"
+    outside = re.sub(r"(`{3,})[a-z]*\n.*?\n\1\n", "", md, flags=re.DOTALL)
+    assert "<b>" not in re.sub(r"`[^`\n]*`", "", outside)
+
+
 def test_markdown_for_a_failed_or_missing_side():
     md = to_markdown(build_comparison({"error": "tiny-x could not be loaded <b>", "model": "tiny-x"}, None, prompt="p"))
     assert "⚠️ tiny-x could not be loaded &lt;b&gt;" in md and "_No result._" in md

@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("models", "web", "components", "bench")
+PACKAGES = ("models", "web", "components", "bench", "evidence")
 
 
 def module_name(path: Path) -> str:
@@ -86,6 +86,7 @@ def test_no_import_circle_outside_tests() -> None:
 def test_the_shared_types_import_nothing_of_the_project() -> None:
     edges = graph()
     assert edges["models.types"] == set()
+    assert edges["evidence.types"] == set()
 
 
 def test_models_know_no_gradio_and_components_know_no_torch() -> None:
@@ -98,3 +99,5 @@ def test_models_know_no_gradio_and_components_know_no_torch() -> None:
             assert "gradio" not in roots and "web" not in roots and "components" not in roots, name
         if name.startswith("components"):
             assert "torch" not in roots and "transformers" not in roots, name
+        if name.startswith("evidence"):  # storage and ratings: plain Python, usable from any layer
+            assert not roots & {"gradio", "torch", "transformers", "web", "components", "models"}, name

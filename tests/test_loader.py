@@ -354,9 +354,70 @@ def test_cache_passes_options_to_loader():
 
     status = []
     ModelCache(allow_pickle=True, loader=loader).get(_source("a"), load_in_8bit=True, on_status=status.append)
-    assert seen == [{"precision": Precision.INT8, "allow_pickle": True, "on_status": status.append}]
+    assert [{k: v for k, v in kwargs.items() if k != "on_status"} for kwargs in seen] == [
+        {"precision": Precision.INT8, "allow_pickle": True}]
+    seen[0]["on_status"]("hello")
+    assert status == [], "the load is over: nobody listens any more"
+
+
+def test_a_request_waiting_on_a_load_hears_what_that_load_does():
+    """The start-up preload converts a GGUF file (no status callback); a visitor who runs meanwhile waits on
+    that load and must see its steps, not only "Loading … 79 s"."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow_loader(source, on_status, **kwargs):
+        on_status("step 1 of 2: reading")
+        started.set()
+        assert release.wait(30)
+        on_status("step 2 of 2: saving")
+        return SimpleNamespace(source=source)
+
+    cache, source = ModelCache(max_models=2, loader=slow_loader), _source("gguf")
+    with ThreadPoolExecutor(1) as pool:
+        preload = pool.submit(cache.get, source)  # like Runner.preload: nobody shows its status
+        assert started.wait(30)
+        heard: list[str] = []
+        waiter = threading.Thread(target=cache.get, args=(source,), kwargs={"on_status": heard.append})
+        waiter.start()
+        deadline = time.perf_counter() + 10
+        while not heard and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        assert heard == ["step 1 of 2: reading"], "a late waiter hears the last status line at once"
+        release.set()
+        waiter.join(30)
+        assert preload.result(30) is cache.peek("gguf")
+    assert heard == ["step 1 of 2: reading", "step 2 of 2: saving"] and cache.loads == 1
 
 
 def test_cache_needs_room_for_one_model():
     with pytest.raises(ValueError):
         ModelCache(max_models=0)
+
+
+EIGHT_BIT_SCRIPT = """
+import sys
+from models import GenerationSettings, ModelCache, ModelRegistry
+from tests.modelhelpers import generate_text
+registry = ModelRegistry(online=False)
+registry.register_dir(sys.argv[1])
+loaded = ModelCache(1).get(registry.resolve("tiny-gpt2"), "auto", load_in_8bit=True)
+for _ in range(2):  # two answers of 16 tokens: dozens of 8-bit matmuls each
+    generate_text(loaded, "hello there", GenerationSettings(max_new_tokens=16))
+print("answered")
+"""
+
+
+def test_a_bitsandbytes_warning_is_logged_once_not_once_per_token(tiny_dir):
+    """bitsandbytes logs "MatMul8bitLt: inputs will be cast …" on every 8-bit matmul (26,880 lines for one
+    128-token answer); the loader lets each such message through once per process."""
+    if not eight_bit_status("cpu")[0]:
+        pytest.skip(eight_bit_status("cpu")[1])
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", EIGHT_BIT_SCRIPT, str(tiny_dir)], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and "answered" in done.stdout, done.stderr[-2000:]
+    assert done.stderr.count("MatMul8bitLt") == 1, done.stderr.count("MatMul8bitLt")

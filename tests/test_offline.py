@@ -27,16 +27,22 @@ def test_real_smollm2_gguf_answers_and_reloads_fast_from_cache():
     registry = ModelRegistry(online=False)
     source = registry.register_packaged()
     assert source is not None and source.gguf_file.endswith(".gguf")
-    first = load_model(source)  # converts the GGUF once into the playground cache
+    heard: list[str] = []
+    first = load_model(source, on_status=heard.append)  # converts the GGUF once into the playground cache
     assert first.description.resolved_class == "LlamaForCausalLM"
+    steps = [line for line in heard if line.startswith("Converting the GGUF file")]
+    assert [f"step {i} of 4" in line for i, line in enumerate(steps, 1)] == [True] * 4, heard
+    assert all("to safetensors, once; later starts take about a second" in line for line in steps)
     assert first.tokenizer.chat_template, "SmolLM2 Instruct ships a chat template"
     text, stats = generate_text(first, "What is the capital of France?", GenerationSettings(max_new_tokens=30))
     assert "Paris" in text, text
     assert stats.finish_reason.value in {"eos", "length"}
     del first
     started = time.perf_counter()
-    second = load_model(source)
+    heard.clear()
+    second = load_model(source, on_status=heard.append)
     reload_seconds = time.perf_counter() - started
+    assert not any("Converting" in line for line in heard), "converted once"
     print(f"\nSmolLM2 GGUF: cached reload {reload_seconds:.2f} s")
     assert reload_seconds < 5, f"cached GGUF load took {reload_seconds:.1f} s"
     assert "converted once" in second.description.origin
@@ -90,7 +96,7 @@ def _announced_url(proc: subprocess.Popen, timeout: float) -> str:
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        match = re.search(r"Running on local URL:\s+(http://\S+)", line)
+        match = re.search(r"Playground ready: open (http://\S+?)[. ]", line)
         if match:
             return match.group(1).rstrip("/") + "/"
         assert time.perf_counter() < deadline, "start-up hangs (network timeouts?)\n" + "".join(seen)

@@ -15,7 +15,6 @@ import asyncio
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +53,7 @@ from models.run import Chunk, Finished, Ready, Runner
 from models.sources import ModelSource
 from models.types import TOP_TOKENS, FinishReason, TokenProb
 from tests.apphelpers import built_page, merged, running_app, show_selection
+from tests.modelhelpers import hub_cache
 from web.config import AppConfig, parse_args
 from web.serving import build_runner
 from web.handlers import selection_handler
@@ -73,21 +73,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def hub_cache(root: Path, folder: Path, repo_ids: tuple[str, ...]) -> Path:
-    """A Hugging Face cache folder holding ``folder``'s files under each of ``repo_ids`` (as if downloaded)."""
-    revision = "0" * 40
-    for repo_id in repo_ids:
-        repo = root / ("models--" + repo_id.replace("/", "--"))
-        (repo / "refs").mkdir(parents=True)
-        (repo / "blobs").mkdir()
-        (repo / "refs" / "main").write_text(revision)
-        snapshot = repo / "snapshots" / revision
-        snapshot.mkdir(parents=True)
-        for file in folder.iterdir():
-            shutil.copy(file, snapshot / file.name)
-    return root
 
 
 @dataclass
@@ -339,16 +324,18 @@ def test_good_values_parse_with_their_options(monkeypatch):
 def test_without_model_several_listed_models_are_refused_at_start_and_named(engine, capsys):
     with pytest.raises(SystemExit) as exit_info:
         app_module.main(["--endpoint", f"tiny={engine.url}", "--offline", "--no-preload"])
-    message = str(exit_info.value.code)
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and ": error: argument --endpoint: " in message, message
     assert "the server lists 2 models; pick one with model=ID" in message
     assert MODEL in message and OTHER in message
 
 
-def test_without_model_a_server_that_is_down_is_refused_at_start():
+def test_without_model_a_server_that_is_down_is_refused_at_start(capsys):
     port = free_port()
     with pytest.raises(SystemExit) as exit_info:
         app_module.main(["--endpoint", f"down=http://127.0.0.1:{port}/v1", "--offline", "--no-preload"])
-    assert "model= is not given" in str(exit_info.value.code) and "connection refused" in str(exit_info.value.code)
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "model= is not given" in message and "connection refused" in message
 
 
 def test_without_model_the_only_listed_model_is_used(proxy):

@@ -12,6 +12,7 @@ import time
 import types
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from gradio_client import Client
@@ -32,10 +33,12 @@ ROWS = [{"prompt": "What is the capital of France?", "reference": "Paris"},
         {"prompt": "Once upon a time"}]
 
 
-def tab_data(tab, *, builtin=None, upload=None, left="tiny-t5", right="tiny-gpt2", precision="auto", show="all"):
+def tab_data(tab, *, builtin=None, upload=None, left="tiny-t5", right="tiny-gpt2", precision="auto", show="all",
+             first=0, batch_size=0, max_new_tokens=5):
     """The set tab's input values, as Gradio hands them to its run handler (5 new tokens, greedy)."""
-    return {tab.builtin: builtin, tab.upload: upload, tab.task_prefix: "", tab.batch_size: 0, tab.show: show,
-            **dict(zip(tab.settings.components(), (5, 0.0, 1.0, 0, 1.0, 0, 0))),
+    return {tab.builtin: builtin, tab.upload: upload, tab.task_prefix: "", tab.batch_size: batch_size, tab.show: show,
+            tab.first_rows: first,
+            **dict(zip(tab.settings.components(), (max_new_tokens, 0.0, 1.0, 0, 1.0, 0, 0))),
             tab.left.model: left, tab.left.custom: "", tab.left.precision: precision,
             tab.right.model: right, tab.right.custom: "", tab.right.precision: precision}
 
@@ -115,7 +118,7 @@ def test_tab_handler_fills_table_summary_and_charts_then_rates(registry, cache):
     updates = list(handlers.run(data, types.SimpleNamespace(session_hash="set-tab")))
     final = updates[-1]
     rows = builtin_set("short_answers").rows
-    assert len(final[tab.table]) == len(rows) and final[tab.table][0][1] == rows[0].prompt
+    assert len(final[tab.table]["data"]) == len(rows) and final[tab.table]["data"][0][1] == rows[0].prompt
     assert "exact match (0–1)" in final[tab.summary] and "chrF (0–100)" in final[tab.summary] and "tokens/s" in final[tab.summary]
     assert final[tab.result]["summary"]["score_labels"]["chrf"] == ["chrF", 100.0], "the export says each score's scale"
     scores = final[tab.score_plot]
@@ -124,7 +127,7 @@ def test_tab_handler_fills_table_summary_and_charts_then_rates(registry, cache):
     assert len(final[tab.length_plot]) == 2 * len(rows)
     result = final[tab.result]
     rated = handlers.rate({tab.result: result, tab.rating_row: 2, tab.rating: "right", tab.show: "all"})
-    assert rated[tab.result]["rows"][1]["rating"] == "right" and rated[tab.table][1][-1] == "right"
+    assert rated[tab.result]["rows"][1]["rating"] == "right" and rated[tab.table]["data"][1][-1] == "right"
     assert rated[tab.result]["summary"]["ratings"] == {"left": 0, "right": 1, "tie": 0}
     value = rated[tab.download_json].value
     saved = json.loads(Path(value["path"] if isinstance(value, dict) else value).read_text(encoding="utf-8"))
@@ -178,7 +181,10 @@ def test_charts_name_both_sides_from_their_first_frame(registry, cache):
                            "score_labels": {"chrf": ["chrF", 100.0], "exact": ["exact match", 1.0]}}}
     assert tab.latency_plot not in handlers.render(partial), "one side only: no chart is drawn yet"
     final = handlers.render(partial, final=True)
-    scores, latency, lengths = final[tab.score_plot], final[tab.latency_plot], final[tab.length_plot]
+    plot = final[tab.latency_plot]
+    latency = pd.DataFrame(plot.value["data"], columns=plot.value["columns"])
+    assert plot.y_lim == [0, 0.25], "from zero, and above the tallest bar (0.2 s)"
+    scores, lengths = final[tab.score_plot], final[tab.length_plot]
     for frame in (scores, latency, lengths):
         assert set(frame["side"]) == {"left", "right"}, frame
     assert scores.set_index("bar")["score"].to_dict() == pytest.approx(
@@ -316,7 +322,7 @@ def test_the_filter_keeps_only_the_matching_rows_with_their_numbers(registry, ca
     same, different = agreeing_and_parting
     mixed = {"rows": [same["rows"][0], different["rows"][1], same["rows"][2], different["rows"][0]]}
     column = TABLE_HEADERS.index("identical / differs")
-    shown = {show: handlers.filter_table({tab.result: mixed, tab.show: show}) for show in ("all", "identical", "differs")}
+    shown = {show: handlers.filter_table({tab.result: mixed, tab.show: show})["data"] for show in ("all", "identical", "differs")}
     assert [row[0] for row in shown["all"]] == [1, 2, 3, 4]
     assert [row[0] for row in shown["identical"]] == [1, 3] and {row[column] for row in shown["identical"]} == {"identical"}
     assert [row[0] for row in shown["differs"]] == [2, 4]
@@ -334,10 +340,10 @@ def test_the_tab_shows_confidence_agreement_and_filters_a_run(registry, cache):
                     show="differs")
     final = list(handlers.run(data, types.SimpleNamespace(session_hash="set-filter")))[-1]
     result, total = final[tab.result], len(builtin_set("short_answers").rows)
-    assert final[tab.table] == [], "every row is identical: the differs filter keeps none"
+    assert final[tab.table]["data"] == [], "every row is identical: the differs filter keeps none"
     assert f"**{total} of {total} rows** identical" in final[tab.summary]
     assert "mean token probability" in final[tab.summary]
-    table = handlers.filter_table({tab.result: result, tab.show: "identical"})
+    table = handlers.filter_table({tab.result: result, tab.show: "identical"})["data"]
     conf = TABLE_HEADERS.index("left conf"), TABLE_HEADERS.index("right conf")
     assert len(table) == total and all(row[TABLE_HEADERS.index("identical / differs")] == "identical" for row in table)
     assert [row[conf[0]] for row in table] == [percent(row["left"]["mean_prob"]) for row in result["rows"]]

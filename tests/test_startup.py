@@ -86,13 +86,17 @@ class App:
     """``app.py`` in a subprocess through :data:`WRAPPER`; its output is read as it comes."""
 
     def __init__(self, tiny_dir: Path, tmp_path: Path, *, self_check: str = "", slow_load: str = "",
-                 preload: bool = True) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}/"
+                 preload: bool = True, start_port: int | None = None) -> None:
+        """``start_port``: no ``--port``; Gradio starts looking at this port (``GRADIO_SERVER_PORT``)."""
+        self.url = f"http://127.0.0.1:{start_port or free_port()}/"
         self.cache_dir = tmp_path / "gradio-cache"
         env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(self.cache_dir),
                    TEST_URL=self.url, TEST_SELF_CHECK=self_check, TEST_SLOW_LOAD=slow_load)
+        if start_port:
+            env["GRADIO_SERVER_PORT"] = str(start_port)
+        port = [] if start_port else ["--port", self.url.rsplit(":", 1)[1].strip("/")]
         args = ["--offline", "--model-dir", str(tiny_dir), "--seq2seq", "tiny-t5", "--causal", "tiny-gpt2",
-                "--port", self.url.rsplit(":", 1)[1].strip("/"), *([] if preload else ["--no-preload"])]
+                *port, *([] if preload else ["--no-preload"])]
         self.process = subprocess.Popen([sys.executable, "-c", WRAPPER, *args], cwd=ROOT, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.out: list[str] = []
@@ -227,9 +231,41 @@ def test_a_normal_start_serves_the_page_before_preloading_and_stops_on_sigterm(t
 def test_without_preload_nothing_loads_at_start(tiny_dir, tmp_path, apps):
     app = App(tiny_dir, tmp_path, preload=False)
     apps.append(app)
-    assert app.wait_for("To create a public link") is not None, app.output()  # launch returned
+    assert app.wait_for("Playground ready: open ") is not None, app.output()  # launch returned
     assert app.answers() and load_works(app.url) is None, app.output()
     assert not any("preload started" in line for line in app.out)
+
+
+def test_a_taken_port_is_said_with_the_address_in_use_and_no_share_link_advice(tiny_dir, tmp_path, apps):
+    """Port taken: Gradio moves to the next free one; the app prints the address it really uses and why it is
+    not the usual one, and not Gradio's "set `share=True`" advice (this app never makes a share link)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        app = App(tiny_dir, tmp_path, preload=False, start_port=port)
+        apps.append(app)
+        line = app.wait_for("Playground ready: open ")
+        assert line is not None, app.output()
+        used = int(line.split("http://127.0.0.1:")[1].split(" ")[0].rstrip("."))
+        assert used > port and f"(port {port} is taken, so this one is used)" in line, line
+        assert httpx.get(f"http://127.0.0.1:{used}/", timeout=30).status_code == 200
+        assert not any("share=True" in text for text in app.out + app.err), app.output()
+
+
+def test_sigterm_stops_a_served_app_within_seconds(tiny_dir, tmp_path, apps):
+    """A SIGTERM (a Space restart, ``docker stop``) ends the process promptly, also with a page open."""
+    app = App(tiny_dir, tmp_path, preload=False)
+    apps.append(app)
+    assert app.wait_for("Playground ready: open ") is not None, app.output()
+    assert load_works(app.url) is None, app.output()
+    with httpx.stream("GET", f"{app.url}gradio_api/heartbeat/visitor-1", timeout=30):  # a page left open
+        started = time.monotonic()
+        app.process.send_signal(signal.SIGTERM)
+        status = app.exited(60)
+    took = time.monotonic() - started
+    assert status == 0, app.output()
+    assert took < 5, f"SIGTERM took {took:.1f} s"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -87,7 +87,8 @@ class BlindView:
             if stats:
                 updates[panel.stats] = stats_markdown(stats)
         swapped = (" The sides had been shuffled: the model you picked on the left ran on the right, and the other way "
-                   "round." if comparison.get("swapped") else " The sides were not shuffled this time.")
+                   "round; each panel's selectors now show what ran there." if comparison.get("swapped")
+                   else " The sides were not shuffled this time.")
         updates[self.share.reveal] = (f"🔓 **Revealed** ({esc(rating_note(comparison))}): " + " · ".join(parts) + "."
                                       + swapped)
         return updates

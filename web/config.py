@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -16,6 +17,7 @@ from models.sources import MAX_CUSTOM_BYTES_ON_SPACE
 
 PUBLIC_DEFAULTS = PublicLimits()  # the schema's defaults for --max-new-tokens-public / --max-input-tokens-public
 PER_VISITOR = 2  # requests running or waiting per visitor, from the command line (one comparison = 2)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # a server listening only here is used by whoever started it
 
 
 @dataclass
@@ -34,7 +36,8 @@ class AppConfig:
         preload: load the start-up models in the background at start.
         first_token_timeout: seconds before a silent model counts as failed.
         max_custom_bytes: typed hub ids with more weights than this are refused; ``None`` = no limit.
-        show_paths: show local models' absolute paths on the page and in exports (off: names only).
+        show_paths: show this machine's paths on the page, in the code and in exports (off: names only, and code
+            that finds the model itself); ``parse_args`` turns it on for a local start (loopback, not public).
         auth: ``(user, password)`` pairs for Gradio's login; empty = no login.
         limits: what one request may cost (a Space, or ``--public``); ``None`` = no public limits.
         per_visitor: requests one visitor (client address) may have running or waiting; ``None`` = no limit.
@@ -78,12 +81,36 @@ class Address:
     port: int | None  # None: Gradio takes 7860 (or GRADIO_SERVER_PORT), else the next free port
 
 
+def _folder(value: str) -> str:
+    """An existing folder (``--model-dir``), else argparse's one-line error naming the flag."""
+    if not Path(value).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: not a folder (give a folder that holds model folders or .gguf files)")
+    return value
+
+
+def _number(kind: type, *, low: float, high: float | None = None, above: bool = False) -> Callable[[str], float]:
+    """An argparse ``type`` for a number in a range (``above``: strictly more than ``low``)."""
+    def convert(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {value!r}") from None
+        if (number <= low if above else number < low) or (high is not None and number > high):
+            bound = f"more than {low:g}" if above else f"{low:g} or more"
+            raise argparse.ArgumentTypeError(f"expected {bound}{'' if high is None else f' and at most {high:g}'}, "
+                                             f"got {value}")
+        return number
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
 def _parser(on_space: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Compare a seq2seq and a causal model side by side, streaming.")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=None,
+    parser.add_argument("--port", type=_number(int, low=1, high=65535), default=None,
                         help="default: 7860, or the next free port above it (GRADIO_SERVER_PORT moves the start)")
-    parser.add_argument("--model-dir", action="append", default=[], metavar="DIR",
+    parser.add_argument("--model-dir", action="append", default=[], metavar="DIR", type=_folder,
                         help="register every model folder (with config.json) or .gguf file in DIR; repeatable")
     parser.add_argument("--seq2seq", metavar="NAME", help="model the seq2seq panel starts with")
     parser.add_argument("--causal", metavar="NAME", help="model the causal panel starts with")
@@ -92,32 +119,34 @@ def _parser(on_space: bool) -> argparse.ArgumentParser:
                         help="accept typed hub ids (default: on locally, off on a Space unless PLAYGROUND_ALLOW_CUSTOM=1)")
     parser.add_argument("--allow-pickle", action="store_true", help="accept .bin (pickle) weights when no safetensors exist")
     parser.add_argument("--offline", action="store_true", help="never contact the hub")
-    parser.add_argument("--max-models", type=int, default=4, help="models kept loaded at once")
-    parser.add_argument("--concurrency", type=int, default=8, help="generations running at once, all users together")
-    parser.add_argument("--group-window", type=float, default=GROUP_WINDOW, metavar="SECONDS",
+    parser.add_argument("--max-models", type=_number(int, low=1), default=4, help="models kept loaded at once")
+    parser.add_argument("--concurrency", type=_number(int, low=1), default=8, help="generations running at once, all users together")
+    parser.add_argument("--group-window", type=_number(float, low=0), default=GROUP_WINDOW, metavar="SECONDS",
                         help=f"answer simultaneous greedy requests for the same model and settings with one batched "
                              f"generate, waiting this long for them (default {GROUP_WINDOW:g}; 0 = every request alone)")
-    parser.add_argument("--queue-size", type=int, default=16, help="requests waiting at most before 'busy'")
+    parser.add_argument("--queue-size", type=_number(int, low=1), default=16, help="requests waiting at most before 'busy'")
     parser.add_argument("--no-preload", action="store_true", help="do not load the start-up models in the background")
-    parser.add_argument("--max-custom-size", type=float, metavar="GB",
+    parser.add_argument("--max-custom-size", type=_number(float, low=0, above=True), metavar="GB",
                         default=MAX_CUSTOM_BYTES_ON_SPACE / 1e9 if on_space else None,
                         help="refuse typed hub ids with more GB of weights (default: 2 on a Space, no limit locally)")
-    parser.add_argument("--show-paths", action="store_true",
-                        help="show local models' absolute paths on the page and in exports (default: folder names only)")
+    parser.add_argument("--show-paths", action=argparse.BooleanOptionalAction, default=None,
+                        help="show this machine's paths (model folders, caches) on the page, in the code and in exports "
+                             "(default: on for a local start: a loopback --host, no --public, not a Space; else off: "
+                             "names only, and code that finds the model itself)")
     parser.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
                         help="require a login (Gradio's own); repeatable. Also PLAYGROUND_AUTH (one USER:PASSWORD a line)")
     parser.add_argument("--auth-file", metavar="FILE", help="require a login: one USER:PASSWORD a line")
     parser.add_argument("--public", action="store_true", default=on_space,
                         help="bound each request's work (always on a Space): see --max-new-tokens-public")
-    parser.add_argument("--max-new-tokens-public", type=int, default=PUBLIC_DEFAULTS.max_new_tokens, metavar="N",
+    parser.add_argument("--max-new-tokens-public", type=_number(int, low=1), default=PUBLIC_DEFAULTS.max_new_tokens, metavar="N",
                         help=f"public: most tokens per answer (default {PUBLIC_DEFAULTS.max_new_tokens})")
-    parser.add_argument("--max-input-tokens-public", type=int, default=PUBLIC_DEFAULTS.max_input_tokens, metavar="N",
+    parser.add_argument("--max-input-tokens-public", type=_number(int, low=1), default=PUBLIC_DEFAULTS.max_input_tokens, metavar="N",
                         help=f"public: the model reads at most N input tokens (default {PUBLIC_DEFAULTS.max_input_tokens})")
-    parser.add_argument("--per-visitor", type=int, default=PER_VISITOR, metavar="N",
+    parser.add_argument("--per-visitor", type=_number(int, low=0), default=PER_VISITOR, metavar="N",
                         help=f"requests one visitor may have running or waiting (default {PER_VISITOR}; 0 = no limit)")
-    parser.add_argument("--proxy-hops", type=int, default=1 if on_space else 0, metavar="N",
+    parser.add_argument("--proxy-hops", type=_number(int, low=0), default=1 if on_space else 0, metavar="N",
                         help="proxies in front that append to X-Forwarded-For (default 1 on a Space, else 0)")
-    parser.add_argument("--keep-files", type=float, default=60, metavar="MINUTES",
+    parser.add_argument("--keep-files", type=_number(float, low=0, above=True), default=60, metavar="MINUTES",
                         help="minutes exports and uploads stay on disk before they are pruned (default 60)")
     parser.add_argument("--endpoint", action="append", default=[],
                         metavar="NAME=URL[,model=ID][,token_env=VAR][,kind=causal|seq2seq][,chat=true|false]",
@@ -161,19 +190,42 @@ def _credentials(args: argparse.Namespace, parser: argparse.ArgumentParser) -> l
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[AppConfig, Address]:
     """Read the command line into an :class:`AppConfig` and the :class:`Address` to listen on."""
-    parser = _parser(on_space=bool(os.environ.get("SPACE_ID")))
+    on_space = bool(os.environ.get("SPACE_ID"))
+    parser = _parser(on_space=on_space)
     args = parser.parse_args(argv)
+    local_start = args.host in LOOPBACK_HOSTS and not args.public and not on_space  # the visitor started the server
     config = AppConfig(model_dirs=args.model_dir, seq2seq=args.seq2seq, causal=args.causal, allow_custom=args.allow_custom,
                        allow_pickle=args.allow_pickle, online=False if args.offline else None, max_models=args.max_models,
                        concurrency=args.concurrency, queue_size=args.queue_size, preload=not args.no_preload,
                        max_custom_bytes=None if args.max_custom_size is None else int(args.max_custom_size * 1e9),
-                       show_paths=args.show_paths, auth=_credentials(args, parser), limits=_limits(args, parser),
+                       show_paths=local_start if args.show_paths is None else args.show_paths, auth=_credentials(args, parser), limits=_limits(args, parser),
                        per_visitor=args.per_visitor or None, proxy_hops=args.proxy_hops,
                        keep_files_s=max(1, round(args.keep_files * 60)), endpoints=_endpoints(args, parser),
                        group_window=args.group_window)
-    if args.per_visitor < 0 or args.proxy_hops < 0 or args.group_window < 0:
-        parser.error("--per-visitor, --proxy-hops and --group-window must be 0 or more")
     return config, Address(args.host, args.port)
+
+
+def command_line_error(message: str) -> None:
+    """End the start as argparse does for a bad value found after parsing (e.g. a ``--causal`` model that is
+    not here): the usage, one ``error:`` line naming the flag, exit status 2."""
+    _parser(on_space=bool(os.environ.get("SPACE_ID"))).error(message)
+
+
+def start_models_error(config: AppConfig, resolve: Callable[[str], object],
+                       availability: Callable[[str], str | None]) -> str | None:
+    """Why ``--seq2seq`` / ``--causal`` cannot start a panel (a name that is not a model here, or one that cannot
+    be loaded now), naming the flag; ``None`` when both can."""
+    for flag, name in (("--seq2seq", config.seq2seq), ("--causal", config.causal)):
+        if not name:
+            continue
+        try:
+            resolve(name)
+        except ValueError as exc:
+            return f"argument {flag}: {exc}"
+        reason = availability(name)
+        if reason:
+            return f"argument {flag}: {name}: {reason}"
+    return None
 
 
 def _endpoints(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[EndpointSpec]:

@@ -6,6 +6,7 @@ dict. Everything about a run (load, prepare, stream, stop, result) lives in :mod
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterable, Iterator, Mapping
 
 import gradio as gr
@@ -14,16 +15,22 @@ from components.panel import Panel
 from components.render import (CONFIDENCE_HIDDEN, card_markdown, class_markdown, error_markdown, prompt_view_html,
                                record_confidence, stats_markdown)
 from components.settings import SHARED_FIELDS
-from models import GenerationSettings, ModelIdError, SettingsError, parse_precision
+from models import GenerationSettings, Kind, ModelIdError, SettingsError, parse_precision
 from models.request import RunRequest
+from models.settings import plain_error
 from models.run import Chunk, Loading, Ready, Runner, RunEvent
 from models.tiny import UNTRAINED_NOTE
 
 from . import quiet
 from .policy import Policy
+from .share_handlers import same_run
 from .zerogpu import gpu_seconds, on_gpu
 
 GENERATING = stats_markdown(None, status="generating…")
+STARTING = stats_markdown(None, status="⏳ starting…")
+RESTARTING = stats_markdown(None, status="⏳ stopping the previous run, then starting this one…")
+RUN_IDLE = "Run both"
+RUN_BUSY = "⏳ Running… (Run again restarts)"  # the Run button's label while this session's sides run
 NOT_RUN = error_markdown("not run: the model card above says why")
 Updates = dict[Any, Any]
 
@@ -107,12 +114,24 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, other: Panel, prom
     What it shows passes through ``policy.redact`` (no server paths for visitors). Settings beyond
     ``policy.limits`` (a public server) are refused; each refusal is one log line naming the visitor.
 
-    Blind mode (``blind_run``'s value ``{"blind": True, "swapped": ...}``, set when the run starts): when
-    swapped, this panel runs the ``other`` panel's choice (model, precision, options, own settings), and
-    nothing naming the model is shown until the visitor rates (see :func:`render_event`)."""
+    Blind mode (``blind_run``'s value ``{"blind": True, "swapped": ..., "run": ...}``, set when the run starts):
+    when swapped, this panel runs the ``other`` panel's choice (model, precision, options, own settings), and
+    nothing naming the model is shown until the visitor rates (see :func:`render_event`). The record gets the
+    run's id (``"run"``), so that only the two records of one run are paired."""
     def run_side(data: dict[Any, Any], request: gr.Request) -> Iterator[Updates]:
         assignment = data.get(blind_run) or {}
         blind = bool(assignment.get("blind"))
+        with contextlib.closing(_run_side(data, request, assignment, blind)) as updates:  # closed: the run stops
+            for update in updates:
+                record = update.get(panel.record)
+                if isinstance(record, dict) and assignment.get("run"):  # which run it belongs to (see same_run)
+                    update[panel.record] = {**record, "run": assignment["run"]}
+                yield update
+
+    def _run_side(data: dict[Any, Any], request: gr.Request, assignment: Mapping[str, Any],
+                  blind: bool) -> Iterator[Updates]:
+        # at once: the last run's answer, stats and shading go (a restart's old answer may have just been repainted)
+        yield {panel.output: "", panel.stats: STARTING, panel.confidence: CONFIDENCE_HIDDEN if blind else ""}
         chooser = other if blind and assignment.get("swapped") else panel
         settings_panel = shared if data[link] else chooser
         try:
@@ -122,12 +141,14 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, other: Panel, prom
         except (SettingsError, ModelIdError) as exc:
             quiet.note("refused", f"the page ({panel.side})", str(exc), policy.who(request))
             message = hide_names(str(exc), (data[chooser.model], data[chooser.custom])) if blind else str(exc)
-            yield {panel.output: "", panel.stats: error_markdown(message), panel.record: {"error": str(exc)}}
+            yield {panel.output: "", panel.stats: error_markdown(plain_error(message)), panel.record: {"error": str(exc)}}
             return
         note = UNTRAINED_NOTE if source.untrained else None
         run = runner.start(source, run_request, request.session_hash or "anonymous")
         names = (source.name, data[chooser.model], data[chooser.custom])
         for event in run.events():
+            if run.replaced:  # a newer run of this session took the panel: nothing of this one goes on it
+                return
             update = render_event(event, panel, note, blind=blind, names=names)
             # a chunk carries only the model's text: nothing of the server to hide, and it is the hot path
             yield update if isinstance(event, Chunk) else policy.redact(update)
@@ -140,7 +161,8 @@ def selection_handler(runner: Runner, selector: Any, policy: Policy):
     """The handler for a model selection (a panel's, or a set side's): the class answer, and the card line
     when ``selector`` has a card (a panel), from one config read.
 
-    ``selector`` has ``model``, ``custom``, ``precision`` and ``class_info`` components (and maybe ``card``)."""
+    ``selector`` has ``model``, ``custom``, ``precision`` and ``class_info`` components (and maybe ``card``).
+    A page panel also gets what follows the model (:func:`follow_model`): its notice, task prefix and chat switch."""
     card_box = getattr(selector, "card", None)
 
     def show_selection(data: dict[Any, Any]) -> Updates:
@@ -150,6 +172,12 @@ def selection_handler(runner: Runner, selector: Any, policy: Policy):
             return {selector.class_info: class_markdown(error=str(exc)) if card_box is None else "",
                     **({card_box: card_markdown(error=str(exc))} if card_box is not None else {})}
         selection = runner.inspect(data[selector.model], data[selector.custom], precision)
+        updates = card_and_class(selection)
+        if isinstance(selector, Panel):
+            updates.update(follow_model(runner, selector, data[selector.model], data[selector.custom], selection))
+        return updates
+
+    def card_and_class(selection: Any) -> Updates:
         if selection.error is not None:
             error = policy.redact(selection.error)
             updates = {selector.class_info: class_markdown(error=error)}
@@ -164,6 +192,22 @@ def selection_handler(runner: Runner, selector: Any, policy: Policy):
     return show_selection
 
 
+def follow_model(runner: Runner, panel: Panel, name: str | None, custom: str | None, selection: Any) -> Updates:
+    """What of a panel follows its selected model: the notice on how to get a model (shown only while no model of
+    the selection's kind can run here), the task prefix (seq2seq models read it) and the chat-template switch
+    (causal models whose tokenizer has one). What is not known before a load (a typed hub id's kind, whether a GGUF
+    file not yet converted has a template) leaves the control shown."""
+    report = getattr(selection, "report", None)
+    kind_value = report.kind if report is not None else getattr(runner.selected_kind(name, custom), "value", None)
+    notice = runner.missing_model_notice(Kind(kind_value) if kind_value else None)
+    updates: Updates = {panel.task_prefix: gr.Textbox(visible=kind_value != Kind.CAUSAL.value),
+                        panel.chat_template: gr.Checkbox(visible=kind_value != Kind.SEQ2SEQ.value
+                                                         and getattr(selection, "chat_template", None) is not False)}
+    if panel.notice is not None:
+        updates[panel.notice] = gr.Markdown(notice or "", visible=bool(notice))
+    return updates
+
+
 def _report(selection: Any) -> dict[str, Any] | None:
     return selection.report.to_dict() if selection.report is not None else None  # None: an endpoint's unseen model
 
@@ -172,6 +216,32 @@ def class_answer(selection: Any) -> str:
     """The class answer for an inspected choice (which Auto class, which concrete class, or what serves it): the
     same on the single-prompt page and in the set tab."""
     return class_markdown(_report(selection), served_by=selection.served_by)
+
+
+def run_start_handler(runner: Runner, panels: Iterable[Panel], run_button: gr.Button):
+    """The first step of Run both (the button, Ctrl/Cmd+Enter, an example): a single-prompt run of this session
+    still going is stopped, since the new prompt replaces it (its sides' events wait for it to end, then run);
+    both panels' answers, stats and shading are cleared at once; the Run button says a run is going until
+    both sides end (:func:`run_button_after`). A prompt set of the same session runs on."""
+    panels = list(panels)
+
+    def start(request: gr.Request) -> Updates:
+        stopped = runner.replace(request.session_hash or "")
+        import time; print("DEBUG replace", time.monotonic(), stopped, flush=True)
+        updates: Updates = {run_button: gr.Button(RUN_BUSY, variant="secondary")}
+        for panel in panels:
+            updates.update({panel.output: "", panel.stats: RESTARTING if stopped else STARTING, panel.confidence: ""})
+        return updates
+    return start
+
+
+def run_button_after(records: Iterable[Mapping[str, Any] | None], current: Mapping[str, Any] | None,
+                     run_button: gr.Button) -> Updates:
+    """After a side ends: the Run button back to "Run both" once both records belong to the current run
+    (:func:`web.share_handlers.same_run`), else nothing (the other side runs, or a restarted run ended)."""
+    if not same_run(records, current):
+        return gr.skip()
+    return {run_button: gr.Button(RUN_IDLE, variant="primary")}
 
 
 def stop_handler(runner: Runner):

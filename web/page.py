@@ -14,9 +14,9 @@ import gradio as gr
 
 from components.export import SIDE_TITLES
 from components.examples import EXAMPLES, Example
-from components.panel import CODE_EMPTY, SIDES, TOKENS_EMPTY, Panels, build_panel
+from components.panel import CODE_EMPTY, SIDES, TOKENS_EMPTY, Panels, build_panel, settings_label
 from components.share import ShareControls, build_share
-from models import Kind, get_preset, precision_options
+from models import Kind, SettingsError, check_precision, get_preset, precision_options
 from models.settings import setting_ranges
 from models.run import Runner
 
@@ -25,7 +25,7 @@ from .blind import BlindView
 from .config import AppConfig
 from .disk import delete_cache
 from .exports import ExportFolder
-from .handlers import selection_handler, side_handler, stop_handler
+from .handlers import run_button_after, run_start_handler, selection_handler, side_handler, stop_handler
 from .set_handlers import SetHandlers
 from .set_page import build_set_components, wire_prompt_set
 from .policy import Policy
@@ -34,10 +34,6 @@ from .share_handlers import ShareHandlers
 from .visitors import GENERATE, FairShare
 
 START_KIND = {"left": Kind.SEQ2SEQ, "right": Kind.CAUSAL}  # the kind of each panel's default model
-NO_LOCAL_SEQ2SEQ = ("No seq2seq model is available on this machine and the Hugging Face hub cannot be reached. "
-                    "To get one: with a connection, run `python -c \"from transformers import pipeline; "
-                    "pipeline('text2text-generation', 'google/flan-t5-small')\"` once (it stays in the local cache), "
-                    "or start with `python app.py --model-dir DIR` pointing at a local checkpoint folder.")
 HEADER = ("# One prompt, two models, side by side\n"
           "Either panel takes any model: an **encoder-decoder** (`AutoModelForSeq2SeqLM`) reads your input and writes a "
           "new text; a **decoder-only** (`AutoModelForCausalLM`) continues your prompt. They start as a seq2seq model on "
@@ -70,6 +66,7 @@ class Handlers:
     selection: Panels  # a panel's card and class answer, by side
     share: ShareHandlers  # rate, pair, download, reopen
     stop: Callable
+    run_start: Callable  # the first step of Run both: stops this session's run still going, clears the panels
     prompt_set: SetHandlers | None = None  # the "Prompt set" tab
 
 
@@ -98,6 +95,8 @@ def _controls() -> Controls:
         clear = gr.Button("Clear", elem_id="clear-btn")
         link = gr.Checkbox(True, label="Same settings for both sides", elem_id="link-settings")
         blind = gr.Checkbox(False, label="Blind: shuffle the sides and hide the models until I rate", elem_id="blind")
+    gr.Markdown("**Examples**: a click puts the prompt in and runs both sides at once (a run still going is replaced).",
+                elem_id="examples-note")
     with gr.Row(elem_id="examples"):
         examples = [gr.Button(ex.title, size="sm", elem_id=f"example-{i}") for i, ex in enumerate(EXAMPLES)]
     how = gr.Markdown("", elem_id="example-how")
@@ -115,10 +114,12 @@ def _panels(runner: Runner, config: AppConfig) -> Panels:
             kind = START_KIND[side]
             value = runner.default_model(kind, config.seq2seq if kind is Kind.SEQ2SEQ else config.causal)
             preset = get_preset(value or "")
-            notice = NO_LOCAL_SEQ2SEQ if kind is Kind.SEQ2SEQ and not runner.has_usable_model(kind) else None
+            shown = runner.selected_kind(value) or kind  # the page's load refines what follows the model
             panels[side] = build_panel(side, title=SIDE_TITLES[side], choices=choices, value=value,
                                        allow_custom=runner.registry.allow_custom, precision=precision,
-                                       defaults=preset.defaults if preset else {}, limits=limits, notice=notice)
+                                       defaults=preset.defaults if preset else {}, limits=limits,
+                                       notice=runner.missing_model_notice(shown), show_prefix=shown is Kind.SEQ2SEQ,
+                                       show_chat=shown is Kind.CAUSAL)
     return panels
 
 
@@ -133,15 +134,19 @@ def _handlers(runner: Runner, policy: Policy, config: AppConfig, controls: Contr
                     selection=Panels({side: selection_handler(runner, panel, policy) for side, panel in panels.items()}),
                     share=ShareHandlers(exports, left, right, controls.prompt, share,
                                         BlindView(left, right, share, controls.blind), link=controls.link),
-                    stop=stop_handler(runner))
+                    stop=stop_handler(runner), run_start=run_start_handler(runner, panels.values(), controls.run))
 
 
 def _wire_run(config: AppConfig, controls: Controls, panels: Panels, handlers: Handlers) -> list[Any]:
     """Run both sides at once; returns each side's run event."""
     share = handlers.share.share
     triggers = [controls.run.click, controls.run_token.change]
-    # Registered before the sides' "start" step: the page runs a trigger's listeners in order.
+    # Registered before the sides' "start" step: the page runs a trigger's listeners in order, one after another.
     gr.on(triggers, handlers.share.run_start, {controls.blind}, handlers.share.run_start_outputs(), **PRIVATE)
+    # After the new run's id is set (a run it stops must not pair with it): a run of this session still going is
+    # stopped (the new prompt replaces it), both panels cleared, the Run button made busy.
+    gr.on(triggers, handlers.run_start, None,
+          {controls.run, *[c for p in panels.values() for c in (p.output, p.stats, p.confidence)]}, **PRIVATE)
     # Gradio 6's page runs the listeners of one trigger one after another (it awaits each
     # generator to its end), so the two sides hang off a browser-only "start" step instead:
     # the page starts every .then() of a finished step at once, and both sides stream together.
@@ -149,23 +154,31 @@ def _wire_run(config: AppConfig, controls: Controls, panels: Panels, handlers: H
     events = []
     choices = {c for p in panels.values() for c in (p.model, p.custom, p.precision, p.task_prefix, p.chat_template,
                                                    *p.settings.components())}  # both: a blind run may swap them
+    records = [p.record for p in panels.values()]
     for side, panel in panels.items():
         inputs = {controls.prompt, controls.link, share.blind_run, *choices}
+        # "always_last": a start while this side still runs (the run it stops) waits for it to end, then runs with
+        # the page as it is then (the new prompt); the default "once" would drop it.
         events.append(start.then(handlers.run[side], inputs=inputs,
                                  outputs={panel.output, panel.stats, panel.card, panel.record, panel.tokens, panel.code,
                                           panel.confidence},
                                  concurrency_id=GENERATE, concurrency_limit=config.concurrency, show_progress="hidden",
-                                 api_visibility="private"))
+                                 trigger_mode="always_last", api_visibility="private"))
+        events[-1].then(lambda data: run_button_after([data[r] for r in records], data[share.blind_run], controls.run),
+                        inputs={*records, share.blind_run}, outputs={controls.run}, **PRIVATE)
     return events
 
 
 def _wire_panels(demo: gr.Blocks, controls: Controls, panels: Panels, handlers: Handlers) -> None:
-    right_settings = panels["right"].settings.accordion
-    for trigger in (controls.link.change, demo.load):
-        trigger(lambda linked: gr.Accordion(visible=not linked), controls.link, right_settings, **PRIVATE)
-    for side, panel in panels.items():
+    left_settings, right_settings = panels["left"].settings.accordion, panels["right"].settings.accordion
+    for trigger in (controls.link.change, demo.load):  # the left panel's settings say when they apply to both sides
+        trigger(lambda linked: {right_settings: gr.Accordion(visible=not linked),
+                                left_settings: gr.Accordion(label=settings_label("left", shared=linked))},
+                controls.link, {left_settings, right_settings}, **PRIVATE)
+    for side, panel in panels.items():  # the card, the class answer and what follows the model (see follow_model)
         gr.on([panel.model.change, panel.custom.submit, panel.precision.change, demo.load], handlers.selection[side],
-              inputs={panel.model, panel.custom, panel.precision}, outputs={panel.card, panel.class_info},
+              inputs={panel.model, panel.custom, panel.precision},
+              outputs={panel.card, panel.class_info, panel.notice, panel.task_prefix, panel.chat_template},
               concurrency_limit=4, concurrency_id="card", show_progress="hidden", api_visibility="private")
 
 
@@ -181,22 +194,42 @@ def _wire_share(handlers: ShareHandlers, run_events: list[Any]) -> None:
 
 
 def example_handler(runner: Runner, example: Example, controls: Controls, panels: Panels) -> Callable:
-    """An example button's handler: the prompt, the task prefix, the line on how models read it, and for a
-    pairing example each panel's model (its kind's default model, or the first of that kind available here)
-    and precision; then it bumps the run token, which starts the run."""
+    """An example button's handler: the prompt, the task prefix, the chat-template switch, the line on how models
+    read it, and for a pairing example each panel's model (its kind's default model, or the first of that kind
+    available here) and precision; then it bumps the run token, which starts the run. A pairing that cannot run
+    here (no model of its kind, a precision this machine lacks) says so instead, and neither runs nor changes models."""
     pair = {side: getattr(example, side) for side in SIDES if getattr(example, side) is not None}
     chosen = {side: runner.default_model(Kind(choice.kind)) for side, choice in pair.items()}
     picked = " · ".join(f"{side}: {chosen[side]} in {choice.precision}" for side, choice in pair.items())
     how = f"ℹ️ {example.how}" + (f"<br>Picked for you: {picked}." if picked else "")
+    refusal = next(filter(None, (pairing_refusal(runner, example.title, choice, chosen[side])
+                                 for side, choice in pair.items())), None)
 
     def pick(token: int) -> dict[Any, Any]:
+        if refusal is not None:
+            return {controls.prompt: example.prompt, controls.how: refusal}
         updates: dict[Any, Any] = {controls.prompt: example.prompt, controls.how: how, controls.run_token: token + 1,
-                                   panels["left"].task_prefix: example.task_prefix}
+                                   panels["left"].task_prefix: example.task_prefix,
+                                   **{panel.chat_template: example.chat_template for panel in panels.values()}}
         for side, choice in pair.items():
             updates.update({panels[side].model: chosen[side], panels[side].custom: "",
                             panels[side].precision: choice.precision, panels[side].task_prefix: example.task_prefix})
         return updates
     return pick
+
+
+def pairing_refusal(runner: Runner, title: str, choice: Any, model: str | None) -> str | None:
+    """Why a pairing example cannot run here (its model cannot be loaded, or its precision cannot run on this
+    machine), with how to get a model, as the line under the examples; ``None`` when it can run."""
+    kind = Kind(choice.kind)
+    if model is None or runner.registry.availability(model) is not None:
+        notice = runner.missing_model_notice(kind) or f"No {kind.value} model can be loaded here."
+        return f"⚠️ Not run: “{title}” needs a {kind.value} model, and none is on this machine. {notice}"
+    try:
+        check_precision(choice.precision)
+    except SettingsError as exc:
+        return f"⚠️ Not run: “{title}” needs {choice.precision}, which cannot run here: {exc}"
+    return None
 
 
 def clear_handler(controls: Controls, panels: Panels) -> Callable[[], dict[Any, Any]]:
@@ -218,7 +251,8 @@ def _wire_controls(runner: Runner, controls: Controls, panels: Panels, handlers:
     clear = clear_handler(controls, panels)
     controls.clear.click(clear, None, set(clear()), **PRIVATE)
     outputs = {controls.prompt, controls.how, controls.run_token,
-               *[c for panel in panels.values() for c in (panel.model, panel.custom, panel.precision, panel.task_prefix)]}
+               *[c for panel in panels.values()
+                 for c in (panel.model, panel.custom, panel.precision, panel.task_prefix, panel.chat_template)]}
     for button, example in zip(controls.examples, EXAMPLES):  # queued: Gradio 6 fires a State's .change only then
         button.click(example_handler(runner, example, controls, panels), controls.run_token, outputs,
                      show_progress="hidden", api_visibility="private")
@@ -239,7 +273,8 @@ def build_page(runner: Runner, config: AppConfig) -> Page:
                 panels = _panels(runner, config)
                 share = build_share()
             with gr.Tab("Prompt set", elem_id="tab-set"):
-                set_tab = build_set_components(runner, config)
+                # the same two models as the single-prompt panels, whatever decided those
+                set_tab = build_set_components(runner, config, {side: panels[side].model.value for side in SIDES})
         handlers = _handlers(runner, policy, config, controls, panels, share)
         _wire_panels(demo, controls, panels, handlers)
         _wire_share(handlers.share, _wire_run(config, controls, panels, handlers))

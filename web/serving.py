@@ -8,8 +8,10 @@ which returns only once the server answers, and leaves nothing running when it f
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -21,7 +23,7 @@ from models.local import LocalEngines
 from models.remote import Endpoint, RemoteEngines, connect_all
 from models.run import Runner
 
-from .config import AppConfig
+from .config import LOOPBACK_HOSTS, AppConfig
 from .disk import MAX_UPLOAD_BYTES, UploadGate
 from .headers import middleware
 from .page import Page, build_page
@@ -65,7 +67,8 @@ def build_runner(config: AppConfig, *, registry: ModelRegistry | None = None, ca
     for endpoint in endpoints:
         registry.register_endpoint(endpoint.source)
     engines = Engines([
-        LocalEngines(cache, registry, grouper=Grouper(config.group_window) if config.group_window > 0 else None),
+        LocalEngines(cache, registry, grouper=Grouper(config.group_window) if config.group_window > 0 else None,
+                     hide_paths=not config.show_paths),  # paths hidden: the code finds the model itself
         RemoteEngines(endpoints),
     ])
     return Runner(registry, engines, first_token_timeout=config.first_token_timeout,
@@ -89,7 +92,7 @@ def launch_kwargs(config: AppConfig) -> dict[str, Any]:
 
 def open_host_warning(host: str, config: AppConfig) -> str | None:
     """The one line printed at start when the server listens beyond loopback with no login."""
-    if config.auth or host in ("127.0.0.1", "localhost", "::1"):
+    if config.auth or host in LOOPBACK_HOSTS:
         return None
     return OPEN_HOST_WARNING.format(host=host)
 
@@ -110,6 +113,18 @@ def _reason(exc: BaseException, url: str | None) -> str:
     if "localhost is not accessible" in text:
         return SELF_CHECK_FAILED.format(url=url or "localhost")
     return text
+
+
+DEFAULT_PORT = 7860  # Gradio's first choice, moved by GRADIO_SERVER_PORT
+
+
+def ready_line(url: str, asked_port: int | None = None) -> str:
+    """The line printed once the page answers: the address to open, and why it is not the usual one when
+    Gradio moved on to a free port (the README says 7860)."""
+    wanted = asked_port or int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT)
+    port = urlsplit(url).port
+    moved = f" (port {wanted} is taken, so this one is used)" if port not in (None, wanted) else ""
+    return f"Playground ready: open {url.rstrip('/')}{moved}. Ctrl+C stops it."
 
 
 def launch(demo: gr.Blocks, config: AppConfig, *, host: str, port: int | None = None, quiet: bool = False) -> str:

@@ -6,20 +6,22 @@ Everything about running lives in :mod:`models.sets.compare` (no Gradio); this m
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 import pandas as pd
 
-from components.promptset_tab import SetTab, table_rows
+from components.promptset_tab import SetTab, table_value
 from components.render import esc
 from components.set_export import summary_markdown, write_set_exports
 from models import GenerationSettings, ModelIdError, SettingsError, check_precision
 from models.request import SetRequest
-from models.run import Loading, Runner, SetFinished, SetProgress
-from models.sets.compare import SIDES, rate
+from models.run import Runner, SetFinished, SetProgress
+from models.sets.compare import SIDES, SideProgress, Stage, rate
 from models.sets.rows import MAX_FILE_BYTES, PromptRow, PromptSetError, Task, builtin_set, parse_prompt_file, validate_rows
 
 from .exports import ExportFolder
@@ -30,6 +32,7 @@ from .zerogpu import MAX_SECONDS, on_gpu
 
 Updates = dict[Any, Any]
 REFRESH_SECONDS = 0.5  # the table and charts are redrawn at most this often while a set runs
+NO_SCORES = "**Score per side**: no references: no scores (the set's rows carry no reference answer to score against)."
 
 
 class SetInputError(ValueError):
@@ -74,15 +77,46 @@ def build_request(runner: Runner, name: str, rows: tuple[PromptRow, ...], task: 
                       batch_size=size)
 
 
+def first_rows(rows: tuple[PromptRow, ...], value: Any) -> tuple[PromptRow, ...]:
+    """The first ``value`` rows (0 or empty: every row); a value that is not a whole number from 0 is refused."""
+    if value in (None, ""):
+        return rows
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SetInputError(f"first rows: must be a whole number from 0 (every row), got {value!r:.40}")
+    return rows[:value] if value else rows
+
+
+def _side_line(side: str, state: SideProgress, total: int) -> str:
+    if state.stage is Stage.FAILED:
+        return f"{side} ⚠️ {state.status}"
+    if state.stage is Stage.LOADING:
+        return f"{side} {state.status}"
+    if state.stage is Stage.STARTING:
+        return f"{side} ⏳ starting…"
+    filled = round(10 * state.done / total) if total else 10
+    mark = " ✓" if state.stage is Stage.DONE else ""
+    return f"{side} {'▰' * filled}{'▱' * (10 - filled)} {state.done}/{total} rows{mark}"
+
+
 def progress_line(progress: SetProgress) -> str:
-    """``left ▰▰▰▱▱ 6/10 · right ▰▰▱▱▱ 4/10 · 12 s · about 8 s left``."""
-    def bar(done: int) -> str:
-        filled = round(10 * done / progress.total) if progress.total else 10
-        return "▰" * filled + "▱" * (10 - filled)
-    left = f"left {bar(progress.done_left)} {progress.done_left}/{progress.total}"
-    right = f"right {bar(progress.done_right)} {progress.done_right}/{progress.total}"
-    rest = "" if progress.remaining is None else f" · about {progress.remaining:.0f} s left"
-    return f"{left} · {right} · {progress.elapsed:.0f} s{rest}"
+    """``left ▰▰▰▱▱▱▱▱▱▱ 3/10 rows · right ⏳ Loading SmolLM2… 12 s · 14 s · about 8 s left``: each side's stage
+    (loading its model, rows done, failed), the time since the set started, and the time left as estimated
+    from the rows finished so far."""
+    sides = " · ".join(_side_line(side, progress.sides[side], progress.total) for side in SIDES)
+    remaining = progress.remaining
+    rest = ("" if remaining == 0 else " · time left: after the first rows" if remaining is None
+            else f" · about {remaining:.0f} s left")
+    return f"{sides} · {progress.elapsed:.0f} s{rest}"
+
+
+def as_drawn(progress: SetProgress, drawn: SetProgress) -> SetProgress:
+    """``progress`` with each side whose rows changed since the table was ``drawn`` shown as it was then: the line
+    and the table always count the same rows, and the clock still ticks."""
+    sides = {side: state if state.done == drawn.sides[side].done else drawn.sides[side]
+             for side, state in progress.sides.items()}
+    return replace(progress, sides=sides)
 
 
 def chart_frames(result: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -109,6 +143,17 @@ def chart_frames(result: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd
             pd.DataFrame(lengths, columns=["row", "output tokens", "side"]))
 
 
+def axis_top(values: Any) -> float:
+    """A round upper end for a bar chart's axis, above its tallest bar (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten): with
+    the axis starting at zero and no upper end, the tallest bar would touch the top and look cut off."""
+    highest = max((float(v) for v in values if v is not None and not math.isnan(float(v))), default=0.0)
+    if highest <= 0:
+        return 1.0
+    wanted = highest * 1.1
+    power = 10 ** math.floor(math.log10(wanted))
+    return next(step * power for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if step * power >= wanted)
+
+
 class SetHandlers:
     """Handlers of the prompt-set tab.
 
@@ -127,17 +172,25 @@ class SetHandlers:
         tab = self.tab
         settings = self.policy.check(slider_settings(data, tab.settings, task_prefix=data[tab.task_prefix] or ""))
         name, rows, task = read_rows(data[tab.builtin], data[tab.upload])
+        rows = first_rows(rows, data[tab.first_rows])
         models = {side.side: (data[side.model], data[side.custom], data[side.precision], None) for side in (tab.left, tab.right)}
         return build_request(self.runner, name, rows, task, models, settings, data[tab.batch_size])
 
     def render(self, result: dict[str, Any], final: bool = False, show: str = "all") -> Updates:
         """Table (the rows ``show`` keeps), summary and charts for a (partial or ``final``) result. The charts are
         first drawn once both sides have a row done, or at the end: see :func:`chart_frames` for why the first frame
-        must hold both."""
-        updates: Updates = {self.tab.table: table_rows(result["rows"], show), self.tab.summary: summary_markdown(result)}
+        must hold both. A set without references (or whose task has no score) shows :data:`NO_SCORES` in the score
+        chart's place, from its first frame."""
+        tab = self.tab
+        scored = bool(result["summary"].get("score_labels")) and any(row.get("reference") for row in result["rows"])
+        updates: Updates = {tab.table: table_value(result, show), tab.summary: summary_markdown(result),
+                            tab.score_box: gr.Column(visible=scored),
+                            tab.score_note: gr.Markdown(NO_SCORES if not scored else "", visible=not scored)}
         if final or all(result["summary"][side].get("rows_done") for side in SIDES):
             scores, latency, lengths = chart_frames(result)
-            updates.update({self.tab.score_plot: scores, self.tab.latency_plot: latency, self.tab.length_plot: lengths})
+            top = axis_top(latency["seconds per row"])  # from zero: a cut axis makes 0.31 s look 10× 0.27 s
+            updates.update({tab.latency_plot: gr.BarPlot(latency, y_lim=[0, top]), tab.length_plot: lengths,
+                            **({tab.score_plot: scores} if scored else {})})
         return updates
 
     def _finished(self, result: dict[str, Any], show: str) -> Updates:
@@ -155,29 +208,30 @@ class SetHandlers:
         except (SetInputError, PromptSetError, SettingsError, OSError) as exc:
             yield {self.tab.progress: f"⚠️ {esc(self.redact(str(exc)))}"}
             return
+        drawn: SetProgress | None = None  # the progress the table shows
         last_drawn = 0.0
         for update in self.runner.start_set(set_request, request.session_hash or "anonymous").events():
-            if isinstance(update, Loading):
-                yield {self.tab.progress: esc(self.redact(update.status))}
-            elif isinstance(update, SetFinished) and update.error is not None:
+            if isinstance(update, SetFinished) and update.error is not None:
                 yield {self.tab.progress: f"⚠️ {esc(self.redact(update.error))}"}
             elif isinstance(update, SetProgress):
-                line = {self.tab.progress: esc(progress_line(update))}
-                if time.perf_counter() - last_drawn < REFRESH_SECONDS:
-                    yield line  # the table and charts are redrawn at most every REFRESH_SECONDS
-                    continue
-                last_drawn = time.perf_counter()
-                yield {**line, **self.render(update.snapshot().to_dict(), show=data[self.tab.show])}
+                changed = drawn is None or (update.done_left, update.done_right) != (drawn.done_left, drawn.done_right)
+                if changed and (drawn is None or time.perf_counter() - last_drawn >= REFRESH_SECONDS):
+                    drawn, last_drawn = update, time.perf_counter()
+                    yield {self.tab.progress: esc(self.redact(progress_line(update))),
+                           **self.render(self.redact(update.snapshot().to_dict()), show=data[self.tab.show])}
+                else:  # the clock ticks; the counts stay those of the table until it is redrawn
+                    yield {self.tab.progress: esc(self.redact(progress_line(as_drawn(update, drawn))))}
             elif isinstance(update, SetFinished):
                 result = self.redact(update.result)
-                yield {self.tab.progress: "✅ done" if not result["stopped"] else "⏹ stopped: the rows done are kept",
-                       **self._finished(result, data[self.tab.show])}
+                line = "✅ done" if not result["stopped"] else "⏹ stopped: the rows done are kept"
+                line += "".join(f" · {side} ⚠️ {reason}" for side, reason in (result.get("unavailable") or {}).items())
+                yield {self.tab.progress: esc(line), **self._finished(result, data[self.tab.show])}
 
     def filter_table(self, data: dict[Any, Any]) -> Any:
         """The finished set's table with the rows the filter keeps (the filter chosen while a set runs applies
         when it ends)."""
         result = data[self.tab.result]
-        return table_rows(result["rows"], data[self.tab.show]) if result else gr.skip()
+        return table_value(result, data[self.tab.show]) if result else gr.skip()
 
     def select_row(self, event: gr.SelectData) -> int:
         """Clicking a table row picks it for rating: its number in the set (the ``#`` cell, which a filtered table
@@ -225,9 +279,12 @@ def run_set_endpoint(runner: Runner, policy: Policy) -> Callable[..., Iterator[d
         except (SetInputError, PromptSetError, SettingsError) as exc:
             raise refuse("/run_set", str(exc)) from None  # one log line, as /generate's refusals, no traceback
         session = (request.session_hash if request is not None else None) or "api"
+        last: dict | None = None
         for update in runner.start_set(set_request, session).events():
             if isinstance(update, SetProgress):
-                yield update.to_dict()
+                if update.to_dict() != last:  # a new count; the page's clock ticks are not sent
+                    last = update.to_dict()
+                    yield last
             elif isinstance(update, SetFinished) and update.error is not None:
                 raise refuse("/run_set", policy.redact(update.error))
             elif isinstance(update, SetFinished):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import gradio as gr
 
@@ -23,14 +23,18 @@ from .zerogpu import MAX_SECONDS, on_gpu
 PRIVATE = {"show_progress": "hidden", "api_visibility": "private"}
 
 
-def build_set_components(runner: Runner, config: AppConfig) -> SetTab:
-    """The tab's components (call inside its ``gr.Tab``): the sets, both sides' selectors, settings, table, charts."""
+def build_set_components(runner: Runner, config: AppConfig, start: Mapping[str, str | None] | None = None) -> SetTab:
+    """The tab's components (call inside its ``gr.Tab``): the sets, both sides' selectors, settings, table, charts.
+
+    ``start``: the model each side starts with: the single-prompt panels' (``web/page.py`` passes them, so both
+    tabs open on the same two models); without it, each side's default model."""
     registry = runner.registry
+    start = start or {"left": runner.default_model(Kind.SEQ2SEQ, config.seq2seq),
+                      "right": runner.default_model(Kind.CAUSAL, config.causal)}
     return build_set_tab(
         sets=[(builtin_set(name).title, name) for name in BUILTIN_SETS],
         choices={"left": registry.choices(), "right": registry.choices()},  # any generative model on either side
-        values={"left": runner.default_model(Kind.SEQ2SEQ, config.seq2seq),
-                "right": runner.default_model(Kind.CAUSAL, config.causal)},
+        values={"left": start["left"], "right": start["right"]},
         allow_custom=registry.allow_custom, precision=precision_options(), limits=setting_ranges(config.limits),
         max_upload_mb=MAX_FILE_BYTES / 1e6)
 
@@ -60,9 +64,10 @@ def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, policy: Policy, st
               selection_handler(runner, side, policy),
               inputs={side.model, side.custom, side.precision}, outputs={side.class_info}, concurrency_limit=4,
               concurrency_id="card", **PRIVATE)
-    inputs = {tab.builtin, tab.upload, tab.task_prefix, tab.batch_size, tab.show, *tab.settings.components(),
+    inputs = {tab.builtin, tab.upload, tab.task_prefix, tab.batch_size, tab.first_rows, tab.show, *tab.settings.components(),
               *[c for side in (tab.left, tab.right) for c in (side.model, side.custom, side.precision)]}
-    finished = {tab.table, tab.summary, tab.score_plot, tab.latency_plot, tab.length_plot, tab.result,
+    finished = {tab.table, tab.summary, tab.score_box, tab.score_plot, tab.score_note, tab.latency_plot, tab.length_plot,
+                tab.result,
                 tab.download_csv, tab.download_json, tab.download_md}
     tab.run.click(gpu_run(handlers), inputs=inputs, outputs={tab.progress, *finished}, concurrency_id=concurrency_id,
                   concurrency_limit=concurrency, **PRIVATE

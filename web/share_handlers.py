@@ -5,7 +5,8 @@ Comparisons are plain dicts (:mod:`components.export`) because they live in ``gr
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import uuid
+from typing import Any, Iterable, Mapping
 
 import gradio as gr
 
@@ -41,6 +42,19 @@ def parting(left: Mapping[str, Any] | None, right: Mapping[str, Any] | None) -> 
     same = vocab[0] is not None and vocab[0] == vocab[1]
     return compare_answers(str(left.get("text", "")), str(right.get("text", "")), _tokens(left), _tokens(right),
                            same_vocabulary=same).to_dict()
+
+
+def same_run(records: Iterable[Mapping[str, Any] | None], current: Mapping[str, Any] | None) -> bool:
+    """Whether both sides' records are there and belong to the run that set ``current`` (``blind_run``'s value,
+    with the run's id): the record of a run that Run both replaced, written after the new run began, is never
+    paired with the new run's."""
+    records = list(records)
+    run = (current or {}).get("run")
+    return len(records) == 2 and all(r is not None and r.get("run") == run for r in records)
+
+
+def _without_run(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if key != "run"}  # the id is the page's, not the export's
 
 
 def side_labels(comparison: Mapping[str, Any]) -> dict[str, str]:
@@ -98,7 +112,7 @@ class ShareHandlers:
         models is hidden until the visitor rates.
         """
         share = self.share
-        assignment = self.blind.assignment(data)
+        assignment = {**self.blind.assignment(data), "run": uuid.uuid4().hex[:12]}  # the id pairs this run's records
         updates: Updates = {self.left.record: None, self.right.record: None, share.rating: None,
                             share.history: gr.Dropdown(value=None), share.blind_run: assignment, share.reveal: "",
                             share.download_json: gr.DownloadButton(value=None, interactive=False),
@@ -118,16 +132,27 @@ class ShareHandlers:
         """After either side finishes: once both have a record, the comparison joins the history
         (with the rating, if one was given while the run was going)."""
         records = data[self.left.record], data[self.right.record]
-        if any(r is None for r in records) or not any(r.get("stats") for r in records):
-            return gr.skip()  # the other side is still running, or neither side produced an answer
         assignment = data.get(self.share.blind_run) or {}
+        if not same_run(records, assignment) or not any(r.get("stats") for r in records):
+            return gr.skip()  # the other side is still running, a replaced run ended, or neither side answered
+        records = tuple(_without_run(r) for r in records)
         comparison = build_comparison(*records, rating=data[self.share.rating], blind=bool(assignment.get("blind")),
                                       swapped=bool(assignment.get("swapped")))
         comparison["parting"] = parting(*records)
         updates = self._recorded(add_to_history(data[self.share.comparisons], comparison), comparison)
         updates[self.share.parting] = parting_view(comparison)
         if comparison.get("blind") and not hidden(comparison):  # rated while the run was going: reveal now
-            updates.update(self.blind.reveal(comparison))
+            updates.update(self._reveal(comparison))
+        return updates
+
+    def _reveal(self, comparison: Mapping[str, Any]) -> Updates:
+        """The blind reveal (:meth:`BlindView.reveal`); when the sides had been shuffled, each panel's selectors
+        and settings too are put to what ran on that panel, so that selectors, card and stats agree (and Run
+        both repeats what was rated)."""
+        updates = self.blind.reveal(comparison)
+        if comparison.get("swapped"):
+            for panel in (self.left, self.right):
+                updates.update(choices_back(panel, (comparison.get("sides") or {}).get(panel.side) or {}))
         return updates
 
     def rate(self, data: dict[Any, Any]) -> Updates:
@@ -139,7 +164,7 @@ class ShareHandlers:
         rated = with_rating(current, data[self.share.rating])
         updates = self._recorded(add_to_history(data[self.share.comparisons], rated), rated)
         if hidden(current) and not hidden(rated):
-            updates.update(self.blind.reveal(rated))
+            updates.update(self._reveal(rated))
             updates[self.share.parting] = parting_view(rated)
         return updates
 
@@ -147,7 +172,8 @@ class ShareHandlers:
         """Every component :meth:`rate` and :meth:`side_done` update."""
         share = self.share
         per_panel = {c for p in (self.left, self.right)
-                     for c in (p.identity, p.details, p.heading, p.card, p.tokens, p.code, p.stats, p.confidence)}
+                     for c in (p.identity, p.details, p.heading, p.card, p.tokens, p.code, p.stats, p.confidence,
+                               *_choices(p))}
         return {share.comparisons, share.history, share.download_json, share.download_md, share.reveal, share.parting,
                 *per_panel}
 
@@ -185,6 +211,12 @@ class ShareHandlers:
         return {self.prompt_box, self.share.rating, self.share.reveal, self.share.download_json, self.share.download_md,
                 self.share.parting,
                 *per_panel, *([self.link] if self.link is not None else [])}
+
+
+def _choices(panel: Panel) -> list[Any]:
+    """What :func:`choices_back` may set on ``panel``."""
+    return [c for c in (panel.model, panel.custom, panel.precision, panel.task_prefix, panel.chat_template,
+                        *panel.settings.components()) if c is not None]
 
 
 def _settings_differ(comparison: Mapping[str, Any]) -> bool:

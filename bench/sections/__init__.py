@@ -7,8 +7,8 @@ A section is one module here: ``measure(ctx)`` runs it and returns samples (plai
 
 from __future__ import annotations
 
-from . import (confidence, eight_bit, loading, precision_quality, prompt_sets, side_by_side, startup, stop, streaming,
-               ttft, visitors)
+from . import (confidence, eight_bit, loading, precision_quality, prompt_sets, ratings, side_by_side, startup, stop,
+               streaming, ttft, visitors)
 from .base import Row, Section, Table, all_met, row
 
 __all__ = ["REGISTRY", "Row", "Section", "Table", "all_met", "by_key", "row"]
@@ -27,6 +27,7 @@ REGISTRY: tuple[Section, ...] = (
     Section(9, "visitors", "Many visitors", visitors.TARGET, False, visitors.measure, visitors.summarize),
     Section(10, "prompt_sets", "Prompt sets", prompt_sets.TARGET, False, prompt_sets.measure, prompt_sets.summarize),
     Section(11, "confidence", "Token probabilities", confidence.TARGET, False, confidence.measure, confidence.summarize),
+    Section(12, "ratings", "Leaderboard", ratings.TARGET, False, ratings.measure, ratings.summarize),
 )
 
 

@@ -1,9 +1,11 @@
 """Compare two models over a prompt set: both sides at once, each in batches, rows in input order, scores.
 
-:func:`compare_set` runs each side's engine (``Engine.rows``) for the left and the right model in two
-threads and merges what they produce into one stream of events: :class:`SetProgress` after every
-finished row, then one :class:`SetResult` with every row (in input order), its scores and a
-summary per side. One stop event ends both sides within one token; finished rows are kept.
+:func:`compare_set` runs each side in its own thread, from getting its engine (a load can take minutes: loading is
+the first stage of a side's progress) through ``Engine.rows``, and merges what they produce into one stream of
+events: :class:`SetProgress` at once, after every change (a loading line, finished rows) and at least every
+:data:`TICK_SECONDS` between them (the clock ticks while a batch runs), then one :class:`SetResult` with every row
+(in input order), its scores and a summary per side. One stop event ends both sides within one token; finished rows
+are kept. A side whose model cannot be had fails its rows with the reason while the other side runs.
 
 Each side of a row carries its tokens (probability and alternatives, :class:`models.types.TokenProb` as dicts)
 and their mean probability and log-probability; each row says whether both answers are identical and, when not,
@@ -23,7 +25,8 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence, Union
+from enum import Enum
+from typing import Any, Callable, Generator, Iterator, Sequence, Union
 
 from ..divergence import compare_answers
 from ..engine import Engine
@@ -35,22 +38,63 @@ from .scores import SCORE_INFO, TASK_SCORES, score_row, summarize_scores
 
 SIDES = ("left", "right")
 RATINGS = ("left", "right", "tie")
-POLL_SECONDS = 0.1  # how often a waiting consumer wakes (progress time, and a closed consumer)
+POLL_SECONDS = 0.1  # how often a waiting consumer wakes (a closed consumer, the tick)
+TICK_SECONDS = 1.0  # the longest time between two progress events: the clock ticks while a batch runs
+
+#: gets a side's engine, yielding status lines while it loads (``engine = yield from opener()``); raises with a message
+#: for the visitor when the model cannot be had
+Opener = Callable[[], Generator[str, None, Engine]]
+
+
+class Stage(str, Enum):
+    """Where one side of a set is."""
+
+    STARTING = "starting"  # its thread has not reported yet
+    LOADING = "loading"  # getting its engine (loading the model)
+    RUNNING = "running"  # generating rows
+    DONE = "done"  # every row has a result
+    FAILED = "failed"  # its model cannot be had: every row carries the reason
+
+
+@dataclass(frozen=True)
+class SideProgress:
+    """One side's progress: its stage, rows done, what it is doing (a loading line, or why it failed), and the time
+    left, estimated from its finished rows only (``None`` until it has one; it changes only when a row finishes)."""
+
+    stage: Stage
+    done: int
+    status: str = ""
+    remaining: float | None = None
 
 
 @dataclass(frozen=True)
 class SetProgress:
-    """Rows done per side so far, with the time spent and an estimate of the time left.
+    """Each side's progress, the rows in all, the time since the set started, and the time left.
 
     :meth:`snapshot` gives the rows done so far (scored), for a table that fills row by row.
     """
 
-    done_left: int
-    done_right: int
+    sides: dict[str, SideProgress]
     total: int
     elapsed: float
-    remaining: float | None  # None until each side has finished a row
     snapshot_args: tuple = field(default=(), repr=False, compare=False)
+
+    @property
+    def done_left(self) -> int:
+        return self.sides["left"].done
+
+    @property
+    def done_right(self) -> int:
+        return self.sides["right"].done
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds until both sides are done (the slower side's estimate); ``None`` while a side that is still
+        at work has no finished row to estimate from."""
+        working = [side for side in self.sides.values() if side.stage not in (Stage.DONE, Stage.FAILED)]
+        if any(side.remaining is None for side in working):
+            return None
+        return max((side.remaining for side in working), default=0.0)
 
     def snapshot(self) -> "SetResult":
         """Every row as far as it is done (a side that has not reached a row has ``None`` there), without the
@@ -65,11 +109,13 @@ class SetProgress:
 
 @dataclass
 class SetResult:
-    """Every row with both sides' outputs and scores, and a summary per side."""
+    """Every row with both sides' outputs and scores, and a summary per side; ``unavailable``: per side whose
+    model could not be had, why (its rows carry the same reason)."""
 
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
     stopped: bool = False
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "summary": self.summary, "stopped": self.stopped}
@@ -78,27 +124,63 @@ class SetResult:
 SetEvent = Union[SetProgress, SetResult]
 
 
+@dataclass(frozen=True)
+class _Status:
+    """A side's worker reports its stage (and a loading line, or why it failed)."""
+
+    stage: Stage
+    text: str = ""
+
+
 @dataclass
-class _Sides:
-    """Row results per side as they arrive."""
+class _Side:
+    """One side's state in the merging loop."""
 
-    total: int
-    results: dict[str, dict[int, RowResult]] = field(default_factory=lambda: {side: {} for side in SIDES})
-    first_at: dict[str, float] = field(default_factory=dict)
+    stage: Stage = Stage.STARTING
+    status: str = ""
+    results: dict[int, RowResult] = field(default_factory=dict)
+    running_since: float | None = None  # when its engine was ready
+    remaining: float | None = None
 
-    def progress(self, started: float, snapshot_args: tuple) -> SetProgress:
-        now = time.perf_counter()
-        done = {side: len(self.results[side]) for side in SIDES}
-        rates = [(now - started) / done[side] for side in SIDES if done[side]]
-        remaining = None
-        if len(rates) == len(SIDES):
-            remaining = max(rate * (self.total - done[side]) for rate, side in zip(rates, SIDES))
-        return SetProgress(done["left"], done["right"], self.total, now - started, remaining, snapshot_args)
+    def add(self, result: RowResult, total: int, now: float) -> None:
+        self.results[result.index] = result
+        done = len(self.results)
+        busy = now - (self.running_since if self.running_since is not None else now)
+        self.remaining = busy / done * (total - done) if self.stage is Stage.RUNNING else 0.0  # finished work only
+
+    def progress(self) -> SideProgress:
+        return SideProgress(self.stage, len(self.results), self.status,
+                            0.0 if self.stage in (Stage.DONE, Stage.FAILED) else self.remaining)
 
 
-def _side_worker(engine: Engine, rows: Sequence[PromptRow], settings: GenerationSettings, batch_size: int,
+def ready(engine: Engine) -> Opener:
+    """The opener of an engine that is already there."""
+    def opener() -> Generator[str, None, Engine]:
+        yield from ()  # nothing to load
+        return engine
+    return opener
+
+
+def _side_worker(open_engine: Opener, rows: Sequence[PromptRow], settings: GenerationSettings, batch_size: int,
                  stop_event: threading.Event, side: str, out: queue.Queue) -> None:
-    """Run one side; if the side itself fails (not a row), its remaining rows end with that error."""
+    """Run one side: get its engine (reporting loading lines), then its rows. If its model cannot be had, every row
+    fails with the reason (or is not run, after a stop); if the side fails later (not a row), its remaining rows
+    end with that error."""
+    try:
+        opening = open_engine()
+        while True:
+            try:
+                out.put((side, _Status(Stage.LOADING, next(opening))))
+            except StopIteration as opened:
+                engine = opened.value
+                break
+    except Exception as exc:  # noqa: BLE001 - the other side goes on; this side's rows say why
+        message = str(exc) or error_message(exc)
+        out.put((side, _Status(Stage.FAILED, message)))
+        for index in range(len(rows)):
+            out.put((side, RowResult.not_run(index) if stop_event.is_set() else RowResult.failed(index, message)))
+        return
+    out.put((side, _Status(Stage.RUNNING)))
     reported: set[int] = set()
     try:
         for result in engine.rows(rows, settings, batch_size=batch_size, stop_event=stop_event):
@@ -108,16 +190,23 @@ def _side_worker(engine: Engine, rows: Sequence[PromptRow], settings: Generation
         message = error_message(exc)
         for index in sorted(set(range(len(rows))) - reported):
             out.put((side, RowResult.failed(index, message)))
+    out.put((side, _Status(Stage.DONE)))
 
 
-def compare_set(left: Engine, right: Engine, rows: Sequence[PromptRow], settings: GenerationSettings, *,
-                task: Task | str = Task.OTHER, batch_size: int = 0,
+def _opener(engine: Engine | Opener) -> Opener:
+    return ready(engine) if hasattr(engine, "rows") else engine  # type: ignore[arg-type]
+
+
+def compare_set(left: Engine | Opener, right: Engine | Opener, rows: Sequence[PromptRow], settings: GenerationSettings,
+                *, task: Task | str = Task.OTHER, batch_size: int = 0,
                 stop_event: threading.Event | None = None,
                 ratings: dict[int, str] | None = None) -> Iterator[SetEvent]:
-    """Run ``rows`` on both models at once; yield progress after each row, then the whole result.
+    """Run ``rows`` on both models at once; yield progress at once, after every change and every
+    :data:`TICK_SECONDS`, then the whole result.
 
     Args:
-        left / right: the two models (any kinds; the same model may sit on both sides).
+        left / right: the two models (any kinds; the same model may sit on both sides): an engine, or an
+            :data:`Opener` that gets one (its loading lines become the side's status).
         rows: the validated rows (see :func:`models.sets.rows.parse_prompt_file` / ``validate_rows``).
         settings: generation settings of both sides (a task prefix reaches whichever side is seq2seq).
         task: decides the scores (see :mod:`models.sets.scores`).
@@ -126,24 +215,53 @@ def compare_set(left: Engine, right: Engine, rows: Sequence[PromptRow], settings
         ratings: ratings already given, by row index.
     """
     stop_event = stop_event if stop_event is not None else threading.Event()
-    sides = _Sides(len(rows))
+    sides = {side: _Side() for side in SIDES}
+    results = {side: sides[side].results for side in SIDES}
+    snapshot_args = (rows, results, task, ratings or {})
     arrivals: queue.Queue = queue.Queue()
     started = time.perf_counter()
+
+    def progress() -> SetProgress:
+        return SetProgress({side: state.progress() for side, state in sides.items()}, len(rows),
+                           time.perf_counter() - started, snapshot_args)
+
+    def take(side: str, item: RowResult | _Status) -> None:
+        state, now = sides[side], time.perf_counter()
+        if isinstance(item, RowResult):
+            state.add(item, len(rows), now)
+            return
+        if item.stage is Stage.RUNNING:
+            state.running_since = now
+        if item.stage is not Stage.DONE or state.stage is not Stage.FAILED:
+            state.stage, state.status = item.stage, item.text
+
     with concurrent.futures.ThreadPoolExecutor(len(SIDES), thread_name_prefix="set") as pool:
-        futures = [pool.submit(_side_worker, engine, rows, settings, batch_size, stop_event, side, arrivals)
+        futures = [pool.submit(_side_worker, _opener(engine), rows, settings, batch_size, stop_event, side, arrivals)
                    for side, engine in zip(SIDES, (left, right))]
+        last = time.perf_counter()
         try:
+            yield progress()  # at once: both sides starting
             while not (all(f.done() for f in futures) and arrivals.empty()):
                 try:
-                    side, result = arrivals.get(timeout=POLL_SECONDS)
+                    take(*arrivals.get(timeout=POLL_SECONDS))
                 except queue.Empty:
-                    continue
-                sides.results[side][result.index] = result
-                yield sides.progress(started, (rows, sides.results, task, ratings or {}))
+                    if time.perf_counter() - last < TICK_SECONDS:
+                        continue
+                else:
+                    while True:  # a batch's rows arrive together: one event for all of them
+                        try:
+                            take(*arrivals.get_nowait())
+                        except queue.Empty:
+                            break
+                last = time.perf_counter()
+                yield progress()
         finally:
             if not all(f.done() for f in futures):  # the consumer went away: the workers must end too
                 stop_event.set()
-    yield build_result(rows, sides.results, task, ratings or {}, stopped=stop_event.is_set())
+    unavailable = {side: state.status for side, state in sides.items() if state.stage is Stage.FAILED}
+    final = build_result(rows, results, task, ratings or {}, stopped=stop_event.is_set())
+    final.unavailable = unavailable
+    yield final
 
 
 def _side_dict(result: RowResult | None, tokens: bool) -> dict[str, Any] | None:
