@@ -350,6 +350,16 @@ def find_comparison(history: Sequence[Mapping[str, Any]] | None, comparison_id: 
     return next((dict(c) for c in history or () if c.get("id") == comparison_id), None)
 
 
+def _side_label(record: Mapping[str, Any] | None) -> str:
+    """A side in a history label: its model, saying so when that side gave no answer."""
+    if not record:
+        return "(no answer)"
+    model = str(record.get("model") or "?")
+    if record.get("error") and not record.get("stats"):
+        return f"{model} (failed)"
+    return model
+
+
 def history_label(comparison: Mapping[str, Any], number: int) -> str:
     """A one-line label: ``#2 · 12:00:00 · What is the capital… · tiny-t5 vs tiny-gpt2 · Tie``."""
     created = str(comparison.get("created", ""))
@@ -358,7 +368,7 @@ def history_label(comparison: Mapping[str, Any], number: int) -> str:
     prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
     sides = comparison.get("sides") or {}
     models = ("blind: models hidden until rated" if hidden(comparison)
-              else " vs ".join(str((sides.get(s) or {}).get("model", "–")) for s in SIDES))
+              else " vs ".join(_side_label(sides.get(s)) for s in SIDES))
     label = f"#{number} · {clock} · {prompt} · {models}"
     if comparison.get("rating"):
         label += f" · {comparison.get('rating_label')}"

@@ -281,3 +281,34 @@ def test_bench_quick_run_writes_every_section_with_figures(tmp_path: Path) -> No
         assert len(printed) == len(entry["rows"]) and entry["rows"][0]["measure"] in printed[0]
         assert f"**{section.heading}** — target: {entry['target']}" in markdown
     assert TABLE_HEADER in proc.stdout  # the table is printed too
+
+
+# ----------------------------------------------------------------------------- section 12: the leaderboard (no model)
+
+
+def _ratings_samples(totals: list[float]) -> dict[str, Any]:
+    return {"votes": 100_000, "blind_votes": 80_000, "contestants": 12, "tasks": 6, "boards": 7, "bootstrap": 200,
+            "seconds": {"table": [t / 3 for t in totals], "boards": [2 * t / 3 for t in totals], "total": totals},
+            "rated": 12, "max_rating_error": 50.0, "max_lc_rating_error": 12.0, "lc_intervals_covering": 8,
+            "length_coefficient": 0.86, "length_pull": 1.0}
+
+
+def test_ratings_summary_judges_the_median_whole_refresh_against_2_s() -> None:
+    from bench.sections import ratings
+
+    slow = by_key("ratings").entry(ratings.summarize(_ratings_samples([1.0, 3.0, 2.5])))
+    assert slow["met"] is False and slow["rows"][0]["seq2seq"].startswith("2.50 s")
+    fast = by_key("ratings").entry(ratings.summarize(_ratings_samples([0.4, 0.3, 0.5])))
+    assert fast["met"] is True and fast["results"]["figures"]["total"]["median"] == 0.4
+    assert "length-controlled ones at most 12 Elo" in fast["rows"][1]["seq2seq"]
+
+
+def test_ratings_measure_times_every_step_and_recovers_the_simulated_strengths() -> None:
+    from bench.sections import ratings
+
+    samples = ratings.measure(SimpleNamespace(quick=True, reps=1, log=lambda message: None))
+    assert samples["votes"] == ratings.QUICK_VOTES and samples["boards"] == 1 + samples["tasks"]
+    assert all(len(values) == 1 and values[0] > 0 for values in samples["seconds"].values())
+    assert samples["rated"] == samples["contestants"] == 12
+    assert samples["max_lc_rating_error"] < samples["max_rating_error"], "length control undoes the length pull"
+    assert samples["max_lc_rating_error"] < 40

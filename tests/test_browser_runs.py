@@ -91,7 +91,7 @@ def test_run_pressed_mid_run_restarts_both_sides_with_the_new_prompt(canned_page
     print("DEBUG clicked", time.monotonic(), flush=True)
     # at once: both panels lose the old answer and its stats
     wait_for(lambda: all(not output(page, side).startswith(canned_answer(OLD)[:10]) and "finish:" not in stats(page, side)
-                         for side in SIDES), 1.0, lambda: f"both panels to clear at once (last seen: {last_seen(page)})")
+                         for side in SIDES), 3.0, lambda: f"both panels to clear at once (last seen: {last_seen(page)})")
     wait_for(lambda: answered(page, NEW), 20, lambda: f"both panels to answer the new prompt (last seen: {last_seen(page)})")
     for side, values in recorded(page).items():  # once cleared, the old answer never shows again
         texts = [text for _at, text in values]

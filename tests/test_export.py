@@ -143,6 +143,12 @@ def test_history_choices_are_newest_first_with_readable_labels():
     assert choices[1][0] == "#1 · 03:04:05 · First prompt · tiny-t5 vs tiny-gpt2"
     assert choices[0][0].startswith("#2 · 03:04:05 · " + "x" * 39 + "…") and choices[0][0].endswith("· Tie")
     assert history_choices(None) == []
+    failed = build_comparison({"model": "google/flan-t5-small", "error": "needs the hub"}, record("tiny-gpt2", "3"),
+                              prompt="Hi", created=WHEN)
+    lone = build_comparison(None, record("tiny-gpt2", "4"), prompt="Hi", created=WHEN)
+    assert history_choices([failed])[0][0].endswith("· google/flan-t5-small (failed) vs tiny-gpt2"), \
+        "a side that gave no answer is not named as if it had"
+    assert history_choices([lone])[0][0].endswith("· (no answer) vs tiny-gpt2")
 
 
 # ----- in the app -----

@@ -376,11 +376,11 @@ def test_purge_deletes_old_comparisons_and_their_votes(store, url) -> None:
 
 
 def test_exports_round_trip_as_jsonl_and_csv(store, url, tmp_path) -> None:
-    voted = [record(store, prompt=f"p{i}", task=TASKS[i % len(TASKS)]) for i in range(3)]
+    voted = [record(store, prompt=f"prompt number {i}", task=TASKS[i % len(TASKS)]) for i in range(3)]
     for cid, choice in zip(voted, ("left", "tie", "both_bad")):
         store.vote(cid, "session-a", choice)
     record(store, prompt="never voted")
-    store.share(voted[0], "session-a", prompt="p0", outputs=("bonjour", 'a "quoted",\nanswer'))
+    store.share(voted[0], "session-a", prompt="prompt number 0", outputs=("bonjour", 'a "quoted",\nanswer'))
 
     rows = {}
     for fmt in ("jsonl", "csv"):
@@ -389,7 +389,8 @@ def test_exports_round_trip_as_jsonl_and_csv(store, url, tmp_path) -> None:
         text = out.read_text(encoding="utf-8")
         rows[fmt] = ([json.loads(line) for line in text.splitlines()] if fmt == "jsonl"
                      else list(csv.DictReader(out.open(encoding="utf-8", newline=""))))
-        assert "owner" not in text and "p0" not in text  # no session hash, no prompt in the votes export
+        # no session hash, no prompt, no answer in the votes export
+        assert store.owner_of("session-a") not in text and "prompt number" not in text and "quoted" not in text
     assert [r["choice"] for r in rows["jsonl"]] == [r["choice"] for r in rows["csv"]] == ["left", "tie", "both_bad"]
     assert [r["task"] for r in rows["jsonl"]] == list(TASKS[:3])
     first = rows["jsonl"][0]
@@ -405,7 +406,8 @@ def test_exports_round_trip_as_jsonl_and_csv(store, url, tmp_path) -> None:
                            "csv", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     [shared] = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
-    assert (shared["prompt"], shared["right_output"], shared["choice"]) == ("p0", 'a "quoted",\nanswer', "left")
+    assert (shared["prompt"], shared["right_output"], shared["choice"]) == (
+        "prompt number 0", 'a "quoted",\nanswer', "left")
 
 
 def test_datasets_loads_the_exports(store, tmp_path) -> None:
