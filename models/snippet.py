@@ -3,8 +3,8 @@
 The script uses the same tokenizer, Auto class, loading arguments (the dtype the loader
 picked for the run's precision, 8-bit ``BitsAndBytesConfig``), prompt building (chat template or task prefix, and the
 same truncation), ``generate()`` arguments and seed as the playground, and prints
-the answer as it streams, exactly as the playground shows it. Pure string
-building: nothing is loaded or run here.
+the answer as it streams, exactly as the playground shows it. With ``hide_paths`` (a public server) it names
+no path of this machine and finds the model itself. Pure string building: nothing is loaded or run here.
 
 Example:
     >>> prepared = prepare(loaded.kind, loaded.tokenizer, loaded.model.config, prompt, settings)  # doctest: +SKIP

@@ -17,14 +17,17 @@ from playwright.sync_api import Page
 from models import ModelCache, ModelRegistry
 from tests.apphelpers import Served
 from tests.fakeengine import ENGINE, CannedEngines, canned_answer
-from tests.test_browser import (CAUSAL, SEQ2SEQ, SIDES, app, broken_root, browser, finished, last_seen,  # noqa: F401
-                                models, no_leftover_generation, output, page, pytestmark, recorded, start_recording,
-                                stats, type_and_run, wait_both_finished, wait_for)
+from tests import test_browser
+from tests.test_browser import (CAUSAL, SEQ2SEQ, SIDES, app, broken_root, browser, finished, last_seen, models,
+                                no_leftover_generation, output, page, recorded, start_recording, stats, type_and_run,
+                                wait_both_finished, wait_for)
 from web.config import AppConfig
 from web.handlers import RUN_BUSY, RUN_IDLE
 from web.page import build_page
 from web.serving import build_runner, launch
 
+pytestmark = test_browser.pytestmark  # skipped without Chromium
+SHARED_FIXTURES = (app, broken_root, browser, models, no_leftover_generation, page)  # test_browser's, used here by name
 CANNED = {"left": "canned-left", "right": "canned-right"}
 OLD = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
 NEW = "Name three colours."
@@ -86,12 +89,11 @@ def test_run_pressed_mid_run_restarts_both_sides_with_the_new_prompt(canned_page
     wait_for(lambda: run_button(page) == RUN_BUSY, 5, lambda: f"the Run button to look busy (it says {run_button(page)!r})")
     page.locator("#prompt textarea").fill(NEW)
     start_recording(page)
-    print("DEBUG click", time.monotonic(), flush=True)
     page.locator("#run-btn").click()
-    print("DEBUG clicked", time.monotonic(), flush=True)
     # at once: both panels lose the old answer and its stats
     wait_for(lambda: all(not output(page, side).startswith(canned_answer(OLD)[:10]) and "finish:" not in stats(page, side)
-                         for side in SIDES), 3.0, lambda: f"both panels to clear at once (last seen: {last_seen(page)})")
+                         for side in SIDES), 3.0,  # (the old code never clears: the old run ends at 4 s)
+             lambda: f"both panels to clear at once (last seen: {last_seen(page)})")
     wait_for(lambda: answered(page, NEW), 20, lambda: f"both panels to answer the new prompt (last seen: {last_seen(page)})")
     for side, values in recorded(page).items():  # once cleared, the old answer never shows again
         texts = [text for _at, text in values]
@@ -130,18 +132,19 @@ def test_three_runs_in_a_row_leave_one_finished_run_of_the_last_prompt(canned_pa
 
 
 def test_a_new_run_clears_the_last_answer_before_the_model_answers(canned_page: Page, canned_app: Served) -> None:
-    """No run going: Run both clears both answers and stats at once, long before the first word (here 1.5 s later)."""
+    """No run going: Run both clears both answers and stats at once, before the model has its input (slowed to 3 s
+    here: until then the run layer has nothing to show, only the page can clear the panels)."""
     page = canned_page
     type_and_run(page, "short answer")
     wait_for(lambda: answered(page, "short answer"), 20, lambda: f"the first run to end (last seen: {last_seen(page)})")
     canned = canned_app.runner.engines[ENGINE]
-    for engine in canned.engines.values():  # slow the answer's start down: only the page can clear the panels now
-        engine.prepare = _slowed(engine.prepare, 1.5)
+    for engine in canned.engines.values():
+        engine.prepare = _slowed(engine.prepare, 3.0)
     try:
         page.locator("#prompt textarea").fill("another answer")
         clicked = time.monotonic()
         page.locator("#run-btn").click()
-        wait_for(lambda: all(output(page, side) == "" and "finish:" not in stats(page, side) for side in SIDES), 1.0,
+        wait_for(lambda: all(output(page, side) == "" and "finish:" not in stats(page, side) for side in SIDES), 2.5,
                  lambda: f"both panels to clear at once (last seen: {last_seen(page)})")
         cleared_after = time.monotonic() - clicked
         assert all("starting" in stats(page, side) for side in SIDES), last_seen(page)
@@ -181,6 +184,7 @@ def test_blind_reveal_puts_each_panels_selectors_to_what_ran_there(page: Page, a
         wait_both_finished(page)
     finally:
         blind.choose = choose
+    wait_for(lambda: history_label(page).startswith("#1 ·"), 10, "the comparison to be kept")  # then rate it
     page.locator("#rating label", has_text="Tie").click()
     wait_for(lambda: "Revealed" in page.locator("#reveal").inner_text(), 20, "the reveal after the rating")
     ran = {"left": (CAUSAL, "bfloat16"), "right": (SEQ2SEQ, "float32")}  # swapped

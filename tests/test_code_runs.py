@@ -5,6 +5,7 @@ line the reader sets, a hub model by its id and revision. The Markdown export's 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -15,12 +16,12 @@ import pytest
 from huggingface_hub import constants as hub_constants
 
 from components.export import build_comparison, export_form, to_markdown
-from models import Kind, ModelCache, ModelRegistry, smollm2_gguf
+from models import GenerationSettings, Kind, ModelCache, ModelRegistry, build_snippet, smollm2_gguf
 from models.loader import GGUF_CACHE_DIR
 from models.snippet import PLACEHOLDER_DIR
 from web.config import parse_args
 from tests.apphelpers import built_page, merged, run_side
-from tests.modelhelpers import HUB_REVISION, hub_cache
+from tests.modelhelpers import HUB_REVISION, hub_cache, prepared_for
 
 PROMPT = "What is the capital of France?"
 HUB_ID = "someone/tiny-llama"
@@ -151,3 +152,16 @@ def test_markdown_exports_code_runs_from_the_markdown_alone(registry, cache, tmp
     assert prints(codes[1], tmp_path / "right") == right_text + "\n"  # an empty folder: the Markdown's code alone
     assert prints(codes[0], tmp_path / "left") == left_text + "\n"
     assert "json.load(open(" in export_form(comparison)["sides"]["right"]["code"], "the JSON's code reads its prompt"
+
+
+def test_a_gguf_file_from_a_model_dir_is_read_under_model_dir(load_tiny, tiny_dir):
+    """Text only (running it would need a second GGUF file): the file by name, its folder under ``MODEL_DIR``."""
+    loaded = load_tiny("tiny-llama")
+    folder = str(tiny_dir / "ggufs")
+    gguf = dataclasses.replace(loaded, source=dataclasses.replace(loaded.source, path=folder, gguf_file="my-model.Q4_0.gguf"))
+    settings = GenerationSettings(max_new_tokens=2)
+    code = build_snippet(gguf, prepared_for(loaded, PROMPT, settings), settings, PROMPT, hide_paths=True)
+    assert folder not in code and str(tiny_dir) not in code
+    assert "# edit: the folder on your machine that holds 'my-model.Q4_0.gguf'" in code
+    assert "model_id = MODEL_DIR\ngguf_file = 'my-model.Q4_0.gguf'" in code
+    assert "gguf_file=gguf_file" in code and "use_safetensors" not in code, "a GGUF file holds no safetensors"

@@ -131,7 +131,8 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, other: Panel, prom
     def _run_side(data: dict[Any, Any], request: gr.Request, assignment: Mapping[str, Any],
                   blind: bool) -> Iterator[Updates]:
         # at once: the last run's answer, stats and shading go (a restart's old answer may have just been repainted)
-        yield {panel.output: "", panel.stats: STARTING, panel.confidence: CONFIDENCE_HIDDEN if blind else ""}
+        cleared = {panel.output: "", panel.stats: STARTING, panel.confidence: CONFIDENCE_HIDDEN if blind else ""}
+        yield cleared
         chooser = other if blind and assignment.get("swapped") else panel
         settings_panel = shared if data[link] else chooser
         try:
@@ -147,7 +148,8 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, other: Panel, prom
         run = runner.start(source, run_request, request.session_hash or "anonymous")
         names = (source.name, data[chooser.model], data[chooser.custom])
         for event in run.events():
-            if run.replaced:  # a newer run of this session took the panel: nothing of this one goes on it
+            if run.replaced:  # a newer run of this session takes the panel: nothing more of this one goes on it
+                yield cleared  # Gradio repaints a generator's last update when it ends: not the old answer
                 return
             update = render_event(event, panel, note, blind=blind, names=names)
             # a chunk carries only the model's text: nothing of the server to hide, and it is the hot path
@@ -227,7 +229,6 @@ def run_start_handler(runner: Runner, panels: Iterable[Panel], run_button: gr.Bu
 
     def start(request: gr.Request) -> Updates:
         stopped = runner.replace(request.session_hash or "")
-        import time; print("DEBUG replace", time.monotonic(), stopped, flush=True)
         updates: Updates = {run_button: gr.Button(RUN_BUSY, variant="secondary")}
         for panel in panels:
             updates.update({panel.output: "", panel.stats: RESTARTING if stopped else STARTING, panel.confidence: ""})

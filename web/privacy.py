@@ -1,7 +1,8 @@
 """Nothing of the server shown to visitors: absolute paths in cards, errors, code and exports become names.
 
 A ``--model-dir`` model is shown by its folder (or file) name, the GGUF conversion cache and the
-Hugging Face cache by a placeholder. ``--show-paths`` turns this off for a local user who wants them.
+Hugging Face cache by a placeholder. It is off on a local start (loopback host, not public, not a Space) and with
+``--show-paths``; where it is on, the reproducing code finds the model without paths (``models.snippet``).
 """
 
 from __future__ import annotations
