@@ -34,7 +34,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     problem = start_models_error(config, runner.registry.resolve, runner.registry.availability)
     if problem:  # a --seq2seq / --causal model that is not here: one line, exit 2, before anything is served
         command_line_error(problem)
-    page = build_page(runner, config)
+    page = build_page(runner, config)  # opens the --db store; one line when it cannot, and the app starts anyway
+    if page.evidence is not None and page.evidence.problem:
+        print(page.evidence.problem, flush=True)
     warning = open_host_warning(address.host, config)
     if warning:
         print(warning)
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Not Gradio's block_thread: on an interrupt it closes the server without ending the open heartbeat
     # streams, so the server waited for every open page (SIGTERM took 7-30 s); close() ends them first.
     page.demo.close(verbose=False)
+    if page.evidence is not None:
+        page.evidence.close()
 
 
 if __name__ == "__main__":

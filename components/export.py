@@ -33,7 +33,7 @@ FORMAT_VERSION = 3  # 3: sides are "left"/"right" (any model on either), blind r
 PROMPT_MARK = "⟨prompt⟩"  # where the prompt sits in a side's model input, in the Markdown file
 SIDES = ("left", "right")
 SIDE_TITLES = {"left": "Left", "right": "Right"}
-RATINGS = {"left": "Left better", "right": "Right better", "tie": "Tie"}
+RATINGS = {"left": "Left better", "right": "Right better", "tie": "Tie", "both_bad": "Both bad"}  # evidence.types.CHOICES
 RATING_CHOICES = [(label, value) for value, label in RATINGS.items()]  # for a gr.Radio: (label, value)
 MAX_HISTORY = 50  # comparisons kept per session; the oldest go first
 
@@ -50,7 +50,7 @@ def build_comparison(left: Mapping[str, Any] | None, right: Mapping[str, Any] | 
     Args:
         left / right: the sides' records (``None`` when a side has no result).
         prompt: the user's prompt; defaults to the one stored in the records.
-        rating: ``"left"``, ``"right"``, ``"tie"`` or ``None`` (anything else counts as ``None``).
+        rating: ``"left"``, ``"right"``, ``"tie"``, ``"both_bad"`` or ``None`` (anything else counts as ``None``).
         created: when the comparison was made (UTC now by default).
         comparison_id: a stable id (a new random one by default).
         blind: the model names were hidden from the visitor until the first rating (``blind_rating``).

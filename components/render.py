@@ -41,7 +41,7 @@ GLOSSARY = (
 def glossary(text: str) -> str:
     """One line explaining the terms of :data:`GLOSSARY` that ``text`` holds, or ``""``."""
     found = [words for term, words in GLOSSARY if term in text]
-    return f"<br><small>ℹ️ {' · '.join(found)}</small>" if found else ""
+    return f"<br>ℹ️ {' · '.join(found)}" if found else ""
 
 
 def card_markdown(description: Mapping[str, Any] | None = None, *, architecture: Mapping[str, Any] | None = None,

@@ -76,8 +76,9 @@ def summary_markdown(result: Mapping[str, Any]) -> str:
         lines.append(f"| {table_cell(label)}{f' (0–{top:g})' if top else ''} | "
                      + " | ".join("–" if v is None else f"{v:.3g}" for v in scores) + " |")
     tally = summary.get("ratings") or {}
-    lines.append(f"| your ratings | left better: {tally.get('left', 0)} | right better: {tally.get('right', 0)} · "
-                 f"tie: {tally.get('tie', 0)} |")
+    # a tie belongs to neither column: it goes with the row's label
+    lines.append(f"| your ratings (ties: {tally.get('tie', 0)}) | left better: {tally.get('left', 0)} | "
+                 f"right better: {tally.get('right', 0)} |")
     if "identical_rows" in summary:
         lines += ["", f"**{summary['identical_rows']} of {summary.get('rows', len(result.get('rows', [])))} rows** "
                       "identical on both sides (the same text)."]

@@ -367,9 +367,10 @@ class Runner(RunTracker):
         return available[0] if available else (choices[0][0] if choices else None)
 
     def has_usable_model(self, kind: Kind) -> bool:
-        """True if a model of ``kind`` can be loaded now and is not an untrained demo model."""
+        """True if a model of ``kind`` can be loaded now and is not an untrained demo model (a local folder whose
+        config cannot be read, of no known kind, does not count either)."""
         local = self.registry.local
-        return any(reason is None and not (name in local and local[name].untrained)
+        return any(reason is None and not (name in local and (local[name].untrained or local[name].kind is None))
                    for name, _label, reason in self.registry.choices(kind))
 
     def selected_kind(self, name: str | None, custom: str | None = None) -> Kind | None:

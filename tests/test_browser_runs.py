@@ -29,9 +29,10 @@ from web.serving import build_runner, launch
 pytestmark = test_browser.pytestmark  # skipped without Chromium
 SHARED_FIXTURES = (app, broken_root, browser, models, no_leftover_generation, page)  # test_browser's, used here by name
 CANNED = {"left": "canned-left", "right": "canned-right"}
-OLD = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+WORDS = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen".split()
+OLD = " ".join(f"{word}-{round}" for round in range(3) for word in WORDS)  # 48 words
 NEW = "Name three colours."
-STEP = 0.25  # seconds between two canned words: the old prompt's answer takes 4 s
+STEP = 0.25  # seconds between two canned words: the old prompt's answer takes 12 s (it must outlast a busy machine)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_run_pressed_mid_run_restarts_both_sides_with_the_new_prompt(canned_page
     page.locator("#run-btn").click()
     # at once: both panels lose the old answer and its stats
     wait_for(lambda: all(not output(page, side).startswith(canned_answer(OLD)[:10]) and "finish:" not in stats(page, side)
-                         for side in SIDES), 3.0,  # (the old code never clears: the old run ends at 4 s)
+                         for side in SIDES), 3.0,  # (the old code never clears: the old run ends at 12 s)
              lambda: f"both panels to clear at once (last seen: {last_seen(page)})")
     wait_for(lambda: answered(page, NEW), 20, lambda: f"both panels to answer the new prompt (last seen: {last_seen(page)})")
     for side, values in recorded(page).items():  # once cleared, the old answer never shows again
@@ -105,15 +106,15 @@ def test_run_pressed_mid_run_restarts_both_sides_with_the_new_prompt(canned_page
     wait_for(lambda: run_button(page) == RUN_IDLE, 5, lambda: f"the Run button back to {RUN_IDLE!r} ({run_button(page)!r})")
     # the replaced run is not a comparison: one entry, the new prompt's
     wait_for(lambda: history_label(page).startswith("#1 ·"), 5, lambda: f"the history entry ({history_label(page)!r})")
-    assert "Name three colours." in history_label(page) and "one two" not in history_label(page), history_label(page)
-    time.sleep(STEP * 4)  # the replaced run would have written on: nothing changes any more
+    assert "Name three colours." in history_label(page) and "one-0" not in history_label(page), history_label(page)
+    time.sleep(STEP * 4)  # the replaced run would write on: nothing changes any more
     assert answered(page, NEW), last_seen(page)
     assert canned_app.runner.running() == 0
 
 
 def test_three_runs_in_a_row_leave_one_finished_run_of_the_last_prompt(canned_page: Page) -> None:
     page = canned_page
-    prompts = ["alpha beta gamma delta epsilon zeta eta theta", "red green blue yellow cyan magenta", "last one wins"]
+    prompts = [OLD, " ".join(reversed(OLD.split())), "last one wins"]  # 12 s each, unless replaced
     box = page.locator("#prompt textarea")
     for index, prompt in enumerate(prompts):
         box.fill(prompt)

