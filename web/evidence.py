@@ -180,6 +180,8 @@ def open_evidence(config: AppConfig, environ: Mapping[str, str] | None = None) -
         return Evidence(None, NOT_REACHED, problem=f"warning: votes are not kept: {exc}")
     except OSError as exc:  # the data folder or its key cannot be made
         return Evidence(None, NOT_REACHED, problem=f"warning: votes are not kept: {data_dir}: {exc.strerror or exc}")
+    except ValueError as exc:  # a key file that is not a key
+        return Evidence(None, NOT_REACHED, problem=f"warning: votes are not kept: {exc}")
     assert store is not None  # "none" was handled above
     return Evidence(store, kept_line(store, lasts=lasts or config.db is not None),
                     limit_per_minute=config.votes_per_minute)
