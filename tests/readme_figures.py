@@ -57,7 +57,7 @@ ROWS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
                f"**{f['unread_freed_after_s']:.1f} s** (grace {f['grace_s']:g} s)"),
     ("public: bytes on disk", "bytes on disk: comparisons with a 20,000-character prompt, then Gradio's prune",
      lambda f: f"{f['comparisons']} comparisons · {f['files']} files · {f['bytes_after']:,} bytes "
-               f"({f['bytes_per_comparison'] / 1000:.0f} KB a comparison, the prompt once per file"
+               f"({f['bytes_per_comparison'] / 1000:.0f} KB a comparison, the prompt once in the JSON, in the Markdown once plus once in each side's code"
                + (f"; {f['tokens']} tokens with their top 5, {f['bytes_per_token']} bytes a token"
                   if "tokens" in f else "") + ") · "
                f"**{f['bytes_after_prune']} bytes** after the prune"),

@@ -45,8 +45,8 @@ def test_generating_functions_carry_the_zerogpu_decorator(registry, cache):
     generating = [block_fn.fn for block_fn in page.demo.fns.values()
                   if block_fn.fn is not None and getattr(block_fn, "concurrency_id", None) == "generate"]
     names = sorted(fn.__name__ for fn in generating)
-    assert names == ["generate", "run_set", "run_set_tab", "run_side", "run_side"], \
-        "both panels' run handlers, /generate, the prompt-set tab's run and /run_set"
+    assert names == ["compare", "generate", "run_set", "run_set_tab", "run_side", "run_side"], \
+        "both panels' run handlers, /generate, /compare, the prompt-set tab's run and /run_set"
     for fn in generating:
         assert callable(getattr(fn, "zerogpu_duration", None)), fn
     assert all(fn.zerogpu_duration("x") == MAX_SECONDS for fn in generating if fn.__name__.startswith("run_set"))
@@ -55,6 +55,8 @@ def test_generating_functions_carry_the_zerogpu_decorator(registry, cache):
     assert side.zerogpu_duration({c: 512 for c in sliders}) == gpu_seconds(512) > gpu_seconds(16)
     api = next(fn for fn in generating if fn.__name__ == "generate")
     assert api.zerogpu_duration("m", "p", max_new_tokens=2048) == MAX_SECONDS
+    compare = next(fn for fn in generating if fn.__name__ == "compare")
+    assert compare.zerogpu_duration("l", "r", "p", "other", 16) == gpu_seconds(16) < MAX_SECONDS
 
 
 def test_the_app_runs_without_the_spaces_package():

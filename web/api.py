@@ -157,7 +157,8 @@ def compare_endpoint(runner: Runner, policy: Policy, evidence: Evidence,
                 for run in runs.values():
                     run.stop()
         yield policy.redact(_compared(results, task, bool(blind), swapped, session, evidence))
-    return compare
+    # both sides run in this one call, at once: one lease as long as one side's
+    return on_gpu(compare, duration=lambda *args, **kwargs: gpu_seconds(kwargs.get("max_new_tokens", args[4] if len(args) > 4 else 128)))
 
 
 def _compared(results: dict[str, Any], task: str, blind: bool, swapped: bool, session: str,
