@@ -24,6 +24,8 @@ NO_VOTES = "No votes yet: rate a comparison on the Single prompt tab and it coun
 TABLE_HEADERS = ["#", "model", "precision", "kind", "rating", "95 % interval", "votes", "length-controlled",
                  "length-controlled 95 %", "both bad", "status"]
 PLOT_EMPTY = pd.DataFrame({"contestant": [], "rating": [], "kind": []})
+KINDS_COLUMNS = ["task", "win_rate", "ci_low", "ci_high", "votes"]  # percent; plain names, as the plot's fields
+KINDS_EMPTY = pd.DataFrame({column: [] for column in KINDS_COLUMNS})
 
 
 @dataclass
@@ -35,6 +37,7 @@ class VoteControls:
     saved: gr.Markdown  # the last vote: saved, or "not saved: …"
     share: gr.Button  # make the comparison readable by anyone with its link
     link: gr.Markdown  # the ?c=<id> link once shared
+    delete: gr.Button  # the visitor who shared it stops sharing it (shown once shared)
 
 
 def build_vote_controls(kept_line: str) -> VoteControls:
@@ -48,7 +51,8 @@ def build_vote_controls(kept_line: str) -> VoteControls:
     with gr.Row():
         share = gr.Button("Share a link to this comparison", size="sm", interactive=False, elem_id="share-link-btn")
         link = gr.Markdown("", elem_id="share-link")
-    return VoteControls(task, kept, saved, share, link)
+        delete = gr.Button("Delete shared link", size="sm", variant="stop", visible=False, elem_id="delete-link-btn")
+    return VoteControls(task, kept, saved, share, link, delete)
 
 
 @dataclass
@@ -105,6 +109,7 @@ class LeaderboardControls:
     sighted: gr.Checkbox  # count sighted votes too
     table: gr.Dataframe
     plot: gr.BarPlot
+    kinds_plot: gr.BarPlot  # seq2seq's win rate against causal per task, its interval in the tooltip
     notes: gr.Markdown
 
 
@@ -119,8 +124,12 @@ def build_leaderboard() -> LeaderboardControls:
     table = gr.Dataframe(headers=TABLE_HEADERS, value=None, interactive=False, wrap=True, elem_id="board-table")
     plot = gr.BarPlot(PLOT_EMPTY, x="contestant", y="rating", color="kind", title="Bradley-Terry rating (mean 1000)",
                       elem_id="board-plot")
+    kinds_plot = gr.BarPlot(KINDS_EMPTY, x="task", y=KINDS_COLUMNS[1], y_lim=[0, 100], tooltip="all",
+                            y_title="seq2seq win rate (%)",
+                            title="Seq2seq's win rate against causal, per task (95 % interval in the tooltip)",
+                            elem_id="board-kinds-plot")
     notes = gr.Markdown("", elem_id="board-notes")
-    return LeaderboardControls(summary, task, sighted, table, plot, notes)
+    return LeaderboardControls(summary, task, sighted, table, plot, kinds_plot, notes)
 
 
 def _interval(low: float | None, high: float | None) -> str:
@@ -146,6 +155,21 @@ def board_plot(board: Board) -> pd.DataFrame:
     rated = [r for r in board.rows if r.rating is not None]
     return pd.DataFrame({"contestant": [f"{r.model} · {r.precision}" for r in rated],
                          "rating": [float(r.rating) for r in rated], "kind": [r.kind for r in rated]})
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else round(100.0 * share, 1)
+
+
+def board_kinds_plot(board: Board) -> pd.DataFrame:
+    """Kind against kind for Gradio's bar plot: seq2seq's win rate per task (votes between one seq2seq and one
+    causal side, ties half) with its 95 % Wilson interval, in percent; tasks without such votes are left out."""
+    rows = [k for k in board.kinds if k.win_rate is not None]
+    return pd.DataFrame({KINDS_COLUMNS[0]: [k.task for k in rows],
+                         KINDS_COLUMNS[1]: [_percent(k.win_rate) for k in rows],
+                         KINDS_COLUMNS[2]: [_percent(k.ci_low) for k in rows],
+                         KINDS_COLUMNS[3]: [_percent(k.ci_high) for k in rows],
+                         KINDS_COLUMNS[4]: [k.votes for k in rows]}, columns=KINDS_COLUMNS)
 
 
 def board_summary(board: Board) -> str:

@@ -4,7 +4,7 @@ This module describes the schema at ``head``; the migrations under ``evidence/mi
 step by step (each one frozen once it shipped), and ``tests/test_store.py`` checks that the two agree, so a column
 added here without a migration fails a test.
 
-Two tables:
+Three tables:
 
 ``comparisons``
     One finished comparison: an unguessable id, when (UTC), whose (a keyed hash of the visitor's session, never
@@ -15,6 +15,9 @@ Two tables:
 ``votes``
     At most one vote per comparison (its primary key is the comparison's id): a change of mind replaces it.
     ``blind`` says the vote was the comparison's first vote cast while the names were hidden.
+``set_scores``
+    The automatic scores of one side of one prompt-set row (chrF, ROUGE-L, exact, contains as the set scored it):
+    the board of automatic scores is built from these, never from votes. ``run_id`` is the set run's id.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import sqlalchemy as sa
 
 ID_LENGTH = 22  # secrets.token_urlsafe(16): 16 random bytes, 22 URL-safe characters
 HASH_LENGTH = 64  # hex HMAC-SHA256
-HEAD = "0002"  # the newest migration's revision id
+HEAD = "0003"  # the newest migration's revision id
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -96,4 +99,18 @@ votes = sa.Table(
     sa.Column("voted_at", UTCDateTime, nullable=False),
     sa.Column("source", sa.String(8), nullable=False),  # "page", "api" or "set"
     sa.Index("ix_votes_voted_at", "voted_at"),
+)
+
+set_scores = sa.Table(
+    "set_scores",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(32), nullable=False),  # the set run's id (random hex)
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("task", sa.String(32), nullable=False),  # one of evidence.types.TASKS (through SET_TASKS)
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("precision", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("scores", sa.JSON, nullable=False),  # {"chrf": 41.2, "exact": 1.0, ...}
+    sa.Index("ix_set_scores_task", "task"),
 )

@@ -49,8 +49,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from . import redact
-from .schema import HEAD, ID_LENGTH, comparisons, votes
-from .types import CHOICES, KINDS, SOURCES, TASKS, Contestant, PairVote
+from .schema import HEAD, ID_LENGTH, comparisons, set_scores, votes
+from .types import CHOICES, KINDS, SOURCES, TASKS, Contestant, PairVote, ScoreRow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_FILE = "playground.db"
@@ -437,6 +437,44 @@ class Store:
                          choice=r.choice, task=r.task, blind=bool(r.blind), left_chars=r.left_chars or 0,
                          right_chars=r.right_chars or 0, source=r.source) for r in rows]
 
+    def record_set_scores(self, run_id: str, rows: list[ScoreRow]) -> int:
+        """Keep the automatic scores of one finished prompt-set run (one :class:`ScoreRow` per side and row, as
+        :func:`evidence.ratings.score_rows` makes them); the run's scores kept before are replaced. Returns how
+        many rows were kept. Scores are never votes: they feed the board of automatic scores only."""
+        if not isinstance(run_id, str) or not 0 < len(run_id) <= 32:
+            raise ValueError(f"run_id: expected the set run's id (1 to 32 characters), got {run_id!r:.40}")
+        values = []
+        created = _now()
+        for row in rows:
+            if not isinstance(row, ScoreRow):
+                raise ValueError("rows: expected evidence.types.ScoreRow values")
+            if row.task not in TASKS:
+                raise ValueError(f"task {row.task!r}: expected one of {', '.join(TASKS)}")
+            if row.contestant.kind not in KINDS:
+                raise ValueError(f"kind {row.contestant.kind!r}: expected one of {', '.join(KINDS)}")
+            scores = {str(k): float(v) for k, v in row.scores.items()}
+            values.append({"run_id": run_id, "created": created, "task": row.task,
+                           "model": redact.model_name(row.contestant.model),
+                           "precision": redact.scrub_text(row.contestant.precision), "kind": row.contestant.kind,
+                           "scores": _json_ready(scores, "scores")})
+        with self._transaction() as conn:
+            conn.execute(set_scores.delete().where(set_scores.c.run_id == run_id))
+            if values:
+                conn.execute(set_scores.insert(), values)
+        return len(values)
+
+    def score_rows(self, task: str | None = None) -> list[ScoreRow]:
+        """Every kept prompt-set score row, oldest first (``task=None``: all tasks)."""
+        if task is not None and task not in TASKS:
+            raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)} (or None for all)")
+        c = set_scores.c
+        query = sa.select(c.task, c.model, c.precision, c.kind, c.scores).order_by(c.id)
+        if task is not None:
+            query = query.where(c.task == task)
+        with self._transaction() as conn:
+            rows = conn.execute(query).all()
+        return [ScoreRow(Contestant(r.model, r.precision, r.kind), r.task, dict(r.scores or {})) for r in rows]
+
     def counts(self) -> dict[str, int]:
         """How many comparisons, votes and shared comparisons the database holds."""
         with self._transaction() as conn:
@@ -446,6 +484,21 @@ class Store:
                 "shared": conn.execute(sa.select(sa.func.count()).select_from(comparisons)
                                        .where(comparisons.c.shared.is_(True))).scalar_one(),
             }
+
+    def sides(self, comparison_id: str, owner_session: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Both sides of the visitor's comparison as ``/vote`` reveals them: ``({"model", "precision", "kind"},
+        {...})``, left then right, read from the database (so any process on it can reveal them).
+
+        Raises:
+            VoteRefused: an unknown id, or another visitor's comparison.
+        """
+        c = comparisons.c
+        with self._transaction() as conn:
+            self._owned(conn, comparison_id, owner_session, VoteRefused)
+            row = conn.execute(sa.select(c.left_model, c.left_precision, c.left_kind, c.right_model,
+                                         c.right_precision, c.right_kind).where(c.id == comparison_id)).one()
+        return tuple({"model": getattr(row, f"{side}_model"), "precision": getattr(row, f"{side}_precision"),
+                      "kind": getattr(row, f"{side}_kind")} for side in ("left", "right"))  # type: ignore[return-value]
 
     def shared(self, comparison_id: str) -> dict[str, Any] | None:
         """A shared comparison, read-only, as ``?c=<id>`` shows it (``None``: no such shared comparison).

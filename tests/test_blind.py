@@ -128,6 +128,20 @@ def test_a_rating_given_during_a_blind_run_reveals_when_the_run_ends(page):
     assert done[share.comparisons][0]["blind_rating"] == "right" and "Revealed" in done[share.reveal]
 
 
+def test_a_rating_given_before_the_comparison_is_saved_makes_it_and_reveals(page):
+    """Rated in the moment between both answers ending and their comparison joining the history (seen under
+    load in the browser): the rating makes the comparison itself, keeps it as the blind rating and reveals."""
+    left, right, share = page.panels["left"], page.panels["right"], page.share
+    _start, assignment, updates = run_blind(page, True)
+    final = merged(updates)
+    data = {left.record: final[left.record], right.record: final[right.record], share.comparisons: [],
+            share.history: None, share.rating: "left", share.blind_run: assignment}
+    rated = page.share_handlers.rate(data)
+    assert rated[share.comparisons][0]["blind_rating"] == "left" and "Revealed" in rated[share.reveal]
+    later = page.share_handlers.side_done({**data, share.comparisons: rated[share.comparisons]})
+    assert [c["id"] for c in later[share.comparisons]] == [assignment["run"]], "the side's own step makes no second"
+
+
 def test_an_unrated_blind_comparison_stays_hidden_when_reopened(page):
     left, right, share = page.panels["left"], page.panels["right"], page.share
     _start, assignment, updates = run_blind(page, True)

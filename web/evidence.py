@@ -17,8 +17,9 @@ from typing import Any, Callable, Mapping
 
 import gradio as gr
 
-from components.evidence import (ALL_TASKS, PLOT_EMPTY, LeaderboardControls, SharedView, VoteControls, board_notes,
-                                 board_plot, board_summary, board_table, shared_markdown)
+from components.evidence import (ALL_TASKS, KINDS_EMPTY, PLOT_EMPTY, LeaderboardControls, SharedView, VoteControls,
+                                 board_kinds_plot, board_notes, board_plot, board_summary, board_table,
+                                 shared_markdown)
 from components.export import find_comparison, hidden
 from components.panel import Panel
 from components.share import ShareControls
@@ -34,7 +35,7 @@ Updates = dict[Any, Any]
 NOT_REACHED = ("Votes are not kept: the database could not be reached when this server started, so ratings last as "
                "long as this tab.")
 BOARD_CACHE_S = 5.0  # a board is reused this long while the store's vote count is unchanged
-MAX_SIDES = 10_000  # the sides of recent comparisons kept in memory, for /vote's reveal
+MAX_SIDES = 10_000  # the page comparisons recorded by this process, remembered to record each only once
 DEFAULT_TASK = "other"
 
 
@@ -55,11 +56,6 @@ def side_of(record: Mapping[str, Any] | None) -> Side:
                 engine=str(endpoint) if endpoint else "local")
 
 
-def contestant(side: Side) -> dict[str, str]:
-    """What ``/vote`` reveals of a side."""
-    return {"model": side.model, "precision": side.precision, "kind": side.kind}
-
-
 class Evidence:
     """The store as the page and the API use it: recording, voting, sharing, and the cached leaderboard.
 
@@ -75,7 +71,6 @@ class Evidence:
                  limit_per_minute: int | None = None, cache_s: float = BOARD_CACHE_S) -> None:
         self.store, self.line, self.problem = store, line, problem
         self.limit_per_minute, self.cache_s = limit_per_minute, cache_s
-        self._sides: OrderedDict[str, tuple[Side, Side]] = OrderedDict()
         self._boards: dict[tuple[str, bool], tuple[float, int, Board]] = {}
         self._lock = threading.Lock()
         self._record_lock = threading.Lock()
@@ -114,26 +109,29 @@ class Evidence:
             right=right, settings=settings, stats=((sides.get("left") or {}).get("stats"),
                                                    (sides.get("right") or {}).get("stats")),
             blind=bool(comparison.get("blind")) if blind is None else blind, swapped=bool(comparison.get("swapped")))
-        with self._lock:
-            self._sides[store_id] = (left, right)
-            while len(self._sides) > MAX_SIDES:
-                self._sides.popitem(last=False)
         return store_id
 
     def vote(self, store_id: str, session: str, choice: str, *, source: str = "page") -> VoteResult:
-        """The visitor's vote (see :meth:`evidence.store.Store.vote`), limited per minute on public servers."""
-        return self.kept_store().vote(store_id, session, choice, source=source, limit_per_minute=self.limit_per_minute)
-
-    def sides(self, store_id: str) -> tuple[Side, Side] | None:
-        """Both sides of a comparison this process recorded (for ``/vote``'s reveal), or ``None``."""
+        """The visitor's vote (see :meth:`evidence.store.Store.vote`), limited per minute on public servers. The
+        cached boards are dropped, so the next board counts it (a changed vote leaves the vote count unchanged)."""
+        result = self.kept_store().vote(store_id, session, choice, source=source,
+                                        limit_per_minute=self.limit_per_minute)
         with self._lock:
-            return self._sides.get(store_id)
+            self._boards.clear()
+        return result
+
+    def sides(self, store_id: str, session: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Both sides of the visitor's comparison (``/vote``'s reveal), read from the database: it works for a
+        comparison another process or replica recorded, or this one before a restart.
+
+        Raises:
+            StoreUnavailable: no store, or the database is down. VoteRefused: not this visitor's comparison.
+        """
+        return self.kept_store().sides(store_id, session)
 
     def forget(self, store_id: str, session: str) -> None:
         """Delete an unvoted comparison (its task changed before the first vote: it is recorded again)."""
         self.kept_store().delete(store_id, session)
-        with self._lock:
-            self._sides.pop(store_id, None)
         with self._record_lock:
             for key in [k for k, v in self._recorded.items() if v == store_id]:
                 del self._recorded[key]
@@ -215,7 +213,7 @@ class EvidenceHandlers:
 
     def outputs(self) -> set[Any]:
         """What side_done and rate update besides their own outputs."""
-        return {self.controls.saved, self.controls.share, self.controls.link}
+        return {self.controls.saved, self.controls.share, self.controls.link, self.controls.delete}
 
     def _record(self, comparison: dict[str, Any], session: str, task: str, blind: bool | None = None) -> str | None:
         """Record ``comparison`` and note its store id in it; the reason it was not kept, or ``None``."""
@@ -237,10 +235,10 @@ class EvidenceHandlers:
         problem = self._record(comparison, _session(request), task)
         if problem:
             return {self.controls.saved: f"⚠️ {problem}", self.controls.link: "",
-                    self.controls.share: gr.Button(interactive=False)}
+                    self.controls.delete: gr.Button(visible=False), self.controls.share: gr.Button(interactive=False)}
         if comparison.get("rating"):
             return self.on_rating(comparison, data, request, revealing=True)
-        return {self.controls.saved: "", self.controls.link: "",
+        return {self.controls.saved: "", self.controls.link: "", self.controls.delete: gr.Button(visible=False),
                 self.controls.share: gr.Button(interactive=not hidden(comparison))}
 
     def on_rating(self, comparison: dict[str, Any], data: Mapping[Any, Any], request: Any = None, *,
@@ -292,11 +290,28 @@ class EvidenceHandlers:
                                         outputs=texts, tokens=tokens)
         except (StoreUnavailable, ShareRefused) as exc:
             return {self.controls.link: f"⚠️ Not shared: {exc}"}
-        return {self.controls.link: f"🔗 Anyone with this link opens it read-only: [?c={kept['id']}](?c={kept['id']})"}
+        return {self.controls.link: f"🔗 Anyone with this link opens it read-only: [?c={kept['id']}](?c={kept['id']})",
+                self.controls.delete: gr.Button(visible=True)}
+
+    def delete_clicked(self, data: Mapping[Any, Any], request: gr.Request | None = None) -> Updates:
+        """Delete the shared link of the comparison shown (only the session that ran it may): ``?c=<id>`` and
+        ``/comparison`` then find nothing, the prompt and answers are dropped (unless ``--keep-prompts``); the
+        comparison's vote still counts."""
+        comparison = find_comparison(data[self.share.comparisons], data[self.share.history])
+        kept = (comparison or {}).get("store") or {}
+        if comparison is None or not kept.get("id"):
+            return {self.controls.link: "⚠️ Not deleted: this comparison is not kept in the database."}
+        try:
+            self.evidence.kept_store().unshare(kept["id"], _session(request))
+        except (StoreUnavailable, ShareRefused) as exc:
+            return {self.controls.link: f"⚠️ Not deleted: {exc}"}
+        return {self.controls.link: "🗑️ Shared link deleted: it opens nothing now (your vote still counts).",
+                self.controls.delete: gr.Button(visible=False)}
 
     def cleared(self) -> Updates:
         """A new run: no vote line, no link yet."""
-        return {self.controls.saved: "", self.controls.link: "", self.controls.share: gr.Button(interactive=False)}
+        return {self.controls.saved: "", self.controls.link: "", self.controls.delete: gr.Button(visible=False),
+                self.controls.share: gr.Button(interactive=False)}
 
     def load_shared(self, view: SharedView) -> Callable[..., Updates]:
         """The page's load: with ``?c=<id>``, the shared comparison read-only above the panels."""
@@ -319,15 +334,17 @@ class EvidenceHandlers:
     # -- the Leaderboard tab ------------------------------------------------------------------------
 
     def leaderboard(self, tab: LeaderboardControls) -> Callable[..., Updates]:
-        """The tab's refresh: the board of the task picked, blind votes only unless sighted ones are asked for."""
+        """The tab's refresh: the board of the task picked, blind votes only unless sighted ones are asked for.
+        It runs when the tab opens, its task or switch changes, and after each vote on the page."""
         def refresh(task: str, sighted: bool) -> Updates:
             try:
                 board = self.evidence.board(task or ALL_TASKS, blind_only=not sighted)
             except StoreUnavailable as exc:
                 return {tab.summary: f"⚠️ {self.evidence.line if self.evidence.store is None else exc}",
-                        tab.table: None, tab.plot: PLOT_EMPTY, tab.notes: ""}
+                        tab.table: None, tab.plot: PLOT_EMPTY, tab.kinds_plot: KINDS_EMPTY, tab.notes: ""}
             return {tab.summary: board_summary(board), tab.table: board_table(board) or None,
-                    tab.plot: board_plot(board), tab.notes: board_notes(board) if board.votes else ""}
+                    tab.plot: board_plot(board), tab.kinds_plot: board_kinds_plot(board),
+                    tab.notes: board_notes(board) if board.votes else ""}
         return refresh
 
     # -- the API --------------------------------------------------------------------------------------
@@ -345,10 +362,12 @@ class EvidenceHandlers:
                 raise refuse("/vote", f"not saved: {exc}", self.who(request)) from None
             except VoteRefused as exc:
                 raise refuse("/vote", str(exc), self.who(request)) from None
-            sides = self.evidence.sides(result.comparison_id)
+            try:  # from the database: any replica, or this one after a restart, reveals them
+                left, right = self.evidence.sides(result.comparison_id, _session(request))
+            except (StoreUnavailable, VoteRefused):  # saved, but the reveal's read failed
+                left = right = None
             return {"id": result.comparison_id, "choice": result.choice, "blind": result.blind,
-                    "replaced": result.replaced, "left": contestant(sides[0]) if sides else None,
-                    "right": contestant(sides[1]) if sides else None}
+                    "replaced": result.replaced, "left": left, "right": right}
         return vote
 
     def leaderboard_api(self) -> Callable[..., dict]:

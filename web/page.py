@@ -17,6 +17,7 @@ from components.evidence import (LeaderboardControls, SharedView, VoteControls, 
                                  build_vote_controls)
 from components.examples import EXAMPLES, Example
 from components.panel import CODE_EMPTY, SIDES, TOKENS_EMPTY, Panels, build_panel, settings_label
+from components.score_board import ScoreBoardControls, build_score_board
 from components.share import ShareControls, build_share
 from models import Kind, SettingsError, check_precision, get_preset, precision_options
 from models.settings import setting_ranges
@@ -33,6 +34,7 @@ from .set_handlers import SetHandlers
 from .set_page import build_set_components, wire_prompt_set
 from .policy import Policy
 from .privacy import redactor_for
+from .score_board import score_board_refresh
 from .share_handlers import ShareHandlers, choices_back
 from .visitors import GENERATE, FairShare
 
@@ -88,6 +90,7 @@ class Page:
     vote: VoteControls | None = None  # the task, what is kept, the vote's fate, the share link
     leaderboard: LeaderboardControls | None = None  # the Leaderboard tab
     shared_view: SharedView | None = None  # a ?c=<id> link's comparison, read-only
+    scores: ScoreBoardControls | None = None  # the Leaderboard tab's board of automatic scores (prompt sets)
 
     @property
     def share_handlers(self) -> ShareHandlers:
@@ -287,8 +290,10 @@ def _wire_evidence(demo: gr.Blocks, tab: gr.Tab, controls: Controls, page_share:
     ``/vote``, ``/leaderboard`` and ``/comparison`` endpoints."""
     evidence, share = handlers.evidence, handlers.share
     assert evidence is not None
-    vote.share.click(evidence.share_clicked, inputs={page_share.history, page_share.comparisons}, outputs={vote.link},
-                     **PRIVATE)
+    vote.share.click(evidence.share_clicked, inputs={page_share.history, page_share.comparisons},
+                     outputs={vote.link, vote.delete}, **PRIVATE)
+    vote.delete.click(evidence.delete_clicked, inputs={page_share.history, page_share.comparisons},
+                      outputs={vote.link, vote.delete}, **PRIVATE)
     gr.on([controls.run.click, controls.run_token.change], evidence.cleared, None, evidence.outputs(), **PRIVATE)
     for button, example in zip(controls.examples, EXAMPLES):
         button.click(_constant(example.task), None, vote.task, **PRIVATE)
@@ -306,9 +311,10 @@ def _wire_evidence(demo: gr.Blocks, tab: gr.Tab, controls: Controls, page_share:
     again_outputs = {controls.prompt, vote.task, *[c for p in (share.left, share.right) for c in _panel_choices(p)]}
     view.run_again.click(run_again, view.comparison, again_outputs, **PRIVATE)
     refresh = evidence.leaderboard(board)
-    gr.on([tab.select, board.task.change, board.sighted.change], refresh, [board.task, board.sighted],
-          {board.summary, board.table, board.plot, board.notes}, concurrency_limit=2, concurrency_id="leaderboard",
-          show_progress="hidden", api_visibility="private")
+    # the vote line changes once a vote on the page is saved (or not): the board follows within seconds
+    gr.on([tab.select, board.task.change, board.sighted.change, vote.saved.change], refresh,
+          [board.task, board.sighted], {board.summary, board.table, board.plot, board.kinds_plot, board.notes},
+          concurrency_limit=2, concurrency_id="leaderboard", show_progress="hidden", api_visibility="private")
     gr.api(evidence.vote_api(), api_name="vote", concurrency_limit=8, concurrency_id="evidence")
     gr.api(evidence.leaderboard_api(), api_name="leaderboard", concurrency_limit=2, concurrency_id="leaderboard")
     gr.api(evidence.comparison_api(), api_name="comparison", concurrency_limit=8, concurrency_id="evidence")
@@ -350,20 +356,24 @@ def build_page(runner: Runner, config: AppConfig, evidence: Evidence | None = No
                 set_tab = build_set_components(runner, config, {side: panels[side].model.value for side in SIDES})
             with gr.Tab("Leaderboard", elem_id="tab-leaderboard") as board_tab:
                 board = build_leaderboard()
+                scores = build_score_board()  # prompt-set scores: a separate table, never mixed with the votes
         kept = EvidenceHandlers(evidence, vote, share, panels["left"], panels["right"], who=policy.who)
         handlers = _handlers(runner, policy, config, controls, panels, share, kept)
         _wire_panels(demo, controls, panels, handlers)
         _wire_share(handlers.share, _wire_run(config, controls, panels, handlers), controls.run)
         _wire_controls(runner, controls, panels, handlers)
         handlers.prompt_set = wire_prompt_set(set_tab, runner, config, policy, demo=demo, exports=handlers.share.exports,
-                                              stop=handlers.stop, concurrency_id=GENERATE)
+                                              stop=handlers.stop, concurrency_id=GENERATE, evidence=evidence)
         gr.api(generate_endpoint(runner, policy),
                api_name="generate", concurrency_id=GENERATE, concurrency_limit=config.concurrency)
         gr.api(models_endpoint(runner), api_name="models", queue=False)
         gr.api(compare_endpoint(runner, policy, evidence), api_name="compare", concurrency_id=GENERATE,
                concurrency_limit=config.concurrency)
         _wire_evidence(demo, board_tab, controls, share, vote, board, view, handlers)
+        gr.on([board_tab.select, board.task.change], score_board_refresh(evidence, scores), [board.task],
+              {scores.note, scores.table}, concurrency_limit=2, concurrency_id="leaderboard", show_progress="hidden",
+              api_visibility="private")
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency, api_open=False)
     fair.install(demo)
     return Page(demo, controls, panels, share, handlers, fair, evidence=evidence, vote=vote, leaderboard=board,
-                shared_view=view)
+                shared_view=view, scores=scores)

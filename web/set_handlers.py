@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Callable, Iterator
 
@@ -18,12 +20,16 @@ import pandas as pd
 from components.promptset_tab import SetTab, table_value
 from components.render import esc
 from components.set_export import summary_markdown, write_set_exports
+from evidence.ratings import score_rows
+from evidence.store import Side, StoreUnavailable, VoteRefused
+from evidence.types import CHOICES, SET_TASKS, TASKS, Contestant
 from models import GenerationSettings, ModelIdError, SettingsError, check_precision
 from models.request import SetRequest
 from models.run import Runner, SetFinished, SetProgress
 from models.sets.compare import SIDES, SideProgress, Stage, rate
 from models.sets.rows import MAX_FILE_BYTES, PromptRow, PromptSetError, Task, builtin_set, parse_prompt_file, validate_rows
 
+from .evidence import Evidence
 from .exports import ExportFolder
 from .handlers import slider_settings
 from .policy import Policy
@@ -32,6 +38,7 @@ from .zerogpu import MAX_SECONDS, on_gpu
 
 Updates = dict[Any, Any]
 REFRESH_SECONDS = 0.5  # the table and charts are redrawn at most this often while a set runs
+MAX_SET_VOTES = 10_000  # set rows whose store id is remembered (a re-rating replaces the vote)
 NO_SCORES = "**Score per side**: no references: no scores (the set's rows carry no reference answer to score against)."
 
 
@@ -162,11 +169,18 @@ class SetHandlers:
         tab: the tab's components.
         exports: where downloads are written.
         policy: what this deployment hides (server paths) and allows (public limits).
+        evidence: the page's store (``web.evidence.Evidence``): a rated row is kept as a comparison and its vote
+            (source ``"set"``, the set's task), a finished set's scores feed the board of automatic scores;
+            ``None`` or no database: nothing is kept and the tab works as without it.
     """
 
-    def __init__(self, runner: Runner, tab: SetTab, exports: ExportFolder, policy: Policy) -> None:
+    def __init__(self, runner: Runner, tab: SetTab, exports: ExportFolder, policy: Policy,
+                 evidence: Evidence | None = None) -> None:
         self.runner, self.tab, self.exports, self.policy = runner, tab, exports, policy
         self.redact = policy.redact
+        self.evidence = evidence
+        self._voted: OrderedDict[tuple[str, str, int], str] = OrderedDict()  # (session, run id, row) -> store id
+        self._voted_lock = threading.Lock()
 
     def _request(self, data: dict[Any, Any]) -> SetRequest:
         tab = self.tab
@@ -225,6 +239,7 @@ class SetHandlers:
                 result = self.redact(update.result)
                 line = "✅ done" if not result["stopped"] else "⏹ stopped: the rows done are kept"
                 line += "".join(f" · {side} ⚠️ {reason}" for side, reason in (result.get("unavailable") or {}).items())
+                line += self.keep_scores(result)
                 yield {self.tab.progress: esc(line), **self._finished(result, data[self.tab.show])}
 
     def filter_table(self, data: dict[Any, Any]) -> Any:
@@ -238,12 +253,89 @@ class SetHandlers:
         keeps)."""
         return int(event.row_value[0]) if event.row_value else int(event.index[0]) + 1
 
-    def rate(self, data: dict[Any, Any]) -> Updates:
-        """Store the rating of the picked row and refresh the table, summary and downloads."""
+    def rate(self, data: dict[Any, Any], request: gr.Request | None = None) -> Updates:
+        """Store the rating of the picked row and refresh the table, summary and downloads; with a store, the
+        row is kept as a comparison and the rating as its vote (the line above the table says whether)."""
         result, number, rating = data[self.tab.result], data[self.tab.rating_row], data[self.tab.rating]
         if not result or not number or not 1 <= int(number) <= len(result["rows"]):
             return gr.skip()
-        return self._finished(rate(result, int(number) - 1, rating), data[self.tab.show])
+        updates = self._finished(rate(result, int(number) - 1, rating), data[self.tab.show])
+        line = self.keep_vote(result, int(number) - 1, rating, getattr(request, "session_hash", None) or "anonymous")
+        return {**updates, self.tab.progress: esc(line)} if line else updates
+
+    # -- the evidence: votes and automatic scores ----------------------------------------------------------
+
+    def _kept(self) -> bool:
+        return self.evidence is not None and self.evidence.store is not None
+
+    def keep_scores(self, result: dict[str, Any]) -> str:
+        """Keep a finished set's per-row scores for the board of automatic scores; what to add to the line
+        (nothing when kept or when nothing is kept on this server)."""
+        if not self._kept() or not result.get("id"):
+            return ""
+        try:
+            rows = score_rows(result, *(set_contestant(result, side) for side in SIDES), task=set_task(result))
+            if rows:
+                self.evidence.kept_store().record_set_scores(str(result["id"]), rows)
+        except StoreUnavailable as exc:
+            return f" · scores not saved: {exc}"
+        except (ValueError, KeyError, TypeError) as exc:
+            return f" · scores not kept: {exc}"
+        return ""
+
+    def keep_vote(self, result: dict[str, Any], index: int, rating: str | None, session: str) -> str:
+        """Keep row ``index``'s rating as a vote (source ``"set"``); the line saying what happened ("" when this
+        server keeps nothing). A second rating of the same row replaces the vote; a store error only says so."""
+        if not self._kept() or rating not in CHOICES:
+            return ""
+        key = (session, str(result.get("id")), index)
+        try:
+            with self._voted_lock:
+                store_id = self._voted.get(key)
+                if store_id is None:
+                    store_id = self._voted[key] = self._record_row(result, index, session)
+                    while len(self._voted) > MAX_SET_VOTES:
+                        self._voted.popitem(last=False)
+            self.evidence.vote(store_id, session, rating, source="set")
+        except StoreUnavailable as exc:
+            return f"⚠️ rating of row {index + 1} not saved: {exc}"
+        except (VoteRefused, ValueError) as exc:
+            return f"⚠️ rating of row {index + 1} not kept: {exc}"
+        return f"✅ rating of row {index + 1} kept as a vote ({set_task(result)})"
+
+    def _record_row(self, result: dict[str, Any], index: int, session: str) -> str:
+        row = result["rows"][index]
+        sides = [set_side(result, side) for side in SIDES]
+        texts = tuple(str((row.get(side) or {}).get("text") or "") for side in SIDES)
+        return self.evidence.kept_store().record_comparison(
+            owner_session=session, task=set_task(result), prompt=str(row.get("prompt") or ""), outputs=texts,
+            left=sides[0], right=sides[1], settings=dict(result.get("settings") or {}, set=str(result.get("set") or "")),
+            stats=tuple((row.get(side) or {}).get("stats") for side in SIDES), blind=False)
+
+
+def set_task(result: dict[str, Any]) -> str:
+    """The vote task a set's rows count under (its summary's set task through ``SET_TASKS``; else ``"other"``)."""
+    task = result.get("task") or (result.get("summary") or {}).get("task") or "other"
+    task = getattr(task, "value", task)
+    task = SET_TASKS.get(str(task), str(task))
+    return task if task in TASKS else "other"
+
+
+def set_side(result: dict[str, Any], side: str) -> Side:
+    """One side of a set run as the store keeps it, from the result's ``models`` (the engine's description)."""
+    description = (result.get("models") or {}).get(side) or {}
+    if description.get("kind") is None or description.get("unavailable"):
+        raise ValueError(f"{side}: the model gave no answers, so there is nothing to vote on")
+    endpoint = description.get("endpoint")
+    precision = description.get("precision") or ("endpoint" if endpoint else "unknown")
+    return Side(model=str(description.get("name") or "unknown"), kind=str(description["kind"]), precision=str(precision),
+                revision=description.get("revision"), model_class=description.get("resolved_class"),
+                engine=str(endpoint) if endpoint else "local")
+
+
+def set_contestant(result: dict[str, Any], side: str) -> Contestant:
+    kept = set_side(result, side)
+    return Contestant(kept.model, kept.precision, kept.kind)
 
 
 def run_set_endpoint(runner: Runner, policy: Policy) -> Callable[..., Iterator[dict]]:

@@ -14,6 +14,7 @@ from models.run import Runner
 from models.settings import setting_ranges
 
 from .config import AppConfig
+from .evidence import Evidence
 from .exports import ExportFolder
 from .handlers import selection_handler
 from .policy import Policy
@@ -40,9 +41,11 @@ def build_set_components(runner: Runner, config: AppConfig, start: Mapping[str, 
 
 
 def wire_prompt_set(tab: SetTab, runner: Runner, config: AppConfig, policy: Policy, *, demo: gr.Blocks,
-                    exports: ExportFolder, stop: Callable, concurrency_id: str) -> SetHandlers:
-    """Wire the tab's events (inside the page's ``gr.Blocks``) and register ``/run_set``."""
-    handlers = SetHandlers(runner, tab, exports, policy)
+                    exports: ExportFolder, stop: Callable, concurrency_id: str,
+                    evidence: Evidence | None = None) -> SetHandlers:
+    """Wire the tab's events (inside the page's ``gr.Blocks``) and register ``/run_set``; ``evidence``: the page's
+    store, where rated rows are kept as votes and finished sets' scores for the board of automatic scores."""
+    handlers = SetHandlers(runner, tab, exports, policy, evidence)
     _wire(tab, handlers, runner, policy, stop, config.concurrency, concurrency_id, demo.load)
     gr.api(run_set_endpoint(runner, policy), api_name="run_set", concurrency_id=concurrency_id,
            concurrency_limit=config.concurrency)
@@ -75,5 +78,5 @@ def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, policy: Policy, st
     tab.show.change(handlers.filter_table, inputs={tab.result, tab.show}, outputs=tab.table, queue=False, **PRIVATE)
     tab.stop.click(stop, None, None, queue=False, api_visibility="private")
     tab.table.select(handlers.select_row, None, tab.rating_row, queue=False, **PRIVATE)
-    tab.rating.input(handlers.rate, inputs={tab.result, tab.rating_row, tab.rating, tab.show}, outputs=finished,
+    tab.rating.input(handlers.rate, inputs={tab.result, tab.rating_row, tab.rating, tab.show}, outputs={tab.progress, *finished},
                      queue=False, **PRIVATE)

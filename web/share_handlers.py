@@ -165,7 +165,9 @@ class ShareHandlers:
         rating reveals the models (and is kept as its blind rating)."""
         current = find_comparison(data[self.share.comparisons], data[self.share.history])
         if current is None:
-            return gr.skip()  # nothing to rate yet
+            # Rated in the moment between both answers ending and their comparison joining the history: make it
+            # now, with this rating (``side_done`` makes the same one, by the run's id, when its turn comes).
+            return self.side_done(data, request)
         rated = with_rating(current, data[self.share.rating])
         kept = (self.evidence.on_rating(rated, data, request, revealing=hidden(current))
                 if self.evidence is not None else {})  # the vote, kept in the database
