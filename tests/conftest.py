@@ -43,6 +43,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 _PLAYGROUND_CACHE = tempfile.mkdtemp(prefix="playground-test-cache-")
 os.environ["PLAYGROUND_CACHE"] = _PLAYGROUND_CACHE
+# the data folder (the votes database and its key) of every app a test starts: never the user's own
+os.environ["PLAYGROUND_DATA"] = os.path.join(_PLAYGROUND_CACHE, "data")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

@@ -91,4 +91,5 @@ def test_a_set_without_references_says_it_has_no_scores(page: Page, tmp_path: Pa
              "the note in the score chart's place")
     wait_for(lambda: "done" in page.locator("#set-progress").inner_text(), 60, "the set to finish")
     assert not page.locator("#set-score-plot").is_visible(), "no empty score chart"
-    assert page.locator("#set-latency-plot canvas, #set-latency-plot svg").count() > 0, "the time chart is drawn"
+    wait_for(lambda: page.locator("#set-latency-plot canvas, #set-latency-plot svg").count() > 0, 20,
+             "the time chart to be drawn")

@@ -115,6 +115,7 @@ def test_the_board_shown_follows_a_vote_without_reopening_the_tab(registry, cach
         wired = _dependency(page.demo, page.vote.saved, "change")  # the vote line changes after each vote
         assert {board.summary._id, board.table._id, board.kinds_plot._id} <= set(wired["outputs"])
         assert [c._id for c in (board.task, board.sighted)] == wired["inputs"]
+        assert wired["trigger_mode"] == "always_last", "a switch flipped during a refresh is not dropped"
 
         refresh = page.handlers.evidence.leaderboard(board)
         assert refresh("all", True)[board.summary] == NO_VOTES.replace("No votes", "No votes, blind or sighted,")

@@ -23,10 +23,12 @@ needs_smollm2 = pytest.mark.skipif(smollm2_gguf() is None, reason="pip install -
 
 
 @needs_smollm2
-def test_real_smollm2_gguf_answers_and_reloads_fast_from_cache():
+def test_real_smollm2_gguf_answers_and_reloads_fast_from_cache(tmp_path, monkeypatch):
     registry = ModelRegistry(online=False)
     source = registry.register_packaged()
     assert source is not None and source.gguf_file.endswith(".gguf")
+    # an empty conversion cache of its own: an earlier test of the session may have converted this file already
+    monkeypatch.setattr("models.loader.GGUF_CACHE_DIR", tmp_path / "gguf")
     heard: list[str] = []
     first = load_model(source, on_status=heard.append)  # converts the GGUF once into the playground cache
     assert first.description.resolved_class == "LlamaForCausalLM"
@@ -96,7 +98,7 @@ def _announced_url(proc: subprocess.Popen, timeout: float) -> str:
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        match = re.search(r"Playground ready: open (http://\S+?)[. ]", line)
+        match = re.search(r"Playground ready: open (http://\S+?)\.?(?:\s|$)", line)
         if match:
             return match.group(1).rstrip("/") + "/"
         assert time.perf_counter() < deadline, "start-up hangs (network timeouts?)\n" + "".join(seen)

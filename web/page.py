@@ -311,10 +311,12 @@ def _wire_evidence(demo: gr.Blocks, tab: gr.Tab, controls: Controls, page_share:
     again_outputs = {controls.prompt, vote.task, *[c for p in (share.left, share.right) for c in _panel_choices(p)]}
     view.run_again.click(run_again, view.comparison, again_outputs, **PRIVATE)
     refresh = evidence.leaderboard(board)
-    # the vote line changes once a vote on the page is saved (or not): the board follows within seconds
+    # the vote line changes once a vote on the page is saved (or not): the board follows within seconds.
+    # always_last: a switch flipped while a refresh runs is refreshed again after it, with the switch as it is then
     gr.on([tab.select, board.task.change, board.sighted.change, vote.saved.change], refresh,
           [board.task, board.sighted], {board.summary, board.table, board.plot, board.kinds_plot, board.notes},
-          concurrency_limit=2, concurrency_id="leaderboard", show_progress="hidden", api_visibility="private")
+          concurrency_limit=2, concurrency_id="leaderboard", show_progress="hidden", api_visibility="private",
+          trigger_mode="always_last")
     gr.api(evidence.vote_api(), api_name="vote", concurrency_limit=8, concurrency_id="evidence")
     gr.api(evidence.leaderboard_api(), api_name="leaderboard", concurrency_limit=2, concurrency_id="leaderboard")
     gr.api(evidence.comparison_api(), api_name="comparison", concurrency_limit=8, concurrency_id="evidence")
