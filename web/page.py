@@ -212,8 +212,9 @@ def _wire_share(handlers: ShareHandlers, run_events: list[Any], run_button: gr.B
         event.then(side_ended(handlers, run_button),
                    inputs={left.record, right.record, share.comparisons, share.rating, share.blind_run, *kept},
                    outputs={*outputs, run_button}, **PRIVATE)
-    share.rating.input(handlers.rate, inputs={share.rating, share.history, share.comparisons, *kept}, outputs=outputs,
-                       **PRIVATE)
+    # the records and the run too: a rating given before the run's comparison is saved makes it (``rate``)
+    share.rating.input(handlers.rate, inputs={share.rating, share.history, share.comparisons, left.record,
+                                              right.record, share.blind_run, *kept}, outputs=outputs, **PRIVATE)
     share.history.input(handlers.reopen, inputs={share.history, share.comparisons}, outputs=handlers.reopen_outputs(),
                         **PRIVATE)
 
