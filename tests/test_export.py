@@ -272,4 +272,5 @@ def test_refused_runs_do_not_fill_the_history(page):
     done = handlers.side_done
     assert done({left.record: seq[left.record], right.record: causal[right.record], share.comparisons: [],
                  share.rating: None}) == gr.skip()
-    assert handlers.rate({share.rating: "tie", share.history: None, share.comparisons: []}) == gr.skip()
+    assert handlers.rate({share.rating: "tie", share.history: None, share.comparisons: [], share.blind_run: None,
+                          left.record: seq[left.record], right.record: causal[right.record]}) == gr.skip()
