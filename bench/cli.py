@@ -89,7 +89,6 @@ def chosen_sections(numbers: Sequence[int] | None) -> list[Section]:
 
 def _quiet() -> None:
     """Keep the output to the benchmark's own lines (no 8-bit cast warnings, progress bars or hub chatter)."""
-    warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     import logging

@@ -77,10 +77,9 @@ CAUSAL_TINY = ("tiny-gpt2", "tiny-llama")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Noise from bitsandbytes on CPU and from deliberately over-long prompts; not failures.
+    # Noise from bitsandbytes on CPU; not failures. (Its "MatMul8bitLt: inputs will be cast" is a log message,
+    # which models.loader.quiet_bitsandbytes lets through once, not a warning.)
     for line in (
-        "ignore:MatMul8bitLt:UserWarning",
-        "ignore:.*inputs will be cast from torch.float32 to float16.*",
         "ignore::DeprecationWarning:bitsandbytes.*",
     ):
         config.addinivalue_line("filterwarnings", line)
@@ -127,3 +126,18 @@ def load_tiny(registry, cache):
         return cache.get(registry.resolve(name), precision, load_in_8bit=load_in_8bit or None)
 
     return load
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL of the session's own (Debian's, as the ``postgres`` user, on a loopback port in a
+    temporary folder); tests take a fresh database each with ``pg_server.new_database()``, and may stop and
+    start it. Skipped where PostgreSQL is not installed."""
+    from tests.pgserver import PostgresServer
+
+    server = PostgresServer.find()
+    if server is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
+    server.start()
+    yield server
+    server.destroy()

@@ -16,7 +16,7 @@ from evidence.store import load_secret, open_store
 from models import GenerationSettings
 from tests.apphelpers import SETTINGS_VALUES, built_page, merged, running_app
 from tests.modelhelpers import generate_text
-from tests.pgserver import PostgresServer, free_port
+from tests.pgserver import free_port
 from web.config import parse_args
 
 PROMPT = "Translate English to German: good morning"
@@ -185,16 +185,6 @@ def test_the_command_line_default_is_the_data_folders_sqlite_file(monkeypatch, t
         assert (tmp_path / "secret.key").exists()
     finally:
         opened.close()
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    server = PostgresServer.find()
-    if server is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
-    server.start()
-    yield server
-    server.destroy()
 
 
 def test_a_database_down_during_a_run_keeps_the_page_going_and_the_next_vote_is_saved(registry, cache, pg_server,

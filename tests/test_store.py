@@ -25,7 +25,7 @@ from evidence.store import (ShareRefused, Side, Store, StoreUnavailable, VoteRef
                             database_url, default_data_dir, kept_line, load_secret, migrate, open_store)
 from evidence.types import CHOICES, TASKS
 
-from .pgserver import PostgresServer, free_port
+from .pgserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"a test key of 32 bytes, not 16.."
@@ -34,16 +34,6 @@ T5 = Side(model="tiny-t5", kind="seq2seq", precision="float32", revision="abc123
 GPT2 = Side(model="tiny-gpt2", kind="causal", precision="bfloat16", model_class="GPT2LMHeadModel")
 STATS = {"input_tokens": 5, "output_tokens": 7, "tokens_per_second": 12.5, "total_seconds": 0.6,
          "finish_reason": "length", "tokens": [{"token": "a", "prob": 0.5}]}
-
-
-@pytest.fixture(scope="session")
-def pg_server():
-    server = PostgresServer.find()
-    if server is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
-    server.start()
-    yield server
-    server.destroy()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
