@@ -111,7 +111,7 @@ def _outputs() -> dict[str, Any]:
 def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequence[tuple[str, str, str | None]]],
                   values: Mapping[str, str | None], allow_custom: bool,
                   precision: tuple[Sequence[tuple[str, str]], str],
-                  limits: Mapping[str, SliderRange], max_upload_mb: float) -> SetTab:
+                  limits: Mapping[str, SliderRange], max_upload_mb: float, note: str = "") -> SetTab:
     """Build the tab's components (inside a ``gr.Tab``).
 
     Args:
@@ -122,6 +122,7 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
         precision: ``(choices, info)`` for the precision selectors (``models.precision_options()``).
         limits: the settings schema's slider ranges.
         max_upload_mb: the largest file accepted.
+        note: a line under the controls (a public server's caps per set), none when empty.
     """
     gr.Markdown("Run many prompts through both models at once. Pick a built-in set or upload a file "
                 f"(`.jsonl` with `prompt` and optional `reference`, `task_prefix`; `.csv` with a `prompt` column; "
@@ -144,6 +145,7 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
                                elem_id="set-batch-size")
         first_rows = gr.Number(0, precision=0, minimum=0, label="Try the first N rows (0 = every row)",
                                info="A quick look before the whole set: only rows 1 to N run.", elem_id="set-first-rows")
+    gr.Markdown(note, visible=bool(note), elem_id="set-limits")
     with gr.Row():
         run = gr.Button("Run set", variant="primary", elem_id="set-run")
         stop = gr.Button("Stop", variant="stop", elem_id="set-stop")

@@ -110,16 +110,26 @@ def stats_line(stats: Mapping[str, Any], *, markdown: bool = True) -> str:
     return " · ".join(parts)
 
 
+#: A blind side's stats line until the visitor rates: the same on both sides, whatever ran there (token counts,
+#: speed, time, finish reason and input notices each told the models apart).
+BLIND_HELD = ("✅ done · finish: **shown after you rate**, with the tokens in and out, the speed and the time "
+              "(they could tell the models apart)")
+BLIND_FAILED = "⚠️ this side failed part-way · finish: **shown after you rate**, with why"
+
+
 def stats_markdown(stats: Mapping[str, Any] | None, *, status: str | None = None, blind: bool = False) -> str:
     """The stats line under an answer with its notices and error, or a status / error line while there are no stats.
 
-    ``blind``: the precision is left out (it would tell which model ran where before the visitor rates).
+    ``blind``: none of the figures, only :data:`BLIND_HELD` (or :data:`BLIND_FAILED` when the answer failed
+    part-way): until the visitor rates, nothing in it may tell which model ran where.
     """
     if status:
         return esc(status)
     if not stats:
         return ""
-    line = stats_line({k: v for k, v in stats.items() if k != "precision"} if blind else stats)
+    if blind:
+        return BLIND_FAILED if stats.get("error") or stats.get("finish_reason") == "error" else BLIND_HELD
+    line = stats_line(stats)
     for notice in stats.get("notices", []):
         line += f"<br>ℹ️ {esc(notice)}"
     if stats.get("error"):

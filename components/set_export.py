@@ -14,13 +14,14 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from evidence.csvsafe import SafeWriter
 
 from .promptset_tab import score_column, table_headers, table_rows
 from .export import table_cell
@@ -46,7 +47,7 @@ def _table(result: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
 def to_set_csv(result: Mapping[str, Any]) -> str:
     """One line per row, the table's columns."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeWriter(buffer, lineterminator="\n")  # formula-like text cells quoted (evidence/csvsafe.py)
     headers, rows = _table(result)
     writer.writerow(headers)
     writer.writerows(rows)

@@ -49,6 +49,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from . import redact
+from .csvsafe import SafeDictWriter
 from .schema import HEAD, ID_LENGTH, comparisons, set_scores, votes
 from .types import CHOICES, KINDS, SOURCES, TASKS, Contestant, PairVote, ScoreRow
 
@@ -567,9 +568,7 @@ class Store:
         try:
             with tmp.open("w", encoding="utf-8", newline="") as handle:
                 if fmt == "csv":
-                    import csv
-
-                    writer = csv.DictWriter(handle, fieldnames=columns)
+                    writer = SafeDictWriter(handle, fieldnames=columns)  # formula-like text cells quoted
                     writer.writeheader()
                     for row in self.export_rows(what):
                         writer.writerow(row)

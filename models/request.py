@@ -81,6 +81,8 @@ class SetRequest(BaseModel):
         precision: per side, the precision.
         settings: the settings of both sides (a task prefix reaches whichever side is seq2seq).
         batch_size: rows per ``generate`` call; 0: chosen per model.
+        max_seconds: the most wall-clock seconds the set may run (a public server's cap), then it stops keeping
+            the rows done; ``None``: no cap.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -92,6 +94,7 @@ class SetRequest(BaseModel):
     precision: dict[str, Precision]
     settings: GenerationSettings
     batch_size: int = Field(0, ge=0, le=MAX_BATCH_SIZE)
+    max_seconds: float | None = Field(None, gt=0)
 
     @staticmethod
     def check_batch_size(value: Any) -> int:

@@ -25,12 +25,13 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Generator, Iterator, Protocol, Union
+from typing import Any, Generator, Iterator, Protocol, Sequence, Union
 
 from .detect import UnsupportedModelError
 from .engine import Engine, EngineUnavailable, Engines, Selection
 from .explain import PromptView
 from .loader import ModelLoadError
+from .loads import LoadQueue
 from .presets import DEFAULT_CAUSAL, DEFAULT_SEQ2SEQ, Kind
 from .request import RunRequest, SetRequest
 from .settings import GenerationSettings, Precision
@@ -40,7 +41,6 @@ from .stream import FIRST_TOKEN_TIMEOUT
 from .types import Description, Prepared, Stats
 
 LOAD_POLL_SECONDS = 0.25  # how often a waiting load reports its status (and notices a stop)
-_LOADS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="load")
 LOAD_ERRORS = (ModelLoadError, UnsupportedModelError, EngineUnavailable)  # a model that cannot be had: said, not raised
 
 
@@ -145,16 +145,22 @@ class SideRun:
         source: the model.
         request: the parsed request (prompt, settings, precision).
         session: the visitor's session (its Stop stops this run).
+        load_first: other models (with their precisions) loaded before this run prepares its input, after its
+            own: a blind comparison loads both sides' models on each side, so that neither side starts first
+            nor says it is loading alone. A companion that cannot be had is skipped (its own run says why).
     """
 
-    def __init__(self, runner: "Runner", source: ModelSource, request: RunRequest, session: str) -> None:
+    def __init__(self, runner: "Runner", source: ModelSource, request: RunRequest, session: str,
+                 load_first: Sequence[tuple[ModelSource, Precision]] = ()) -> None:
         self.runner, self.source, self.request, self.session = runner, source, request, session
+        self.load_first = tuple(load_first)
         self.prompt, self.settings = request.prompt, request.settings
         self.stop_event = threading.Event()
         self.replaced = False  # stopped for a newer run of the same session (:meth:`RunTracker.replace`)
 
     def stop(self) -> None:
-        """Stop this run: a load in progress is abandoned (it finishes in the background), generation ends."""
+        """Stop this run: its wait for a load ends (a load nobody waits for is dropped before it starts; one in
+        progress finishes in the background), generation ends."""
         self.stop_event.set()
 
     def _failed(self, message: str, description: Description | None = None) -> Finished:
@@ -173,6 +179,11 @@ class SideRun:
             except Exception as exc:  # noqa: BLE001 - nothing raw reaches a visitor
                 yield self._failed(f"{self.source.name} could not be loaded ({type(exc).__name__}: {exc})")
                 return
+            for companion, precision in self.load_first:
+                try:
+                    yield from self.runner.engine(companion, precision, self.stop_event)
+                except Exception:  # noqa: BLE001 - the companion's own run reports its failure
+                    pass
             if self.stop_event.is_set():
                 yield self._failed("stopped before generating", engine.description)
                 return
@@ -254,7 +265,8 @@ class SetRun:
         try:
             final: SetResult | None = None
             for event in compare_set(self._opener("left"), self._opener("right"), request.rows, request.settings,
-                                     task=request.task, batch_size=request.batch_size, stop_event=self.stop_event):
+                                     task=request.task, batch_size=request.batch_size, stop_event=self.stop_event,
+                                     max_seconds=request.max_seconds):
                 if isinstance(event, SetResult):
                     final = event
                 else:
@@ -337,12 +349,15 @@ class Runner(RunTracker):
         engines: the providers that answer for the sources (the local models, the inference servers…).
         first_token_timeout: seconds before a silent model counts as failed.
         max_input_tokens: most tokens a model reads (longer inputs are cut, with a notice); ``None``: its context.
+        loads: the queue of model loads (bounded; a load nobody waits for is dropped); ``None``: one with the
+            default bounds (:mod:`models.loads`).
     """
 
     def __init__(self, registry: ModelRegistry, engines: Engines, *, first_token_timeout: float = FIRST_TOKEN_TIMEOUT,
-                 max_input_tokens: int | None = None) -> None:
+                 max_input_tokens: int | None = None, loads: LoadQueue | None = None) -> None:
         self.registry, self.engines, self.first_token_timeout = registry, engines, first_token_timeout
         self.max_input_tokens = max_input_tokens
+        self.loads = loads if loads is not None else LoadQueue()
         super().__init__()
 
     # ----- which model -----
@@ -398,7 +413,9 @@ class Runner(RunTracker):
         (``engine = yield from runner.engine(...)``); an engine that is ready returns at once.
 
         Raises:
-            ModelLoadError: unavailable here, failed, or stopped (the load then finishes in the background).
+            ModelLoadError: unavailable here, failed, stopped (a load that has not started and that no other run
+                waits for is dropped; one in progress finishes in the background), or refused because too many
+                loads wait already (:class:`models.loads.LoadRefused`).
             UnsupportedModelError: not a seq2seq or causal language model.
             EngineUnavailable: no engine runs that kind of model here.
         """
@@ -409,24 +426,29 @@ class Runner(RunTracker):
         reason = provider.unavailable(source)
         if reason:
             raise ModelLoadError(reason)
-        messages: queue.Queue[str] = queue.Queue()
-        future = _LOADS.submit(provider.open, source, precision, messages.put)
-        started, status = time.perf_counter(), f"Loading {source.name}"
-        while True:
-            try:
-                return future.result(timeout=LOAD_POLL_SECONDS)
-            except concurrent.futures.TimeoutError:
-                pass
-            while not messages.empty():
-                status = messages.get()
-            if stop_event is not None and stop_event.is_set():
-                raise ModelLoadError(f"stopped while loading {source.name} (it keeps loading in the background)")
-            yield Loading(f"⏳ {status}… {time.perf_counter() - started:.0f} s")
+        ticket = self.loads.join((provider.name, source.name, precision), source.name,
+                                 lambda on_status: provider.open(source, precision, on_status))
+        started = time.perf_counter()
+        try:
+            while True:
+                try:
+                    return ticket.future.result(timeout=LOAD_POLL_SECONDS)
+                except concurrent.futures.TimeoutError:
+                    pass
+                if stop_event is not None and stop_event.is_set():
+                    dropped = ticket.release()
+                    raise ModelLoadError(f"stopped while loading {source.name} " + (
+                        "(its load was dropped before it started)" if dropped else "(it keeps loading in the background)"))
+                yield Loading(f"⏳ {ticket.status}… {time.perf_counter() - started:.0f} s")
+        finally:
+            ticket.release()  # a consumer gone away (the generator closed) stops waiting too
 
     # ----- runs -----
-    def start(self, source: ModelSource, request: RunRequest, session: str = "anonymous") -> SideRun:
-        """A run of ``source`` on the parsed ``request``; nothing happens until its events are read."""
-        return SideRun(self, source, request, session)
+    def start(self, source: ModelSource, request: RunRequest, session: str = "anonymous",
+              load_first: Sequence[tuple[ModelSource, Precision]] = ()) -> SideRun:
+        """A run of ``source`` on the parsed ``request``; nothing happens until its events are read.
+        ``load_first``: other models this run loads too before it starts (see :class:`SideRun`)."""
+        return SideRun(self, source, request, session, load_first)
 
     def start_set(self, request: SetRequest, session: str = "anonymous") -> SetRun:
         """A prompt set's run on both sides' models; nothing happens until its events are read."""
@@ -446,4 +468,4 @@ class Runner(RunTracker):
                     print(f"preload of {name} failed: {exc}")
                     failed.append(name)
             return failed
-        return _LOADS.submit(work)
+        return self.loads.submit(work)

@@ -31,6 +31,7 @@ MAX_PROMPT_CHARS = 20_000  # longer prompts are refused before tokenizing (a 1 M
 MAX_SEED = 2**32 - 1
 MAX_TASK_PREFIX_CHARS = 200
 MAX_INPUT_TOKENS_LIMIT = 131_072  # the largest input budget a public server may set
+MAX_SET_ROWS = 200  # rows per prompt set (``models.sets.rows.MAX_ROWS`` reads this)
 
 
 class SettingsError(ValueError):
@@ -275,6 +276,11 @@ class PublicLimits(BaseModel):
         max_new_tokens (int, default 512): most tokens one answer may have.
         max_input_tokens (int, default 1024): most tokens the model reads (prompt with its chat
             template or task prefix); a causal model keeps the last ones, a seq2seq model the first.
+        max_set_tokens (int, default 8192): most new tokens one prompt set may ask of each side (rows ×
+            max_new_tokens); a larger set is refused before it starts (:meth:`check_set`).
+        max_set_seconds (float, default 600): most wall-clock seconds one prompt set may run, its loads included;
+            then it stops, keeping the rows done.
+        sets_per_visitor (int, default 1): prompt sets one visitor (address) may have running or waiting.
 
     Example:
         >>> PublicLimits().check(GenerationSettings(max_new_tokens=2048))
@@ -287,6 +293,9 @@ class PublicLimits(BaseModel):
 
     max_new_tokens: int = Field(512, ge=1, le=MAX_NEW_TOKENS_LIMIT)
     max_input_tokens: int = Field(1024, ge=16, le=MAX_INPUT_TOKENS_LIMIT)
+    max_set_tokens: int = Field(8192, ge=1, le=MAX_SET_ROWS * MAX_NEW_TOKENS_LIMIT)
+    max_set_seconds: float = Field(600.0, gt=0, le=24 * 3600)
+    sets_per_visitor: int = Field(1, ge=1, le=64)
 
     def check(self, settings: GenerationSettings) -> GenerationSettings:
         """``settings`` if they are within these limits, else a :class:`SettingsError` naming the field."""
@@ -299,6 +308,35 @@ class PublicLimits(BaseModel):
         """The line the page shows next to the sliders."""
         return (f"Public server: at most {self.max_new_tokens} new tokens per answer; "
                 f"the model reads at most {self.max_input_tokens} input tokens (longer prompts are cut, with a notice).")
+
+    def check_set(self, rows: int, settings: GenerationSettings) -> None:
+        """Refuse a prompt set of ``rows`` rows whose new tokens (rows × ``max_new_tokens``, per side) are over
+        :attr:`max_set_tokens`, with a :class:`SettingsError` naming the cap and what would fit.
+
+        Example:
+            >>> PublicLimits(max_set_tokens=1000).check_set(20, GenerationSettings(max_new_tokens=100))
+            Traceback (most recent call last):
+            ...
+            models.settings.SettingsError: rows: 20 rows × 100 new tokens = 2000 tokens per side, over this public server's cap of 1000 new tokens per set (and a set stops after 600 s); try the first 10 rows, or at most 50 new tokens per answer
+        """
+        asked = rows * settings.max_new_tokens
+        if asked <= self.max_set_tokens:
+            return
+        fewer_rows = self.max_set_tokens // settings.max_new_tokens
+        fewer_tokens = self.max_set_tokens // rows
+        hints = ([f"try the first {fewer_rows} rows"] if fewer_rows >= 1 else []) + \
+                ([f"at most {fewer_tokens} new tokens per answer"] if fewer_tokens >= 1 else []) or \
+                ["fewer rows and fewer new tokens per answer"]
+        raise SettingsError("rows", f"{rows} rows × {settings.max_new_tokens} new tokens = {asked} tokens per side, over "
+                                    f"this public server's cap of {self.max_set_tokens} new tokens per set (and a set "
+                                    f"stops after {self.max_set_seconds:g} s); "
+                                    + ", or ".join(hints))
+
+    def set_note(self) -> str:
+        """The line the prompt-set tab shows under its controls."""
+        return (f"Public server: a set may ask at most {self.max_set_tokens} new tokens of each side (rows × max new "
+                f"tokens) and runs at most {self.max_set_seconds:g} s (then it stops, keeping the rows done); "
+                f"{self.sets_per_visitor} set{'s' * (self.sets_per_visitor != 1)} at a time per visitor.")
 
 
 def _number(name: str, value: Any, *, integer: bool = False) -> float | int:

@@ -43,7 +43,7 @@ def test_space_header_preloads_both_default_models_and_suggests_hardware():
 def test_generating_functions_carry_the_zerogpu_decorator(registry, cache):
     page, _runner = built_page(registry, cache, seq2seq="tiny-t5", causal="tiny-gpt2")
     generating = [block_fn.fn for block_fn in page.demo.fns.values()
-                  if block_fn.fn is not None and getattr(block_fn, "concurrency_id", None) == "generate"]
+                  if block_fn.fn is not None and getattr(block_fn, "concurrency_id", None) in ("generate", "sets")]
     names = sorted(fn.__name__ for fn in generating)
     assert names == ["compare", "generate", "run_set", "run_set_tab", "run_side", "run_side"], \
         "both panels' run handlers, /generate, /compare, the prompt-set tab's run and /run_set"

@@ -16,6 +16,8 @@ from models.settings import PublicLimits
 from models.endpoint_spec import EndpointError, EndpointSpec, parse_endpoint_specs
 from models.sources import MAX_CUSTOM_BYTES_ON_SPACE
 
+from .intake import IntakeLimits
+
 PUBLIC_DEFAULTS = PublicLimits()  # the schema's defaults for --max-new-tokens-public / --max-input-tokens-public
 VOTES_PER_MINUTE_PUBLIC = 20  # a public server's votes per visitor and minute (a person reads two answers first)
 PER_VISITOR = 2  # requests running or waiting per visitor, from the command line (one comparison = 2)
@@ -57,6 +59,8 @@ class AppConfig:
             :func:`evidence.store.default_data_dir`.
         keep_prompts: keep every prompt and answer in the database, not only shared ones (``--keep-prompts``).
         votes_per_minute: votes one visitor may cast a minute (public deployments); ``None`` = no limit.
+        intake: what the server takes in (request bodies, uploads, connections; :mod:`web.intake`), set on public
+            deployments; ``None`` = Gradio's own bounds only.
     """
 
     model_dirs: list[str] = field(default_factory=list)
@@ -84,6 +88,7 @@ class AppConfig:
     data_dir: str | None = None
     keep_prompts: bool = False
     votes_per_minute: int | None = None
+    intake: IntakeLimits | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AppConfig, Address]:
                        per_visitor=args.per_visitor or None, proxy_hops=args.proxy_hops,
                        keep_files_s=max(1, round(args.keep_files * 60)), endpoints=_endpoints(args, parser),
                        group_window=args.group_window, db=_database(args, parser), data_dir=args.data_dir,
-                       keep_prompts=args.keep_prompts, votes_per_minute=VOTES_PER_MINUTE_PUBLIC if args.public else None)
+                       keep_prompts=args.keep_prompts, votes_per_minute=VOTES_PER_MINUTE_PUBLIC if args.public else None,
+                       intake=IntakeLimits() if args.public else None)
     return config, Address(args.host, args.port)
 
 

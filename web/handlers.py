@@ -15,7 +15,7 @@ from components.panel import Panel
 from components.render import (CONFIDENCE_HIDDEN, card_markdown, class_markdown, error_markdown, prompt_view_html,
                                record_confidence, stats_markdown)
 from components.settings import SHARED_FIELDS
-from models import GenerationSettings, Kind, ModelIdError, SettingsError, parse_precision
+from models import GenerationSettings, Kind, ModelIdError, ModelSource, Precision, SettingsError, parse_precision
 from models.request import RunRequest
 from models.settings import plain_error
 from models.run import Chunk, Loading, Ready, Runner, RunEvent
@@ -27,6 +27,7 @@ from .share_handlers import same_run
 from .zerogpu import gpu_seconds, on_gpu
 
 GENERATING = stats_markdown(None, status="generating…")
+BLIND_LOADING = stats_markdown(None, status="⏳ loading both hidden models (both sides start together)…")
 STARTING = stats_markdown(None, status="⏳ starting…")
 RESTARTING = stats_markdown(None, status="⏳ stopping the previous run, then starting this one…")
 RUN_IDLE = "Run both"
@@ -92,19 +93,18 @@ def render_event(event: RunEvent, panel: Panel, note: str | None, *, blind: bool
 
 
 def _render_blind(event: RunEvent, panel: Panel, names: Iterable[str]) -> Updates:
+    """Until the vote, the same on both sides whatever ran there: one loading line (no timer: only the side whose
+    model is not loaded yet would count), the answer, and a stats line that holds the figures back."""
     if isinstance(event, Loading):
-        elapsed = event.status.rsplit("… ", 1)[-1] if "… " in event.status else ""
-        return {panel.output: "", panel.stats: stats_markdown(None, status=f"⏳ loading {HIDDEN_MODEL}… {elapsed}".rstrip()),
-                panel.confidence: CONFIDENCE_HIDDEN}
+        return {panel.output: "", panel.stats: BLIND_LOADING, panel.confidence: CONFIDENCE_HIDDEN}
     if isinstance(event, Ready):
         return {panel.output: "", panel.stats: GENERATING, panel.confidence: CONFIDENCE_HIDDEN}
     if isinstance(event, Chunk):
         return {panel.output: event.text, panel.stats: GENERATING}
     result = event.result
     record = result.to_dict()
-    if result.answered:
-        stats = dict(record["stats"], error=hide_names(record["stats"]["error"], names) if record["stats"].get("error") else None)
-        return {panel.output: result.text, panel.stats: stats_markdown(stats, blind=True), panel.record: record}
+    if result.answered:  # the figures wait for the reveal (web/blind.py), which shows them from the record
+        return {panel.output: result.text, panel.stats: stats_markdown(record["stats"], blind=True), panel.record: record}
     return {panel.output: "", panel.stats: error_markdown(hide_names(result.error or "", names)), panel.record: record}
 
 
@@ -115,9 +115,11 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, other: Panel, prom
     ``policy.limits`` (a public server) are refused; each refusal is one log line naming the visitor.
 
     Blind mode (``blind_run``'s value ``{"blind": True, "swapped": ..., "run": ...}``, set when the run starts):
-    when swapped, this panel runs the ``other`` panel's choice (model, precision, options, own settings), and
-    nothing naming the model is shown until the visitor rates (see :func:`render_event`). The record gets the
-    run's id (``"run"``), so that only the two records of one run are paired."""
+    when swapped, this panel runs the ``other`` panel's choice (model, precision, options), with this panel's
+    settings (a side's own max_new_tokens must not travel with its model), and nothing that names or tells the
+    models apart is shown until the visitor rates (see :func:`render_event`): each side loads both models before
+    it starts, so that both say the same while loading. The record gets the run's id (``"run"``), so that only
+    the two records of one run are paired."""
     def run_side(data: dict[Any, Any], request: gr.Request) -> Iterator[Updates]:
         assignment = data.get(blind_run) or {}
         blind = bool(assignment.get("blind"))
@@ -132,9 +134,11 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, other: Panel, prom
                   blind: bool) -> Iterator[Updates]:
         # at once: the last run's answer, stats and shading go (a restart's old answer may have just been repainted)
         cleared = {panel.output: "", panel.stats: STARTING, panel.confidence: CONFIDENCE_HIDDEN if blind else ""}
-        yield cleared
-        chooser = other if blind and assignment.get("swapped") else panel
-        settings_panel = shared if data[link] else chooser
+        last = {**cleared, panel.stats: BLIND_LOADING} if blind else cleared
+        yield last
+        swapped = blind and bool(assignment.get("swapped"))
+        chooser = other if swapped else panel
+        settings_panel = shared if data[link] else (panel if blind else chooser)
         try:
             run_request = RunRequest.parse(prompt=data[prompt_box], precision=data[chooser.precision],
                                            settings=policy.check(run_settings(data, chooser, settings_panel)))
@@ -145,18 +149,33 @@ def side_handler(runner: Runner, panel: Panel, shared: Panel, other: Panel, prom
             yield {panel.output: "", panel.stats: error_markdown(plain_error(message)), panel.record: {"error": str(exc)}}
             return
         note = UNTRAINED_NOTE if source.untrained else None
-        run = runner.start(source, run_request, request.session_hash or "anonymous")
-        names = (source.name, data[chooser.model], data[chooser.custom])
+        partner = _choice(runner, data, panel if swapped else other) if blind else None  # what runs on the other side
+        run = runner.start(source, run_request, request.session_hash or "anonymous",
+                           load_first=[partner] if partner is not None else [])
+        names = (source.name, data[chooser.model], data[chooser.custom], partner[0].name if partner else "")
         for event in run.events():
             if run.replaced:  # a newer run of this session takes the panel: nothing more of this one goes on it
                 yield cleared  # Gradio repaints a generator's last update when it ends: not the old answer
                 return
             update = render_event(event, panel, note, blind=blind, names=names)
+            if blind and not isinstance(event, Chunk):
+                if update == last:  # the loading line again: sent once, as on the other side
+                    continue
+                last = update
             # a chunk carries only the model's text: nothing of the server to hide, and it is the hot path
             yield update if isinstance(event, Chunk) else policy.redact(update)
 
     token_limits = {c.settings.max_new_tokens for c in (panel, shared, other)}
     return on_gpu(run_side, duration=lambda data, *_: gpu_seconds(max(data.get(c) or 0 for c in token_limits)))
+
+
+def _choice(runner: Runner, data: Mapping[Any, Any], chooser: Panel) -> tuple[ModelSource, Precision] | None:
+    """The model and precision ``chooser``'s selectors pick, or ``None`` when they cannot be read (that side's own
+    run says why)."""
+    try:
+        return runner.resolve(data[chooser.model], data[chooser.custom]), parse_precision(data[chooser.precision])
+    except (SettingsError, ModelIdError):
+        return None
 
 
 def selection_handler(runner: Runner, selector: Any, policy: Policy):

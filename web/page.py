@@ -36,7 +36,9 @@ from .policy import Policy
 from .privacy import redactor_for
 from .score_board import score_board_refresh
 from .share_handlers import ShareHandlers, choices_back
-from .visitors import GENERATE, FairShare
+from .quiet import quiet_inputs
+from .session_owners import SessionOwners
+from .visitors import GENERATE, SETS, WORK, FairShare
 
 START_KIND = {"left": Kind.SEQ2SEQ, "right": Kind.CAUSAL}  # the kind of each panel's default model
 HEADER = ("# One prompt, two models, side by side\n"
@@ -45,7 +47,8 @@ HEADER = ("# One prompt, two models, side by side\n"
           "the left and a causal one on the right; the same model may sit on both sides, e.g. in two precisions. "
           "Both answers stream live.")
 OFFLINE = "\n\n**Offline:** the Hugging Face hub cannot be reached; only models on this machine are offered."
-PRIVATE = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}  # page-only, instant events
+PRIVATE = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}  # page-only, constant-time events
+QUEUED = {**WORK, "show_progress": "hidden", "api_visibility": "private"}  # page-only events that do real work
 
 
 @dataclass
@@ -211,12 +214,12 @@ def _wire_share(handlers: ShareHandlers, run_events: list[Any], run_button: gr.B
     for event in run_events:
         event.then(side_ended(handlers, run_button),
                    inputs={left.record, right.record, share.comparisons, share.rating, share.blind_run, *kept},
-                   outputs={*outputs, run_button}, **PRIVATE)
+                   outputs={*outputs, run_button}, **QUEUED)  # writes the exports, keeps the comparison
     # the records and the run too: a rating given before the run's comparison is saved makes it (``rate``)
     share.rating.input(handlers.rate, inputs={share.rating, share.history, share.comparisons, left.record,
-                                              right.record, share.blind_run, *kept}, outputs=outputs, **PRIVATE)
+                                              right.record, share.blind_run, *kept}, outputs=outputs, **QUEUED)
     share.history.input(handlers.reopen, inputs={share.history, share.comparisons}, outputs=handlers.reopen_outputs(),
-                        **PRIVATE)
+                        **QUEUED)
 
 
 def example_handler(runner: Runner, example: Example, controls: Controls, panels: Panels) -> Callable:
@@ -292,13 +295,13 @@ def _wire_evidence(demo: gr.Blocks, tab: gr.Tab, controls: Controls, page_share:
     evidence, share = handlers.evidence, handlers.share
     assert evidence is not None
     vote.share.click(evidence.share_clicked, inputs={page_share.history, page_share.comparisons},
-                     outputs={vote.link, vote.delete}, **PRIVATE)
+                     outputs={vote.link, vote.delete}, **QUEUED)  # the store: queued, as every event that writes it
     vote.delete.click(evidence.delete_clicked, inputs={page_share.history, page_share.comparisons},
-                      outputs={vote.link, vote.delete}, **PRIVATE)
+                      outputs={vote.link, vote.delete}, **QUEUED)
     gr.on([controls.run.click, controls.run_token.change], evidence.cleared, None, evidence.outputs(), **PRIVATE)
     for button, example in zip(controls.examples, EXAMPLES):
         button.click(_constant(example.task), None, vote.task, **PRIVATE)
-    demo.load(evidence.load_shared(view), None, {view.box, view.view, view.comparison}, **PRIVATE)
+    demo.load(evidence.load_shared(view), None, {view.box, view.view, view.comparison}, **QUEUED)
 
     def run_again(shared: dict[str, Any] | None) -> dict[Any, Any]:
         if not shared:
@@ -342,7 +345,8 @@ def build_page(runner: Runner, config: AppConfig, evidence: Evidence | None = No
     serves the page closes it (``page.evidence.close()``)."""
     evidence = evidence if evidence is not None else open_evidence(config)
     fair = FairShare(config.per_visitor, proxy_hops=config.proxy_hops, unread_grace=config.unread_grace,
-                     on_abandoned=runner.stop)
+                     on_abandoned=runner.stop,
+                     sets_per_visitor=config.limits.sets_per_visitor if config.limits is not None else None)
     policy = Policy(redactor_for(runner.registry, config.show_paths), config.limits, fair.visitor)
     with gr.Blocks(title="Seq2seq vs causal playground", analytics_enabled=False,
                    delete_cache=delete_cache(config.keep_files_s)) as demo:
@@ -366,7 +370,7 @@ def build_page(runner: Runner, config: AppConfig, evidence: Evidence | None = No
         _wire_share(handlers.share, _wire_run(config, controls, panels, handlers), controls.run)
         _wire_controls(runner, controls, panels, handlers)
         handlers.prompt_set = wire_prompt_set(set_tab, runner, config, policy, demo=demo, exports=handlers.share.exports,
-                                              stop=handlers.stop, concurrency_id=GENERATE, evidence=evidence)
+                                              stop=handlers.stop, concurrency_id=SETS, evidence=evidence)
         gr.api(generate_endpoint(runner, policy),
                api_name="generate", concurrency_id=GENERATE, concurrency_limit=config.concurrency)
         gr.api(models_endpoint(runner), api_name="models", queue=False)
@@ -378,5 +382,7 @@ def build_page(runner: Runner, config: AppConfig, evidence: Evidence | None = No
               api_visibility="private")
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency, api_open=False)
     fair.install(demo)
+    quiet_inputs(demo, fair.visitor)  # a crafted value refused by a component: one log line, no traceback
+    SessionOwners(config.proxy_hops).install(demo)  # a session hash sent from another address: refused
     return Page(demo, controls, panels, share, handlers, fair, evidence=evidence, vote=vote, leaderboard=board,
                 shared_view=view, scores=scores)

@@ -39,3 +39,14 @@ class Policy:
     def check(self, settings: GenerationSettings) -> GenerationSettings:
         """``settings`` when this deployment allows them, else a ``SettingsError`` naming the field."""
         return self.limits.check(settings) if self.limits is not None else settings
+
+    def check_set(self, rows: int, settings: GenerationSettings) -> None:
+        """Refuse a prompt set of ``rows`` rows that asks more new tokens than this deployment allows (a
+        ``SettingsError`` naming the cap and what would fit)."""
+        if self.limits is not None:
+            self.limits.check_set(rows, settings)
+
+    @property
+    def set_seconds(self) -> float | None:
+        """The most wall-clock seconds a prompt set may run here (``None``: no cap)."""
+        return self.limits.max_set_seconds if self.limits is not None else None

@@ -26,7 +26,9 @@ from models.run import Runner
 from .config import LOOPBACK_HOSTS, AppConfig
 from .disk import MAX_UPLOAD_BYTES, UploadGate
 from .headers import middleware
+from .intake import BodyLimit, UploadGuard, bound_connections
 from .page import Page, build_page
+from .sessions import VisitorOfRequest, install as bound_sessions, launch_options as session_options
 
 KEYBOARD_JS = """
 <script>
@@ -82,12 +84,23 @@ OPEN_HOST_WARNING = ("warning: listening on {host} without --auth: anyone who ca
 def launch_kwargs(config: AppConfig) -> dict[str, Any]:
     """Safe launch options: no share link, no visitor tracebacks, no monitoring endpoint; Gradio's login
     when ``config.auth`` holds credentials; uploads of at most 1 MB, and none unless the page takes them;
-    security headers on every response."""
-    return {"share": False, "show_error": False, "enable_monitoring": False, "head": KEYBOARD_JS, "css": CSS,
+    security headers on every response; on a public deployment, fewer sessions kept (:mod:`web.sessions`)."""
+    return {**session_options(config.limits is not None), "share": False, "show_error": False, "enable_monitoring": False, "head": KEYBOARD_JS, "css": CSS,
             "ssr_mode": False, "footer_links": ["api"], "auth": list(config.auth) or None,
             "auth_message": "This playground is private: log in to use it." if config.auth else None,
             "max_file_size": MAX_UPLOAD_BYTES,
-            "app_kwargs": {"middleware": [*middleware(), Middleware(UploadGate)]}}  # a new dict: Gradio adds to it
+            "app_kwargs": {"middleware": [*middleware(), Middleware(UploadGate),  # a new dict: Gradio adds to it
+                                          Middleware(VisitorOfRequest, proxy_hops=config.proxy_hops),
+                                          *intake_middleware(config)]}}
+
+
+def intake_middleware(config: AppConfig) -> list[Middleware]:
+    """On a public deployment, the bounds on what comes in (:mod:`web.intake`): uploads (origin, files, bytes
+    per visitor and in all), then every other request body."""
+    if config.intake is None:
+        return []
+    return [Middleware(UploadGuard, limits=config.intake, window_s=config.keep_files_s, proxy_hops=config.proxy_hops),
+            Middleware(BodyLimit, max_body_bytes=config.intake.max_body_bytes, proxy_hops=config.proxy_hops)]
 
 
 def open_host_warning(host: str, config: AppConfig) -> str | None:
@@ -149,6 +162,10 @@ def launch(demo: gr.Blocks, config: AppConfig, *, host: str, port: int | None = 
         if isinstance(exc, Exception):
             raise LaunchError(_reason(exc, url)) from exc
         raise
+    if config.limits is not None:  # public: each visitor's sessions bounded too
+        bound_sessions(demo)
+    if config.intake is not None:  # public: slow headers and idle connections closed
+        bound_connections(demo.server, config.intake)
     return url
 
 

@@ -33,7 +33,7 @@ from .evidence import Evidence
 from .exports import ExportFolder
 from .handlers import slider_settings
 from .policy import Policy
-from .quiet import refuse
+from .quiet import note, refuse
 from .zerogpu import MAX_SECONDS, on_gpu
 
 Updates = dict[Any, Any]
@@ -46,14 +46,54 @@ class SetInputError(ValueError):
     """Something about the set, a model or a setting was refused before anything ran."""
 
 
-def read_rows(builtin: str | None, upload: str | None) -> tuple[str, tuple[PromptRow, ...], Task]:
-    """The rows of an uploaded file (it wins) or of a built-in set, with the set's name and task."""
-    if upload:
-        name = os.path.basename(upload)
-        if os.path.getsize(upload) > MAX_FILE_BYTES:
+class UploadRows:
+    """Each uploaded file parsed once: its rows (or its refusal) kept by path, size and modification time.
+
+    The set tab asks for an upload's rows on every change of the tab and again when the set runs; a 1 MB
+    file takes about 0.2 s to parse, and six clients re-parsing one file starved another visitor's
+    generation (issue 24). The last :data:`MAX_PARSED` files are kept; a changed file is parsed again.
+    ``parses`` counts the files really read.
+    """
+
+    MAX_PARSED = 16
+
+    def __init__(self) -> None:
+        self._parsed: OrderedDict[tuple[str, int, int], tuple[PromptRow, ...] | PromptSetError] = OrderedDict()
+        self._lock = threading.Lock()
+        self.parses = 0
+
+    def rows(self, path: str) -> tuple[PromptRow, ...]:
+        """The rows of the file at ``path``; raises its :class:`PromptSetError` (the same one each time)."""
+        name, info = os.path.basename(path), os.stat(path)
+        if info.st_size > MAX_FILE_BYTES:
             raise SetInputError(f"{name}: the file is over {MAX_FILE_BYTES // 1_000_000} MB")
-        with open(upload, "rb") as handle:
-            return name, tuple(parse_prompt_file(name, handle.read())), Task.OTHER
+        key = (path, info.st_size, info.st_mtime_ns)
+        with self._lock:
+            kept = self._parsed.get(key)
+            if kept is None:  # parsed under the lock: two events for one new file parse it once
+                self.parses += 1
+                with open(path, "rb") as handle:
+                    try:
+                        kept = tuple(parse_prompt_file(name, handle.read()))
+                    except PromptSetError as exc:
+                        kept = exc
+                self._parsed[key] = kept
+                while len(self._parsed) > self.MAX_PARSED:
+                    self._parsed.popitem(last=False)
+            self._parsed.move_to_end(key)
+        if isinstance(kept, PromptSetError):  # a new exception each time: a kept one would grow its traceback
+            raise PromptSetError(kept.problem, line=kept.line, row=kept.row)
+        return kept
+
+
+UPLOADS = UploadRows()  # one per process: an upload's path is unique to it
+
+
+def read_rows(builtin: str | None, upload: str | None) -> tuple[str, tuple[PromptRow, ...], Task]:
+    """The rows of an uploaded file (it wins, parsed once: :class:`UploadRows`) or of a built-in set, with the set's
+    name and task."""
+    if upload:
+        return os.path.basename(upload), UPLOADS.rows(upload), Task.OTHER
     if not builtin:
         raise SetInputError("set: pick a built-in set or upload a file")
     chosen = builtin_set(builtin)
@@ -61,12 +101,15 @@ def read_rows(builtin: str | None, upload: str | None) -> tuple[str, tuple[Promp
 
 
 def build_request(runner: Runner, name: str, rows: tuple[PromptRow, ...], task: Task, models: dict[str, tuple],
-                  settings: GenerationSettings, batch_size: Any) -> SetRequest:
+                  settings: GenerationSettings, batch_size: Any, policy: Policy | None = None) -> SetRequest:
     """Parse the whole set request once, before anything runs; every refusal names what was wrong.
 
     ``models``: per side, ``(model, custom hub id, precision, load_in_8bit)`` (the last ``None`` when not given).
+    ``policy``: a public server's caps per set (its new tokens, refused here; its wall-clock time, carried).
     """
     try:
+        if policy is not None:
+            policy.check_set(len(rows), settings)
         size = SetRequest.check_batch_size(batch_size)
         sources, precisions = {}, {}
         for side, (model, custom, precision, load_in_8bit) in models.items():
@@ -81,7 +124,7 @@ def build_request(runner: Runner, name: str, rows: tuple[PromptRow, ...], task: 
     # one set of settings for both sides: the task prefix reaches a seq2seq model on either side (prepare() reads it
     # for seq2seq models only), whichever panel it sits on
     return SetRequest(name=name, rows=rows, task=task, sources=sources, precision=precisions, settings=settings,
-                      batch_size=size)
+                      batch_size=size, max_seconds=policy.set_seconds if policy is not None else None)
 
 
 def first_rows(rows: tuple[PromptRow, ...], value: Any) -> tuple[PromptRow, ...]:
@@ -188,7 +231,7 @@ class SetHandlers:
         name, rows, task = read_rows(data[tab.builtin], data[tab.upload])
         rows = first_rows(rows, data[tab.first_rows])
         models = {side.side: (data[side.model], data[side.custom], data[side.precision], None) for side in (tab.left, tab.right)}
-        return build_request(self.runner, name, rows, task, models, settings, data[tab.batch_size])
+        return build_request(self.runner, name, rows, task, models, settings, data[tab.batch_size], self.policy)
 
     def render(self, result: dict[str, Any], final: bool = False, show: str = "all") -> Updates:
         """Table (the rows ``show`` keeps), summary and charts for a (partial or ``final``) result. The charts are
@@ -220,6 +263,7 @@ class SetHandlers:
         try:
             set_request = self._request(data)
         except (SetInputError, PromptSetError, SettingsError, OSError) as exc:
+            note("refused", "set tab", self.redact(str(exc)), self.policy.who(request))
             yield {self.tab.progress: f"⚠️ {esc(self.redact(str(exc)))}"}
             return
         drawn: SetProgress | None = None  # the progress the table shows
@@ -237,7 +281,8 @@ class SetHandlers:
                     yield {self.tab.progress: esc(self.redact(progress_line(as_drawn(update, drawn))))}
             elif isinstance(update, SetFinished):
                 result = self.redact(update.result)
-                line = "✅ done" if not result["stopped"] else "⏹ stopped: the rows done are kept"
+                line = ("✅ done" if not result["stopped"] else f"⏹ stopped: {result['stop_reason']}; the rows done are kept"
+                        if result.get("stop_reason") else "⏹ stopped: the rows done are kept")
                 line += "".join(f" · {side} ⚠️ {reason}" for side, reason in (result.get("unavailable") or {}).items())
                 line += self.keep_scores(result)
                 yield {self.tab.progress: esc(line), **self._finished(result, data[self.tab.show])}
@@ -357,7 +402,8 @@ def run_set_endpoint(runner: Runner, policy: Policy) -> Callable[..., Iterator[d
         alternatives, or ``None`` with ``tokens_note`` saying why; ``identical``: both sides gave the same text;
         ``differs_at``: else the first differing word, from 1; the summary adds ``identical_rows`` and each side's
         ``mean_prob`` over its tokens). Bad rows, models or settings are refused before anything runs, naming what
-        was wrong.
+        was wrong. On a public server a set asking more than its cap of new tokens (rows × ``max_new_tokens``) is
+        refused naming the cap; one past its wall-clock cap stops with ``"stopped": true`` and ``stop_reason``.
         """
         try:
             settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
@@ -367,7 +413,7 @@ def run_set_endpoint(runner: Runner, policy: Policy) -> Callable[..., Iterator[d
             set_request = build_request(runner, "api", checked, Task.OTHER,
                                         {"left": (left, None, precision_left, load_in_8bit_left),
                                          "right": (right, None, precision_right, load_in_8bit_right)},
-                                        settings, batch_size)
+                                        settings, batch_size, policy)
         except (SetInputError, PromptSetError, SettingsError) as exc:
             raise refuse("/run_set", str(exc)) from None  # one log line, as /generate's refusals, no traceback
         session = (request.session_hash if request is not None else None) or "api"
@@ -382,7 +428,8 @@ def run_set_endpoint(runner: Runner, policy: Policy) -> Callable[..., Iterator[d
             elif isinstance(update, SetFinished):
                 result = policy.redact(update.result)
                 yield {"rows": result["rows"], "summary": result["summary"], "models": result["models"],
-                       "stopped": result["stopped"]}
+                       "stopped": result["stopped"], **({"stop_reason": result["stop_reason"]}
+                                                        if result.get("stop_reason") else {})}
     return on_gpu(run_set, duration=lambda *args, **kwargs: MAX_SECONDS)  # a set takes ZeroGPU's longest lease
 
 

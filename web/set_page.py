@@ -19,6 +19,7 @@ from .exports import ExportFolder
 from .handlers import selection_handler
 from .policy import Policy
 from .set_handlers import SetHandlers, about_set, run_set_endpoint
+from .visitors import WORK, set_slots
 from .zerogpu import MAX_SECONDS, on_gpu
 
 PRIVATE = {"show_progress": "hidden", "api_visibility": "private"}
@@ -37,7 +38,7 @@ def build_set_components(runner: Runner, config: AppConfig, start: Mapping[str, 
         choices={"left": registry.choices(), "right": registry.choices()},  # any generative model on either side
         values={"left": start["left"], "right": start["right"]},
         allow_custom=registry.allow_custom, precision=precision_options(), limits=setting_ranges(config.limits),
-        max_upload_mb=MAX_FILE_BYTES / 1e6)
+        max_upload_mb=MAX_FILE_BYTES / 1e6, note=config.limits.set_note() if config.limits is not None else "")
 
 
 def wire_prompt_set(tab: SetTab, runner: Runner, config: AppConfig, policy: Policy, *, demo: gr.Blocks,
@@ -46,9 +47,9 @@ def wire_prompt_set(tab: SetTab, runner: Runner, config: AppConfig, policy: Poli
     """Wire the tab's events (inside the page's ``gr.Blocks``) and register ``/run_set``; ``evidence``: the page's
     store, where rated rows are kept as votes and finished sets' scores for the board of automatic scores."""
     handlers = SetHandlers(runner, tab, exports, policy, evidence)
-    _wire(tab, handlers, runner, policy, stop, config.concurrency, concurrency_id, demo.load)
-    gr.api(run_set_endpoint(runner, policy), api_name="run_set", concurrency_id=concurrency_id,
-           concurrency_limit=config.concurrency)
+    slots = set_slots(config.concurrency)  # one slot always left to single prompts
+    _wire(tab, handlers, runner, policy, stop, slots, concurrency_id, demo.load)
+    gr.api(run_set_endpoint(runner, policy), api_name="run_set", concurrency_id=concurrency_id, concurrency_limit=slots)
     return handlers
 
 
@@ -61,7 +62,9 @@ def gpu_run(handlers: SetHandlers) -> Callable:
 
 def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, policy: Policy, stop: Callable,
           concurrency: int, concurrency_id: str, page_load: Callable) -> None:
-    gr.on([tab.builtin.change, tab.upload.change, page_load], about_set, [tab.builtin, tab.upload], tab.about, queue=False, **PRIVATE)
+    # queued (``WORK``): a new upload is parsed here (once: ``UploadRows``); Stop and a row's pick stay outside the queue
+    gr.on([tab.builtin.change, tab.upload.change, page_load], about_set, [tab.builtin, tab.upload], tab.about, **WORK,
+          **PRIVATE)
     for side in (tab.left, tab.right):
         gr.on([side.model.change, side.custom.submit, side.precision.change, page_load],
               selection_handler(runner, side, policy),
@@ -74,9 +77,9 @@ def _wire(tab: SetTab, handlers: SetHandlers, runner: Runner, policy: Policy, st
                 tab.download_csv, tab.download_json, tab.download_md}
     tab.run.click(gpu_run(handlers), inputs=inputs, outputs={tab.progress, *finished}, concurrency_id=concurrency_id,
                   concurrency_limit=concurrency, **PRIVATE
-                  ).then(handlers.filter_table, inputs={tab.result, tab.show}, outputs=tab.table, queue=False, **PRIVATE)
-    tab.show.change(handlers.filter_table, inputs={tab.result, tab.show}, outputs=tab.table, queue=False, **PRIVATE)
+                  ).then(handlers.filter_table, inputs={tab.result, tab.show}, outputs=tab.table, **WORK, **PRIVATE)
+    tab.show.change(handlers.filter_table, inputs={tab.result, tab.show}, outputs=tab.table, **WORK, **PRIVATE)
     tab.stop.click(stop, None, None, queue=False, api_visibility="private")
     tab.table.select(handlers.select_row, None, tab.rating_row, queue=False, **PRIVATE)
     tab.rating.input(handlers.rate, inputs={tab.result, tab.rating_row, tab.rating, tab.show}, outputs={tab.progress, *finished},
-                     queue=False, **PRIVATE)
+                     **WORK, **PRIVATE)  # rewrites the three downloads and keeps the vote

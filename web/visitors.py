@@ -5,6 +5,9 @@ clients from one address are one visitor. Every generating event of the page and
 shares the concurrency id :data:`GENERATE`; :class:`FairShare` sits where Gradio's queue accepts
 such a request and refuses it at once (HTTP 429, with a message saying why and how many of the
 visitor's requests are running and waiting) when the visitor already holds ``per_visitor``.
+Prompt sets (the set tab, ``/run_set``) queue under :data:`SETS`, in :func:`set_slots` slots of their own so
+that a single prompt never waits behind them; each counts in ``per_visitor`` and, on a public server, a
+visitor may have ``sets_per_visitor`` of them (one) at a time.
 
 The count is read from Gradio's own queue, the one record of every request waiting or running, so a
 request that ends in any way (finished, stopped, cancelled, its tab closed) frees its place without
@@ -30,7 +33,21 @@ from fastapi import HTTPException, status
 from .quiet import note
 
 GENERATE = "generate"  # the concurrency id of every generating event (``web/page.py``)
+SETS = "sets"  # the concurrency id of prompt sets (the set tab's Run, ``/run_set``): slots of their own, see set_slots
+# Page events that do real work but generate nothing (parse an upload, write exports, read or write the store) run
+# in the queue under this id, a few at a time: outside it (``queue=False``) a flood of them from a few clients took
+# every core from generation (issue 24). Only constant-time events (Stop, toggles, clearing) stay outside the queue.
+WORK = {"concurrency_id": "work", "concurrency_limit": 2}
 POLL_SECONDS = 0.5  # how often unread answers are looked for
+
+
+def set_slots(concurrency: int) -> int:
+    """How many prompt sets run at once (the rest wait in their queue): all but one of ``concurrency``, at least one.
+
+    Sets queue under :data:`SETS`, apart from the single prompts' :data:`GENERATE`: however many sets run or wait,
+    a single prompt never queues behind one (four visitors with two 4-hour sets each once held every slot).
+    """
+    return max(1, concurrency - 1)
 
 
 def visitor_address(client_host: str | None, forwarded_for: str | None, proxy_hops: int = 0) -> str:
@@ -76,13 +93,18 @@ class FairShare:
         unread_grace: seconds a request's messages may sit unread before it is cancelled.
         on_abandoned: called with the session hash of a cancelled request (the runner stops its
             runs at once, instead of at the next chunk Gradio fails to deliver).
-        concurrency_id: the events this applies to.
+        concurrency_id: the single-prompt events this applies to.
+        sets_per_visitor: prompt sets (``sets_id``) one visitor may have running or waiting; ``None`` = no limit.
+            A set counts in ``per_visitor`` too.
+        sets_id: the prompt sets' concurrency id.
     """
 
     def __init__(self, per_visitor: int | None, *, proxy_hops: int = 0, unread_grace: float = 10.0,
-                 on_abandoned: Callable[[str], Any] | None = None, concurrency_id: str = GENERATE) -> None:
+                 on_abandoned: Callable[[str], Any] | None = None, concurrency_id: str = GENERATE,
+                 sets_per_visitor: int | None = None, sets_id: str = SETS) -> None:
         self.per_visitor, self.proxy_hops, self.unread_grace = per_visitor, proxy_hops, unread_grace
         self.on_abandoned, self.concurrency_id = on_abandoned, concurrency_id
+        self.sets_per_visitor, self.sets_id = sets_per_visitor, sets_id
         self._queue: Any = None
         self._lock: asyncio.Lock | None = None
         self._watcher: asyncio.Task | None = None
@@ -95,18 +117,30 @@ class FairShare:
 
     # ----- counting, from Gradio's queue -----
     def _limited(self, fn: Any) -> bool:
-        return fn is not None and fn.concurrency_id == self.concurrency_id
+        return fn is not None and fn.concurrency_id in (self.concurrency_id, self.sets_id)
 
-    def held(self, visitor: str) -> tuple[int, int]:
-        """``(running, waiting)``: the generating requests ``visitor`` has in Gradio's queue."""
+    def _is_set(self, fn: Any) -> bool:
+        return fn is not None and fn.concurrency_id == self.sets_id
+
+    def held(self, visitor: str, *, sets: bool = False) -> tuple[int, int]:
+        """``(running, waiting)``: the generating requests ``visitor`` has in Gradio's queue (single prompts and
+        sets; only sets with ``sets``)."""
         if self._queue is None:
             return 0, 0
         running = [event for job in list(self._queue.active_jobs) if job for event in job]
         waiting = [event for line in list(self._queue.event_queue_per_concurrency_id.values()) for event in line.queue]
+        wanted = self._is_set if sets else self._limited
 
         def count(events: list[Any]) -> int:
-            return sum(self._limited(event.fn) and self.visitor(event.request) == visitor for event in events)
+            return sum(wanted(event.fn) and self.visitor(event.request) == visitor for event in events)
         return count(running), count(waiting)
+
+    def set_message(self, running: int, waiting: int) -> str:
+        """Why a prompt set is refused, for the visitor."""
+        held = "running" if running else "waiting"
+        return (f"Refused: your address already has a prompt set {held}, and each visitor may have "
+                f"{self.sets_per_visitor} at a time on this public server so that others get a turn. Wait for it to "
+                "finish (or press Stop), then try again.")
 
     def message(self, running: int, waiting: int) -> str:
         """Why a request is refused, for the visitor."""
@@ -128,6 +162,13 @@ class FairShare:
             if self._lock is None:
                 self._lock = asyncio.Lock()
             async with self._lock:  # count and enqueue as one step: a burst cannot slip through together
+                if self.sets_per_visitor is not None and self._is_set(fn):
+                    running, waiting = self.held(self.visitor(request), sets=True)
+                    if running + waiting >= self.sets_per_visitor:
+                        self.refused += 1
+                        note("refused", _where(fn), f"over the sets per visitor ({running} running, {waiting} waiting)",
+                             self.visitor(request))
+                        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=self.set_message(running, waiting))
                 if self.per_visitor is not None:
                     visitor = self.visitor(request)
                     running, waiting = self.held(visitor)

@@ -116,9 +116,11 @@ class SetResult:
     summary: dict[str, Any]
     stopped: bool = False
     unavailable: dict[str, str] = field(default_factory=dict)
+    stop_reason: str | None = None  # why it stopped when the visitor did not stop it (its wall-clock cap)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "summary": self.summary, "stopped": self.stopped}
+        return {"rows": self.rows, "summary": self.summary, "stopped": self.stopped,
+                **({"stop_reason": self.stop_reason} if self.stop_reason else {})}
 
 
 SetEvent = Union[SetProgress, SetResult]
@@ -200,7 +202,7 @@ def _opener(engine: Engine | Opener) -> Opener:
 def compare_set(left: Engine | Opener, right: Engine | Opener, rows: Sequence[PromptRow], settings: GenerationSettings,
                 *, task: Task | str = Task.OTHER, batch_size: int = 0,
                 stop_event: threading.Event | None = None,
-                ratings: dict[int, str] | None = None) -> Iterator[SetEvent]:
+                ratings: dict[int, str] | None = None, max_seconds: float | None = None) -> Iterator[SetEvent]:
     """Run ``rows`` on both models at once; yield progress at once, after every change and every
     :data:`TICK_SECONDS`, then the whole result.
 
@@ -213,8 +215,11 @@ def compare_set(left: Engine | Opener, right: Engine | Opener, rows: Sequence[Pr
         batch_size: rows per ``generate`` call; 0 chooses per model.
         stop_event: set it to stop both sides within one token; closing this generator sets it too.
         ratings: ratings already given, by row index.
+        max_seconds: the most wall-clock seconds the set may run, loads included (a public server's cap); past it
+            both sides stop as on ``stop_event``, the rows done are kept and the result's ``stop_reason`` says why.
     """
     stop_event = stop_event if stop_event is not None else threading.Event()
+    stop_reason: str | None = None
     sides = {side: _Side() for side in SIDES}
     results = {side: sides[side].results for side in SIDES}
     snapshot_args = (rows, results, task, ratings or {})
@@ -242,6 +247,10 @@ def compare_set(left: Engine | Opener, right: Engine | Opener, rows: Sequence[Pr
         try:
             yield progress()  # at once: both sides starting
             while not (all(f.done() for f in futures) and arrivals.empty()):
+                if (max_seconds is not None and stop_reason is None and not stop_event.is_set()
+                        and time.perf_counter() - started > max_seconds):
+                    stop_reason = f"it reached this server's cap of {max_seconds:g} s per set"
+                    stop_event.set()  # both sides end within one token; what they finished is kept
                 try:
                     take(*arrivals.get(timeout=POLL_SECONDS))
                 except queue.Empty:
@@ -260,7 +269,7 @@ def compare_set(left: Engine | Opener, right: Engine | Opener, rows: Sequence[Pr
                 stop_event.set()
     unavailable = {side: state.status for side, state in sides.items() if state.stage is Stage.FAILED}
     final = build_result(rows, results, task, ratings or {}, stopped=stop_event.is_set())
-    final.unavailable = unavailable
+    final.unavailable, final.stop_reason = unavailable, stop_reason
     yield final
 
 

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..presets import Kind
-from ..settings import MAX_PROMPT_CHARS, MAX_TASK_PREFIX_CHARS, GenerationSettings, SettingsError, validate_prompt
+from ..settings import MAX_PROMPT_CHARS, MAX_SET_ROWS, MAX_TASK_PREFIX_CHARS, GenerationSettings, SettingsError, validate_prompt
 
-MAX_ROWS = 200  # rows per set, files and API alike
+MAX_ROWS = MAX_SET_ROWS  # rows per set, files and API alike
 MAX_FILE_BYTES = 1_000_000  # an uploaded file of more than 1 MB is refused unread
 EXTENSIONS = (".jsonl", ".csv", ".txt")
 ROW_KEYS = ("prompt", "reference", "task_prefix")
@@ -159,6 +159,9 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise PromptSetError(f"not valid JSON ({exc.msg} at column {exc.colno})", line=number) from None
+        except RecursionError:  # the JSON reader's own depth bound (about 1,000 levels): "[" * 100000
+            raise PromptSetError("JSON nested too deeply to read (a row is one object whose values are text)",
+                                 line=number) from None
         if not isinstance(obj, dict):
             raise PromptSetError(f"expected a JSON object with a \"prompt\", got {type(obj).__name__}", line=number)
         try:
