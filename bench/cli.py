@@ -30,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description="Benchmark the playground: streaming overhead, time to first token, side by side, stop latency, "
                     "8-bit, loading, start-up, precision quality, many visitors, prompt sets, what recording token "
-                    "probabilities costs and computing the leaderboard (sections 1-12). Writes <out>/<name>.json and "
-                    "<name>.md and prints the table.")
+                    "probabilities costs, computing the leaderboard and one answer on CPU (sections 1-13). By default "
+                    "a quick look: the sections that take seconds (--full or --sections for the long ones). Writes "
+                    "<out>/<name>.json and <name>.md and prints the table.")
     parser.add_argument("--reps", type=int, default=5, help="repetitions per figure; each figure is their median (default 5)")
     parser.add_argument("--quick", action="store_true",
                         help="build_tiny-sized models and short generations (smoke test; figures are not meaningful)")
@@ -47,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--causal", metavar="NAME", help="with --real: the causal model")
     parser.add_argument("--model-dir", action="append", default=[], metavar="DIR",
                         help="with --real: register the models in DIR (as app.py --model-dir)")
-    parser.add_argument("--sections", help="comma-separated section numbers to run (default: all)")
+    parser.add_argument("--sections", help="comma-separated section numbers to run (default: every section that is "
+                                           "not long: 1-7 and 12)")
+    parser.add_argument("--full", action="store_true", help="every section, the long ones too (8-11 and 13: minutes "
+                                                            "each, tens of minutes with --real)")
     return parser
 
 
@@ -66,6 +70,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(SECTIONS_HELP)
         if args.sections is None:
             parser.error(SECTIONS_HELP)
+    if args.full and args.sections is not None:
+        parser.error("--full runs every section: leave out --sections")
     if (args.seq2seq or args.causal or args.model_dir) and not args.real:
         parser.error("--seq2seq, --causal and --model-dir need --real")
     args.name = args.name or ("real" if args.real else "latest")
@@ -73,12 +79,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def chosen_sections(numbers: Sequence[int] | None) -> list[Section]:
-    """The registered sections numbered ``numbers`` (all when ``None``); ``ValueError`` for an unknown number."""
+def chosen_sections(numbers: Sequence[int] | None, full: bool = False) -> list[Section]:
+    """The registered sections numbered ``numbers``; when ``None``, every section (``full``) or every one that is
+    not ``long`` (the default quick look). ``ValueError`` for an unknown number."""
     from .sections import REGISTRY
 
     if numbers is None:
-        return list(REGISTRY)
+        return [s for s in REGISTRY if full or not s.long]
     known = {s.number: s for s in REGISTRY}
     unknown = sorted(set(numbers) - set(known))
     if unknown:
@@ -188,7 +195,7 @@ def _run(args: argparse.Namespace, work: Path, log: Callable[[str], None], begun
     from .runner import run_sections
 
     try:
-        chosen = chosen_sections(args.sections)
+        chosen = chosen_sections(args.sections, args.full)
     except ValueError as exc:
         _parser().error(str(exc))
     machine = machine_info()

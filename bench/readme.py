@@ -5,7 +5,7 @@
 ``precision.json``, section 9 from ``visitors.json``; a later file wins for a section both hold), or a whole
 results file (:data:`REPORTS`: ``real.json``, the header and table of the real-model run of sections 1–7 and 10;
 ``endpoint.json``, what the endpoint path costs; ``confidence.json``, what recording token probabilities costs;
-``ratings.json``, what computing the leaderboard costs).
+``ratings.json``, what computing the leaderboard costs; ``lone_answer.json``, one answer on CPU option by option).
 ``--check`` writes nothing and fails when a block differs from
 what the files give; ``tests/test_bench_readme.py`` fails in the same case.
 
@@ -34,8 +34,10 @@ RESULTS = {"precision_quality": RESULTS_DIR / "precision.json", "visitors": RESU
 #: (header lines and the table of every section the run holds), ``python -m bench.endpoint`` and
 #: ``python -m bench --real --sections 11 --name confidence --max-new-tokens 64 --reps 7`` (section 11, its run's header)
 #: and ``python -m bench --sections 12 --name ratings`` (section 12: no model, numpy only)
+#: and ``python -m bench --real --sections 13 --name lone_answer`` (section 13: one answer on CPU, option by option)
 REPORTS = {"real": RESULTS_DIR / "real.json", "endpoint": RESULTS_DIR / "endpoint.json",
-           "confidence": RESULTS_DIR / "confidence.json", "ratings": RESULTS_DIR / "ratings.json"}
+           "confidence": RESULTS_DIR / "confidence.json", "ratings": RESULTS_DIR / "ratings.json",
+           "lone_answer": RESULTS_DIR / "lone_answer.json"}
 _BLOCK = re.compile(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", flags=re.DOTALL)
 
 
@@ -233,9 +235,58 @@ def ratings_block(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def lone_answer_block(result: dict[str, Any]) -> str:
+    """Section 13 (``bench/results/lone_answer.json``): its run's machine, date and load, the bandwidth probe and the
+    CPU's flags, then per model, precision and option the decoding tokens/s, the ratio to today's path, the fraction
+    of the bandwidth limit and whether the tokens stayed the same; compile times and llama.cpp under the table."""
+    from .report import MET, header
+
+    entry = result["sections"]["lone_answer"]
+    res = entry["results"]
+    lines = [line for line in header(result) if line.startswith(("- **Machine:**", "- **Versions:**", "- **Date:**"))]
+    flags = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in res["cpu_flags"].items())
+    start, end = res.get("load_average_start"), res.get("load_average_end")
+    lines.append(f"- **Run:** greedy, {res['max_new_tokens']} new tokens, prompt {result['settings']['prompt']!r}, "
+                 f"options in turns, {res['reps']} runs each per model and precision; load average (1 min) at the "
+                 f"section's start/end: {start[0] if start else '?'} / {end[0] if end else '?'}")
+    lines.append(f"- **Memory bandwidth:** {res['bandwidth_bytes_per_second'] / 1e9:.1f} GB/s ({res['copy_bytes'] // 2**20} "
+                 f"MiB torch copy, read + write, best of 5); **CPU flags:** {flags} (bfloat16 native: "
+                 f"{'yes' if res['native_bf16'] else 'no'}, so auto = {res['auto_precision']}); {res['cores']} cores, "
+                 f"torch {res['threads']} threads")
+    lines.append(f"- **Target:** {entry['target']}: {MET[entry.get('met')]}")
+    lines += ["", "| model | precision | option | decoding tokens/s | × today's (median of the pairs) | of the bandwidth "
+              "limit | whole call tokens/s | tokens identical to today's |", "|" + "---|" * 8]
+    extra = []
+    for model in res["models"].values():
+        weights = "trained" if model["real"] else "random weights"
+        name = f"`{model['name']}` ({weights}, {model['params'] / 1e6:.3g}M params)"
+        if model.get("unavailable"):
+            lines.append(f"| {name} | {model['precision']} | not run: {model['unavailable']} |" + " |" * 5)
+            continue
+        limit = model["bandwidth_limit_tokens_per_second"]
+        for option, fig in model["options"].items():
+            rate = fig["tokens_per_second"]["median"]
+            times = "1 (today)" if option == "current" else f"{fig['ratio_to_current']:.2f}×"
+            lines.append(f"| {name} | {model['precision']} | {option} | {rate:.1f} | {times} | "
+                         f"{100 * (fig['bandwidth_fraction'] or 0):.0f} % of {limit:.0f} | "
+                         f"{fig['whole_call_tokens_per_second']['median']:.1f} | "
+                         f"{fig['identical_to_current']}/{fig['runs']} |")
+        if model.get("compile_seconds") is not None:
+            extra.append(f"`{model['name']}` {model['precision']}: {model['compile_seconds']:.0f} s")
+        extra += [f"`{model['name']}` {model['precision']}: {o} could not run ({why})" for o, why in model["failed"].items()]
+    ref = res["llama_cpp"]
+    lines += ["", "Compile of the decoding step (its first call, less a normal run's time): "
+              + ("; ".join(extra) if extra else "not run") + ".",
+              "", "llama.cpp on the same GGUF: " + (f"{ref['tokens_per_second']['median']:.1f} tokens/s "
+                                                    f"(llama-cpp-python {ref.get('version')}, {ref.get('note')})"
+                                                    if "tokens_per_second" in ref else ref.get("why", "not run")) + "."]
+    return "\n".join(lines)
+
+
 #: the whole-file blocks: key -> how its results file reads on the page
 WHOLE: dict[str, Callable[[dict[str, Any]], str]] = {"real": report_block, "endpoint": endpoint_block,
-                                                      "confidence": confidence_block, "ratings": ratings_block}
+                                                      "confidence": confidence_block, "ratings": ratings_block,
+                                                      "lone_answer": lone_answer_block}
 
 
 def render(key: str, entry: dict[str, Any]) -> str:

@@ -145,7 +145,7 @@ def build_set_tab(*, sets: Sequence[tuple[str, str]], choices: Mapping[str, Sequ
                                elem_id="set-batch-size")
         first_rows = gr.Number(0, precision=0, minimum=0, label="Try the first N rows (0 = every row)",
                                info="A quick look before the whole set: only rows 1 to N run.", elem_id="set-first-rows")
-    gr.Markdown(note, visible=bool(note), elem_id="set-limits")
+    gr.Markdown(note, visible=bool(note), elem_id="set-caps")
     with gr.Row():
         run = gr.Button("Run set", variant="primary", elem_id="set-run")
         stop = gr.Button("Stop", variant="stop", elem_id="set-stop")

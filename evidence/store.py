@@ -486,9 +486,9 @@ class Store:
                                        .where(comparisons.c.shared.is_(True))).scalar_one(),
             }
 
-    def sides(self, comparison_id: str, owner_session: str) -> tuple[dict[str, str], dict[str, str]]:
-        """Both sides of the visitor's comparison as ``/vote`` reveals them: ``({"model", "precision", "kind"},
-        {...})``, left then right, read from the database (so any process on it can reveal them).
+    def sides(self, comparison_id: str, owner_session: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Both sides of the visitor's comparison as ``/vote`` reveals them: ``({"model", "precision", "kind",
+        "stats"}, {...})``, left then right, read from the database (so any process on it can reveal them).
 
         Raises:
             VoteRefused: an unknown id, or another visitor's comparison.
@@ -496,10 +496,12 @@ class Store:
         c = comparisons.c
         with self._transaction() as conn:
             self._owned(conn, comparison_id, owner_session, VoteRefused)
-            row = conn.execute(sa.select(c.left_model, c.left_precision, c.left_kind, c.right_model,
-                                         c.right_precision, c.right_kind).where(c.id == comparison_id)).one()
+            row = conn.execute(sa.select(c.left_model, c.left_precision, c.left_kind, c.left_stats, c.right_model,
+                                         c.right_precision, c.right_kind, c.right_stats)
+                               .where(c.id == comparison_id)).one()
         return tuple({"model": getattr(row, f"{side}_model"), "precision": getattr(row, f"{side}_precision"),
-                      "kind": getattr(row, f"{side}_kind")} for side in ("left", "right"))  # type: ignore[return-value]
+                      "kind": getattr(row, f"{side}_kind"), "stats": getattr(row, f"{side}_stats")}
+                     for side in ("left", "right"))  # type: ignore[return-value]
 
     def shared(self, comparison_id: str) -> dict[str, Any] | None:
         """A shared comparison, read-only, as ``?c=<id>`` shows it (``None``: no such shared comparison).

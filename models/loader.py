@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -17,6 +18,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -341,21 +343,67 @@ def architecture_of(source: ModelSource) -> Architecture:
     return detect(load_config(source))
 
 
-def _gguf_cache_folder(source: ModelSource) -> Path:
+CACHE_NOT_WRITABLE = ("the model cache folder {folder} is not writable (PLAYGROUND_CACHE): GGUF files are converted "
+                      "into a temporary folder instead, kept while this process runs; set PLAYGROUND_CACHE to a folder "
+                      "this user can write to keep conversions across restarts")
+_stand_ins: dict[Path, Path] = {}  # an unwritable GGUF_CACHE_DIR -> this process's temporary folder
+_stand_ins_lock = threading.Lock()
+
+
+def _writable(folder: Path) -> bool:
+    """Whether files can be made in ``folder`` (made first when missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            return True
+    except OSError:
+        return False
+
+
+def gguf_stand_in_folder() -> Path:
+    """This process's temporary folder for GGUF conversions when :data:`GGUF_CACHE_DIR` is not writable (the
+    pages hide its path like the cache's)."""
+    return Path(tempfile.gettempdir()) / f"playground-gguf-{os.getpid()}"
+
+
+def gguf_conversion_root() -> Path:
+    """Where a GGUF file is converted to: :data:`GGUF_CACHE_DIR`, or when that folder cannot be written, a temporary
+    folder of this process (removed at exit), said once in the log (:data:`CACHE_NOT_WRITABLE`). Every later
+    conversion in this process goes there too, so a load after the first is as fast as from the cache."""
+    root = Path(GGUF_CACHE_DIR)
+    with _stand_ins_lock:
+        if root in _stand_ins:
+            return _stand_ins[root]
+        if _writable(root):
+            return root
+        stand_in = gguf_stand_in_folder()
+        stand_in.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atexit.register(shutil.rmtree, stand_in, ignore_errors=True)
+        _stand_ins[root] = stand_in
+    log.warning(CACHE_NOT_WRITABLE.format(folder=root))
+    return stand_in
+
+
+def _gguf_cache_folder(source: ModelSource, root: Path | None = None) -> Path:
     file = Path(source.path) / (source.gguf_file or "")
     stat = file.stat()
     # "v2": folders converted before the quantization_config fix (which refused 8-bit) are redone.
     key = hashlib.sha256(f"v2|{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    return GGUF_CACHE_DIR / f"{file.stem}-{key}"
+    return (GGUF_CACHE_DIR if root is None else root) / f"{file.stem}-{key}"
 
 
 def _converted_gguf(source: ModelSource) -> Path | None:
-    """The folder of an earlier conversion of this GGUF file, if there is one."""
-    try:
-        folder = _gguf_cache_folder(source)
-    except OSError:
-        return None
-    return folder if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file() else None
+    """The folder of an earlier conversion of this GGUF file, if there is one (in the cache, else in this process's
+    stand-in for an unwritable cache)."""
+    roots = [Path(GGUF_CACHE_DIR)] + ([_stand_ins[Path(GGUF_CACHE_DIR)]] if Path(GGUF_CACHE_DIR) in _stand_ins else [])
+    for root in roots:
+        try:
+            folder = _gguf_cache_folder(source, root)
+        except OSError:
+            return None
+        if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
+            return folder
+    return None
 
 
 def files_folder(source: ModelSource) -> Path | None:
@@ -395,7 +443,7 @@ def convert_gguf(source: ModelSource, on_status: Callable[[str], None] | None = 
     folder = _converted_gguf(source)
     if folder is not None:
         return folder
-    folder = _gguf_cache_folder(source)
+    folder = _gguf_cache_folder(source, gguf_conversion_root())
     status = on_status or (lambda _msg: None)
     status(gguf_step_status(source, 1))
     config = AutoConfig.from_pretrained(source.path, gguf_file=source.gguf_file)
@@ -412,11 +460,16 @@ def convert_gguf(source: ModelSource, on_status: Callable[[str], None] | None = 
     if hasattr(fresh.config, "quantization_config"):  # the weights are dequantized now; a kept GGUF
         del fresh.config.quantization_config  # quantization_config makes 8-bit (bitsandbytes) loading refuse
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    fresh.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if getattr(fresh, "generation_config", None) is not None:
-        fresh.generation_config.save_pretrained(tmp)
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        fresh.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if getattr(fresh, "generation_config", None) is not None:
+            fresh.generation_config.save_pretrained(tmp)
+    except OSError as exc:  # a full disk: said as such, not as damaged model files
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelLoadError(f"{source.name}: the converted model could not be written to {folder.parent} "
+                             f"({type(exc).__name__}: {exc.strerror or exc})") from exc
     if folder.exists():  # another process converted it meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
     else:

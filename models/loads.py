@@ -105,13 +105,13 @@ class LoadQueue:
             if load is None:
                 if self.waiting(model) >= self.per_model:
                     self.refused += 1
-                    raise LoadRefused(f"Refused: {self.per_model} load{'s' * (self.per_model != 1)} of {model} "
-                                      "(in other precisions) already wait for a free loader; try again once one "
-                                      "has loaded, or pick a precision that is loaded")
+                    raise LoadRefused(f"Refused: {model} already has {self.per_model} load"
+                                      f"{'s' * (self.per_model != 1)} waiting (in another precision), the most for one "
+                                      "model; try again once it has loaded, or pick a precision that is loaded")
                 if self.waiting() >= self.max_waiting:
                     self.refused += 1
-                    raise LoadRefused(f"Refused: {self.max_waiting} model loads already wait on this server; try "
-                                      f"again in a minute, or pick a model that is loaded")
+                    raise LoadRefused(f"Refused: {self.max_waiting} model loads are already waiting on this server, "
+                                      "the most it queues; try again in a minute, or pick a model that is loaded")
                 load = self._loads[key] = _Load(key, model, status=f"Waiting for a free loader for {model}")
                 load.future = self._pool.submit(self._run, load, open_model)
                 load.future.add_done_callback(lambda _future, load=load: self._forget(load))

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
-import queue
 import secrets
 import threading
 import time

@@ -70,6 +70,54 @@ ROWS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
                                             "SIGTERM or SIGINT",
      lambda f: f"{f['bytes_before_SIGTERM']:,} bytes before · **{f['bytes_after_SIGTERM']} bytes** after SIGTERM, "
                f"**{f['bytes_after_SIGINT']}** after SIGINT"),
+    ("public: CSV formulas", "CSV exports: formula payloads (`=HYPERLINK`, `+cmd|`, `@SUM`, `-2+3`, `=IMPORTXML`, tab, CR) "
+                             "in a prompt set's CSV and the evidence export",
+     lambda f: f"{f['payloads']} payloads · **{f['set_csv_verbatim']}** came back as formulas from the set CSV, "
+               f"**{f.get('evidence_csv_verbatim', '–')}** from `python -m evidence export`"),
+    ("public: replayed session", "a session hash replayed from another address (the history's reopen event)",
+     lambda f: f"owner reopens it: {f['owner_reply_has_prompt']} · replay: **{f['replayed_prompt_bytes']} bytes** of the "
+               f"prompt in a {f['replayed_reply_bytes']}-byte refusal"),
+    ("public: empty tmp files", "empty `tmp*` files left by events carrying an upload",
+     lambda f: f"**{f['empty_tmp_files_left']}** after {f['events']} events"),
+    ("public: config", "`GET /config`: memory addresses and server paths",
+     lambda f: f"**{f['memory_addresses']}** addresses, **{f['server_paths']}** paths in {f['config_bytes']:,} bytes"),
+    ("public: unwritable model cache", "SmolLM2 (GGUF) with an unwritable `PLAYGROUND_CACHE`",
+     lambda f: f"first load {f['first_load_s']} s (converted into a temporary folder) · second **{f['second_load_s']} s** "
+               f"· said in {f['lines_said']} line"),
+    ("public: blind-mode prediction rate", "blind mode before the vote: blind comparisons of tiny T5 (float32) against "
+                                           "tiny Llama (bfloat16), prompts cut to the input budget, own settings per side, "
+                                           "sides swapped by a shuffled coin; a 1-nearest-neighbour predictor on every "
+                                           "word the page sends except the answers",
+     lambda f: f"{f['runs']} runs ({f['swapped']} swapped) · swap guessed **{f['predicted_right']}/{f['runs']}** "
+               f"(chance {f['chance']}) · both sides sent the same in **{f['sides_identical']}/{f['runs']}** · "
+               f"{f['distinct_signatures']} distinct payload sequence per side"),
+    ("public: out-of-queue flood", "out-of-queue flood: 6 clients re-sending the set tab's `about_set` event for one "
+                                   "uploaded 1 MB file while another visitor generates with the tiny model and presses Stop",
+     lambda f: f"{f['events']} events · **{f['parses_during_flood']} re-parses** · the visitor's speed "
+               f"**{f['flood_tok_s']:g} tok/s** ({f['alone_tok_s']:g} alone) · Stop's round trip "
+               f"**{f['flood_stop_ms']} ms** ({f['alone_stop_ms']} alone)"),
+    ("public: sessions", "sessions on a public server: one address minting session hashes",
+     lambda f: f"{f['minted']} minted · **{f['kept']} kept** ({f['per_visitor']} per visitor), {f['evicted']} of its "
+               f"own evicted, the other visitor's kept · {f['total']:,} sessions in all at most"),
+    ("public: crafted input", "crafted input: a `.jsonl` line of 100,000 `[` through the set tab, nested rows through "
+                              "`/run_set`, out-of-range and wrong-typed slider values sent to the page's run event",
+     lambda f: f"{f['refusals']} refusals · **{f['log_lines']} log lines**, {f['tracebacks']} tracebacks · "
+               f"{f['log_bytes_per_refusal']} bytes each"),
+    ("public: upload caps", "upload caps on a public server: 60 files in one POST (of 1,000 bytes, and of 1 MB), "
+                            "foreign and own `Origin`, small per-visitor and total caps, the set tab in Chromium",
+     lambda f: f"{_cases(f, 'behaved')} · 60 files **{f['sixty_files_status']}**, 60 MB **{f['sixty_mb_status']}** in "
+               f"{f['sixty_mb_answer_s']} s, **{f['bytes_kept_after_refusals']} bytes** kept · `Origin` evil.example "
+               f"**{f['foreign_origin']}**, own {f['own_origin']}, none {f['no_origin']} · per visitor "
+               f"{f['accepted_first_visitor']} accepted then **{f['per_visitor_status']}**, in all "
+               f"{f['accepted_first_visitor'] + f['accepted_second_visitor']} then **{f['total_status']}** · "
+               f"Chromium's upload {f['chromium_upload_status']}"),
+    ("public: body and slow-header limits", "body and slow-header limits: a 100 MB JSON body (declared), an 80 MB "
+                                            "chunked one, 100 connections sending headers a byte at a time or nothing",
+     lambda f: f"{_cases(f, 'behaved')} · 100 MB **{f['declared_status']}** in {f['declared_answer_s']} s, chunked "
+               f"**{f['chunked_status']}** (limit {f['body_limit_bytes'] / 1e6:g} MB), memory "
+               f"+{f['memory_growth_mib']:g} MiB · **{f['slow_closed']} of {f['slow_connections']}** slow connections "
+               f"closed, the last after **{f['slowest_closed_s']} s** (deadline {f['header_timeout_s']:g} s) · idle "
+               f"closed after {f['idle_closed_s']} s"),
     ("public: log bytes per refusal", "log bytes per refusal: `/generate` calls with `top_p=0`; a real fault",
      lambda f: f"{f['refusals']} refusals · **{f['log_bytes_per_refusal']} bytes** and 1 line each, "
                f"{f['tracebacks']} tracebacks; the fault still logs its traceback ({f['fault_traceback_bytes']:,} bytes)"),

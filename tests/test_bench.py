@@ -49,13 +49,24 @@ def test_registry_numbers_and_keys_are_unique_and_the_cli_selects_from_it() -> N
     numbers = [s.number for s in REGISTRY]
     assert numbers == list(range(1, len(REGISTRY) + 1))
     assert len({s.key for s in REGISTRY}) == len(REGISTRY)
-    assert chosen_sections(None) == list(REGISTRY)
+    assert chosen_sections(None, full=True) == list(REGISTRY)
     assert [s.key for s in chosen_sections(parse_args(["--sections", "4,1"]).sections)] == ["streaming_overhead",
                                                                                           "stop_latency"]
     with pytest.raises(ValueError, match=f"no section {len(REGISTRY) + 1}"):
         chosen_sections([1, len(REGISTRY) + 1])
     with pytest.raises(SystemExit):
         parse_args(["--sections", "one"])
+    with pytest.raises(SystemExit):
+        parse_args(["--full", "--sections", "1"])
+
+
+def test_the_default_run_is_the_quick_look_and_full_adds_the_long_sections() -> None:
+    default = chosen_sections(parse_args([]).sections, parse_args([]).full)
+    assert [s.number for s in default] == [1, 2, 3, 4, 5, 6, 7, 12]
+    assert not any(s.long for s in default)
+    assert {s.number for s in REGISTRY if s.long} == {8, 9, 10, 11, 13}
+    assert chosen_sections(None, parse_args(["--full"]).full) == list(REGISTRY)
+    assert [s.number for s in chosen_sections(parse_args(["--sections", "13"]).sections)] == [13], "a long one by number"
 
 
 def test_the_report_prints_every_registered_section_under_its_number() -> None:
@@ -257,8 +268,8 @@ def test_confidence_on_a_tiny_model_records_every_token_and_changes_no_answer(ti
 def test_bench_quick_run_writes_every_section_with_figures(tmp_path: Path) -> None:
     committed = {p.name: p.stat().st_mtime_ns for p in RESULTS.iterdir()}
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--reps", "1", "--out", str(tmp_path)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--full", "--reps", "1", "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in RESULTS.iterdir()} == committed  # --out kept them apart
 
@@ -281,6 +292,81 @@ def test_bench_quick_run_writes_every_section_with_figures(tmp_path: Path) -> No
         assert len(printed) == len(entry["rows"]) and entry["rows"][0]["measure"] in printed[0]
         assert f"**{section.heading}** — target: {entry['target']}" in markdown
     assert TABLE_HEADER in proc.stdout  # the table is printed too
+
+
+# ----------------------------------------------------------------------------- section 13: one answer on CPU
+
+
+def _lone_model(kind: str, precision: str, steps: dict[str, float], same: dict[str, bool]) -> Any:
+    """One model whose every decoding step of option ``o`` takes ``steps[o]`` seconds; its ids equal current's
+    unless ``same[o]`` is False."""
+    from bench.sections import lone_answer
+
+    m = lone_answer.ModelSamples(f"m-{kind}", kind, True, precision, dtype=precision, weight_bytes=10**8)
+    m.runs = {o: _answers(step, ids=None if same.get(o, True) else [7] * 11) for o, step in steps.items()}
+    return m
+
+
+def test_lone_answer_summary_gives_ratios_bandwidth_fractions_and_skips_options_that_change_float32_tokens() -> None:
+    from bench.sections import lone_answer
+
+    steps = {"current": 0.010, "eager": 0.008, "static": 0.0125, "compiled": 0.005, "1 thread": 0.0125}
+    models = [_lone_model(k, p, steps, {"compiled": p != "float32"}) for k in ("seq2seq", "causal")
+              for p in ("float32", "bfloat16")]
+    models[-1].compile_seconds = 90.0
+    samples = lone_answer.Samples(11, 2, 2, 2, {"avx512_bf16": True}, True, 4e9, 2**20, models)  # limit 40 tok/s
+    entry = by_key("lone_answer").entry(lone_answer.summarize(samples))
+    causal = entry["results"]["models"]["m-causal float32"]
+    assert causal["bandwidth_limit_tokens_per_second"] == pytest.approx(40.0)
+    assert causal["options"]["current"]["tokens_per_second"]["median"] == pytest.approx(100.0)
+    assert causal["options"]["eager"]["ratio_to_current"] == pytest.approx(1.25)
+    assert causal["options"]["static"]["bandwidth_fraction"] == pytest.approx(2.0)
+    assert causal["options"]["compiled"]["identical_to_current"] == 0
+    # float32: the compiled option (2×) changed the tokens, so eager (1.25×) is the best that keeps them
+    assert lone_answer.best(causal) == ("eager", pytest.approx(1.25))
+    rows = {r["measure"]: r for r in entry["rows"]}
+    best = rows["Best option for a lone causal answer in auto precision (bfloat16), tokens identical where float32"]
+    assert (best["causal"], best["met"]) == ("compiled: 2.00×", True), "bfloat16: tokens may part, 2× counts"
+    assert rows["Best fraction of the bandwidth limit, causal, bfloat16 (native here)"]["causal"] == "500 %"
+    assert "compiled 2.00× (0/2 same)" in rows["One answer, float32: each option's tokens/s ratio to today's "
+                                               "(median of the pairs)"]["causal"]
+    assert rows["Compile time of the decoding step (bfloat16, first call less a normal run)"]["causal"] == "90.0 s"
+
+
+def test_lone_answer_reads_cpu_flags_and_counts_the_weights_a_token_reads(tmp_path: Path, load_tiny: Any) -> None:
+    from bench.sections import lone_answer
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 sse\n")
+    assert lone_answer.cpu_flags(info) == {"avx512f": True, "avx512_bf16": True, "amx_bf16": False, "amx_tile": False}
+    assert not any(lone_answer.cpu_flags(tmp_path / "missing").values())
+    t5 = load_tiny("tiny-t5", precision="float32")
+    everything = sum(p.numel() * 4 for p in t5.model.parameters())
+    encoder = sum(p.numel() * 4 for n, p in t5.model.named_parameters() if n.startswith("encoder."))
+    assert 0 < lone_answer.bytes_per_token(t5) == everything - encoder
+    llama = load_tiny("tiny-llama", precision="float32")
+    assert lone_answer.bytes_per_token(llama) == sum(p.numel() * 4 for p in llama.model.parameters())
+    assert lone_answer.copy_bandwidth(2**20, reps=2) > 1e8
+
+
+def test_lone_answer_options_run_the_apps_call_and_restore_the_model(load_tiny: Any) -> None:
+    import torch
+
+    from bench.runs import prepared
+    from bench.sections import lone_answer
+    from models import GenerationSettings
+    from models.prompt import generate_call
+
+    loaded = load_tiny("tiny-llama", precision="float32")
+    settings = GenerationSettings(max_new_tokens=6)
+    call = generate_call(loaded, prepared(loaded, "Tell me about dragons.", settings), settings)
+    threads, attn = torch.get_num_threads(), loaded.model.config._attn_implementation
+    options = lone_answer.runs(2)
+    answers = {name: lone_answer.run_option(loaded, call, options[name]) for name in ("current", "eager", "static",
+                                                                                        "1 thread")}
+    assert all(a.steps == 6 for a in answers.values()), "the tiny model never stops early"
+    assert answers["static"].ids == answers["current"].ids == answers["1 thread"].ids
+    assert (torch.get_num_threads(), loaded.model.config._attn_implementation) == (threads, attn)
 
 
 # ----------------------------------------------------------------------------- section 12: the leaderboard (no model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import types
 from dataclasses import fields
@@ -16,8 +17,10 @@ from typing import Any
 
 import pytest
 
+from models import ModelCache
 from models.settings import PublicLimits
 from tests.apphelpers import SETTINGS_VALUES, built_page, case, merged, set_figures
+from web.handlers import BLIND_LOADING
 from web.page import side_ended
 
 RUNS = 20
@@ -25,6 +28,7 @@ PROMPT = ("Summarize: the quick brown fox jumps over the lazy dog near the river
           "into the green hills where nobody can find it again.")
 CHOICES = {"left": ("tiny-t5", "float32", 5), "right": ("tiny-llama", "bfloat16", 8)}  # model, precision, max_new_tokens
 SECTION = "public: blind-mode prediction rate"
+CLOCK = re.compile(r"\b\d\d:\d\d:\d\d\b")
 
 
 @pytest.fixture()
@@ -100,7 +104,8 @@ def blind_run(page, swapped: bool) -> tuple[list[tuple[str, str, str]], dict[str
             side, name = named.get(id(component), ("page", "?"))
             if name in server_side or name in answer:
                 continue
-            text = payload(value)
+            # the run's id and the history's clock differ in every run, whichever side ran what
+            text = CLOCK.sub("<clock>", payload(value).replace(assignment["run"], "<run>"))
             if side != "page":
                 text = text.replace(side.capitalize(), "<side>")  # the panel's own title, which never moves
             received.append((side, name, text))
@@ -170,3 +175,19 @@ def test_nothing_sent_before_the_vote_tells_which_model_ran_where(page):
                 sides_identical=identical, distinct_signatures=len(signatures))
     assert len(signatures) == 1, "what one side receives varies between runs"
     assert correct <= 14, f"a 1-nearest-neighbour predictor guessed {correct}/{RUNS} swaps"
+
+
+@pytest.mark.parametrize("blind", [True, False])
+def test_a_blind_side_loads_the_other_sides_model_before_it_starts(registry, blind):
+    """Each blind side loads both models before it starts (so both say the same while loading); a plain run
+    loads only its own."""
+    fresh = ModelCache(4)
+    built, _runner = built_page(registry, fresh, seq2seq="tiny-t5", causal="tiny-llama")
+    built.share_handlers.blind.choose = lambda: False
+    assignment = built.share_handlers.run_start({built.controls.blind: blind})[built.share.blind_run]
+    updates = list(built.handlers.run["left"](page_data(built, assignment), types.SimpleNamespace(session_hash="one-side")))
+    assert merged(updates)[built.panels["left"].record]["model"] == "tiny-t5"
+    assert fresh.peek("tiny-t5", "float32") is not None
+    assert (fresh.peek("tiny-llama", "bfloat16") is not None) is blind
+    loading = [u for u in updates if u.get(built.panels["left"].stats) == BLIND_LOADING]
+    assert len(loading) == (1 if blind else 0), "the loading line once, with no timer"

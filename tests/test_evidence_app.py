@@ -147,7 +147,9 @@ def test_vote_refuses_an_unknown_id_and_another_sessions_comparison(registry, ca
         done, _ = run_comparison(app.page, client.session_hash)  # this client's own comparison
         mine = done[app.page.share.comparisons][-1]["store"]["id"]
         answer = client.predict(id=mine, choice="both_bad", api_name="/vote")
-        assert answer["left"] == {"model": "tiny-t5", "precision": "float32", "kind": "seq2seq"}
+        assert {k: answer["left"][k] for k in ("model", "precision", "kind")} == {
+            "model": "tiny-t5", "precision": "float32", "kind": "seq2seq"}
+        assert answer["left"]["stats"]["output_tokens"] > 0 and "tokens" not in answer["left"]["stats"]
         assert answer["right"]["model"] == "tiny-gpt2" and answer["replaced"] is False
         assert client.predict(id=mine, choice="tie", api_name="/vote")["replaced"] is True
         assert app.page.evidence.store.counts()["votes"] == 1, "one vote per comparison; the other was refused"
@@ -230,8 +232,10 @@ def test_compare_streams_both_answers_keeps_the_comparison_and_vote_reveals_the_
         assert all(set(update) == {"left", "right"} for update in streamed[:-1]), "the answers while they grow"
         text = repr(final)
         assert "tiny-t5" not in text and "tiny-gpt2" not in text and "float32" not in text, "blind: no names"
+        assert "stats" not in final["left"] and "stats" not in final["right"], "blind: counts and speed tell models apart"
         revealed = client.predict(id=final["id"], choice="left", api_name="/vote")
         assert revealed["blind"] is True
+        assert revealed["left"]["stats"]["output_tokens"] == 6, "the vote reveals the stats"
         assert final["left"]["text"] == expected[revealed["left"]["model"]]
         assert {revealed["left"]["model"], revealed["right"]["model"]} == {"tiny-t5", "tiny-gpt2"}
         board = client.predict(task="translate", blind_only=True, api_name="/leaderboard")

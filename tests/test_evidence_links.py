@@ -81,8 +81,11 @@ def test_sides_is_read_from_the_database_by_any_store_on_it_for_the_owner_only(d
     try:
         cid = record(first, "s1")
         left, right = second.sides(cid, "s1")
-        assert left == {"model": "tiny-t5", "precision": "float32", "kind": "seq2seq"}
-        assert right == {"model": "tiny-gpt2", "precision": "bfloat16", "kind": "causal"}
+        assert left["stats"]["output_tokens"] > 0 and "output_tokens" in right["stats"], "the reveal's stats"
+        assert {k: left[k] for k in ("model", "precision", "kind")} == {"model": "tiny-t5", "precision": "float32",
+                                                                        "kind": "seq2seq"}
+        assert {k: right[k] for k in ("model", "precision", "kind")} == {"model": "tiny-gpt2",
+                                                                         "precision": "bfloat16", "kind": "causal"}
         with pytest.raises(VoteRefused, match="belongs to another visitor's session"):
             second.sides(cid, "s2")
         with pytest.raises(VoteRefused, match="no comparison has the id"):
@@ -105,8 +108,8 @@ def test_vote_reveals_the_models_of_a_comparison_another_replica_recorded(regist
         finally:
             replica.close()
         answer = client.predict(id=cid, choice="right", api_name="/vote")
-        assert answer["left"] == {"model": "tiny-t5", "precision": "float32", "kind": "seq2seq"}
-        assert answer["right"] == {"model": "tiny-gpt2", "precision": "bfloat16", "kind": "causal"}
+        assert answer["left"] == {"model": "tiny-t5", "precision": "float32", "kind": "seq2seq", "stats": STATS}
+        assert answer["right"] == {"model": "tiny-gpt2", "precision": "bfloat16", "kind": "causal", "stats": STATS}
 
 
 def test_the_board_shown_follows_a_vote_without_reopening_the_tab(registry, cache, db):

@@ -118,11 +118,17 @@ def page_comparison(http: httpx.Client, url: str, prompt: str, session: str) -> 
     answer = None
     for side in ("left", "right"):
         run, _line = page_run(http, url, prompt, session, side)
-        done = next(d for d in page["config"]["dependencies"] if d["trigger_after"] == run["id"] and not d["queue"])
-        answer = http.post(f"{url}gradio_api/run/predict",
+        # the step after a side ends writes files, so it runs in the queue (issue 24: no real work outside it)
+        done = next(d for d in page["config"]["dependencies"] if d["trigger_after"] == run["id"])
+        joined = http.post(f"{url}gradio_api/queue/join",
                            json={"data": [None] * len(done["inputs"]), "fn_index": done["id"], "session_hash": session})
-        assert answer.status_code == 200, answer.text
-    return answer.json()
+        assert joined.status_code == 200, joined.text
+        with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as stream:
+            line = next(line for line in stream.iter_lines() if '"process_completed"' in line)
+        message = json.loads(line.split("data: ", 1)[1])
+        assert message["success"], line[:500]
+        answer = message["output"]
+    return answer
 
 
 def page_run_fn_index(served) -> int:
@@ -217,7 +223,8 @@ def test_the_refusal_says_why_and_every_session_of_an_address_counts(registry, c
                                           "finish (or press Stop), then try again.")
         assert post_generate(http, app.url, "10.0.1.1").status_code == 429, "the REST route too"
         assert post_generate(http, app.url, "10.0.1.2", max_new_tokens=4).status_code == 200, "another address is served"
-        http.post(f"{app.url}gradio_api/run/stop", json={"data": [], "session_hash": "tab-1"})  # the page's Stop
+        http.post(f"{app.url}gradio_api/run/stop", json={"data": [], "session_hash": "tab-1"},
+                  headers={XFF: "10.0.1.1"})  # the page's Stop, from the session's own address
         wait_until(lambda: fair.held("10.0.1.1")[0] == 1, 10, "the stopped request to end")
         assert post_generate(http, app.url, "10.0.1.1", max_new_tokens=4).status_code == 200, "a place is free again"
         assert http.post(f"{app.url}gradio_api/run/generate", json={"data": generate_payload("tiny-gpt2", "x")}

@@ -11,6 +11,7 @@ so that the test sees what the server answers before it has read the body. Figur
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import select
@@ -101,6 +102,34 @@ def upload(http: httpx.Client, url: str, files: list[tuple[str, bytes]], visitor
     return http.post(f"{url}gradio_api/upload", files=[("files", file) for file in files], headers=headers)
 
 
+class Logged(logging.Handler):
+    """The log records of the request log (``web.quiet``) and of uvicorn's error log (where a traceback would go)."""
+
+    NAMES = ("playground.requests", "uvicorn.error")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> "Logged":
+        for name in self.NAMES:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for name in self.NAMES:
+            logging.getLogger(name).removeHandler(self)
+
+    def lines(self, containing: str) -> list[str]:
+        return [record.getMessage() for record in self.records if containing in record.getMessage()]
+
+    def tracebacks(self) -> int:
+        return sum(record.exc_info is not None or "Traceback" in record.getMessage() for record in self.records)
+
+
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "gradio-cache"
@@ -112,7 +141,8 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 
 def test_an_upload_takes_one_file_and_only_from_the_apps_own_page(registry, cache, cache_dir):
     with case("public: upload caps"):
-        with running_app(registry, cache, intake=IntakeLimits()) as app, httpx.Client(timeout=60) as http:
+        with running_app(registry, cache, intake=IntakeLimits()) as app, httpx.Client(timeout=60) as http, \
+                Logged() as logged:
             host, port = address(app.url)
             sixty_small = upload(http, app.url, [(f"f{i}.txt", b"x" * 1000) for i in range(60)])
             kept_after_sixty = folder_bytes(cache_dir)
@@ -137,8 +167,10 @@ def test_an_upload_takes_one_file_and_only_from_the_apps_own_page(registry, cach
         assert evil.status_code == 403 and "this app's own page" in detail(evil), evil.text
         assert null.status_code == 403 and other_port.status_code == 403
         assert "\n" not in detail(evil) and "Traceback" not in evil.text
+        refusals = logged.lines("refused upload")
+        assert len(refusals) == 5 and logged.tracebacks() == 0, [r.getMessage() for r in logged.records]
     set_figures("public: upload caps", sixty_files_status=sixty_small.status_code,
-                sixty_mb_status=status_big, sixty_mb_bytes_read=sent_big, sixty_mb_answer_s=round(seconds_big, 3),
+                sixty_mb_status=status_big, sixty_mb_bytes_sent=sent_big, sixty_mb_answer_s=round(seconds_big, 3),
                 bytes_kept_after_refusals=kept_after_big, own_origin=own.status_code, no_origin=one.status_code,
                 space_origin=space.status_code, foreign_origin=evil.status_code, null_origin=null.status_code)
 
@@ -191,7 +223,8 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(registry, cache):
     limits = IntakeLimits()
     declared = 100_000_000
     with case("public: body and slow-header limits"):
-        with running_app(registry, cache, intake=limits) as app, httpx.Client(timeout=60) as http:
+        with running_app(registry, cache, intake=limits) as app, httpx.Client(timeout=60) as http, \
+                Logged() as logged:
             host, port = address(app.url)
             before = rss_mib()
             chunk = b"[" + b" " * 65534 + b"]"
@@ -215,11 +248,13 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(registry, cache):
     assert sent < declared // 10 and seconds < 5, (sent, seconds)
     assert chunked_status == 413 and chunked_sent < 3 * limits.max_body_bytes, (chunked_status, chunked_sent)
     assert grown < 50, f"the server grew by {grown:.0f} MiB"
+    assert len(logged.lines("refused /gradio_api/call/generate")) == 2 and logged.tracebacks() == 0, \
+        [record.getMessage() for record in logged.records]
     assert small_chunked.status_code == 200 and "event_id" in small_chunked.json(), small_chunked.text
     assert small.status_code == 200 and "event_id" in small.json(), small.text
     set_figures("public: body and slow-header limits", body_limit_bytes=limits.max_body_bytes,
-                declared_body_bytes=declared, declared_status=status, declared_bytes_read=sent,
-                declared_answer_s=round(seconds, 3), chunked_status=chunked_status, chunked_bytes_read=chunked_sent,
+                declared_body_bytes=declared, declared_status=status, declared_bytes_sent=sent,
+                declared_answer_s=round(seconds, 3), chunked_status=chunked_status, chunked_bytes_sent=chunked_sent,
                 chunked_answer_s=round(chunked_seconds, 3), memory_growth_mib=round(grown, 1))
 
 
@@ -260,6 +295,8 @@ def test_slow_headers_and_idle_connections_are_closed(registry, cache):
             for sock in socks:
                 sock.close()
             answered = http.get(app.url).status_code  # the server still serves
+            big_headers, _, _, _ = raw_request(app.url, f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                                                        f"X-Padding: {'a' * 2 * limits.max_header_bytes}\r\n\r\n")
             # a finished request's connection, left idle, is closed after keep_alive_s
             sock = socket.create_connection((host, port), timeout=5)
             sock.sendall(f"HEAD / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
@@ -274,9 +311,11 @@ def test_slow_headers_and_idle_connections_are_closed(registry, cache):
     slowest = max(closed_after.values())
     assert slowest < limits.header_timeout_s + 2, f"slowest closed after {slowest:.1f} s"
     assert answered == 200 and idle_closed < limits.keep_alive_s + 2, idle_closed
+    assert big_headers == 400, big_headers
     set_figures("public: body and slow-header limits", slow_connections=count, header_timeout_s=limits.header_timeout_s,
                 slow_closed=len(closed_after), slowest_closed_s=round(slowest, 2),
-                keep_alive_s=limits.keep_alive_s, idle_closed_s=round(idle_closed, 2))
+                keep_alive_s=limits.keep_alive_s, idle_closed_s=round(idle_closed, 2),
+                max_header_bytes=limits.max_header_bytes, oversized_headers_status=big_headers)
 
 
 # ----- the page -----
@@ -295,9 +334,9 @@ def test_the_set_tab_still_uploads_in_chromium(registry, cache, cache_dir, tmp_p
             try:
                 page = browser.new_page()
                 page.set_default_timeout(20_000)
-                origins: list[str | None] = []
-                page.on("request", lambda request: origins.append(request.headers.get("origin"))
-                        if request.url.endswith("/gradio_api/upload") else None)
+                uploads: list = []
+                page.on("request", lambda request: uploads.append(request)
+                        if urlsplit(request.url).path.endswith("/gradio_api/upload") else None)
                 page.goto(app.url)
                 page.get_by_role("tab", name="Prompt set").click()
                 page.locator("#set-upload input[type=file]").set_input_files(str(upload_file))
@@ -305,7 +344,10 @@ def test_the_set_tab_still_uploads_in_chromium(registry, cache, cache_dir, tmp_p
                 while "3 rows" not in page.locator("#set-about").inner_text():
                     assert time.monotonic() < deadline, page.locator("#set-about").inner_text()
                     time.sleep(0.1)
+                origins = [request.all_headers().get("origin") for request in uploads]
+                statuses = [request.response().status for request in uploads]
             finally:
                 browser.close()
     assert origins and all(origin == app.url.rstrip("/") for origin in origins), origins
-    set_figures("public: upload caps", chromium_upload="accepted", chromium_origin_sent=bool(origins[0]))
+    assert statuses == [200] * len(uploads), statuses
+    set_figures("public: upload caps", chromium_upload_status=statuses[0], chromium_origin_sent=bool(origins[0]))

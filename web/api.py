@@ -109,7 +109,7 @@ def compare_endpoint(runner: Runner, policy: Policy, evidence: Evidence,
         Yields ``{"left": {"text"}, "right": {"text"}}`` as the answers grow, then ``{"id", "task", "blind",
         "left": {"text", "stats"}, "right": {...}, "kept"}``: ``id`` is the comparison's in the database (``None``
         when it was not kept; ``kept`` says why). Blind: the sides may be swapped and nothing names the models (no
-        ``model``, no precision in the stats) until ``/vote`` reveals them. A side that fails has an ``error``.
+        ``model``, no stats: counts and speed would tell them apart) until ``/vote`` reveals them, stats included. A side that fails has an ``error``.
         """
         who = policy.who(request)
         if task not in TASKS:
@@ -179,9 +179,10 @@ def _compared(results: dict[str, Any], task: str, blind: bool, swapped: bool, se
     names = sorted({str(r.get("model")) for r in records.values() if r.get("model")}, key=len, reverse=True)
     for side, record in records.items():
         stats = {k: v for k, v in (record.get("stats") or {}).items() if k != "tokens"}
-        if blind:
-            stats.pop("precision", None)
-        shown: dict[str, Any] = {"text": record.get("text", ""), "stats": stats}
+        # blind: no stats at all until /vote reveals them (token counts, speed and truncation notices tell the
+        # models apart as surely as their names: issue 24.3)
+        shown: dict[str, Any] = {"text": record.get("text", "")} if blind else {"text": record.get("text", ""),
+                                                                               "stats": stats}
         if record.get("error") or stats.get("error"):
             error = str(record.get("error") or stats.get("error"))
             for name in (names if blind else ()):  # a blind side's error would name its model

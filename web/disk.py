@@ -152,3 +152,33 @@ class UploadGate:
                 return True  # not Gradio's app: not ours to judge
             self._takes = takes_uploads(blocks)
         return self._takes
+
+
+# ----- empty temp files -----
+
+def no_empty_temp_files(blocks: gr.Blocks) -> int:
+    """Stop ``blocks``' file inputs leaving an empty ``tmp*`` file in Gradio's cache on every event that carries a
+    file; return how many inputs were changed.
+
+    Gradio 6.31's ``gr.File`` (``type="filepath"``) opens a ``NamedTemporaryFile(delete=False)`` in its cache each
+    time it preprocesses a file, never writes to it and never removes it (``gradio/components/file.py``,
+    ``_process_single_file``); only the uploaded file's own path is used. Here each such input checks the file's type
+    as Gradio does and returns that path, without the stray file (``tests/test_public_smaller.py`` counts them)."""
+    from gradio_client import utils as client_utils
+    from gradio.exceptions import Error
+    from gradio.utils import NamedString
+
+    changed = 0
+    for block in getattr(blocks, "blocks", {}).values():
+        if not isinstance(block, gr.File) or block.type != "filepath":
+            continue
+
+        def process(f: Any, _block: gr.File = block) -> NamedString:
+            if _block.file_types and not client_utils.is_valid_file(f.path, _block.file_types):
+                raise Error("Invalid file type. Please upload a file that is one of these formats: "
+                            f"{_block.file_types}", print_exception=False)
+            return NamedString(f.path)
+
+        block._process_single_file = process  # type: ignore[method-assign]
+        changed += 1
+    return changed

@@ -120,7 +120,7 @@ class Evidence:
             self._boards.clear()
         return result
 
-    def sides(self, store_id: str, session: str) -> tuple[dict[str, str], dict[str, str]]:
+    def sides(self, store_id: str, session: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Both sides of the visitor's comparison (``/vote``'s reveal), read from the database: it works for a
         comparison another process or replica recorded, or this one before a restart.
 

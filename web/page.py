@@ -26,14 +26,14 @@ from models.run import Runner
 from .api import compare_endpoint, generate_endpoint, models_endpoint
 from .blind import BlindView
 from .config import AppConfig
-from .disk import delete_cache
+from .disk import delete_cache, no_empty_temp_files
 from .evidence import Evidence, EvidenceHandlers, open_evidence
 from .exports import ExportFolder
 from .handlers import run_button_after, run_start_handler, selection_handler, side_handler, stop_handler
 from .set_handlers import SetHandlers
 from .set_page import build_set_components, wire_prompt_set
 from .policy import Policy
-from .privacy import redactor_for
+from .privacy import no_addresses_in_config, redactor_for
 from .score_board import score_board_refresh
 from .share_handlers import ShareHandlers, choices_back
 from .quiet import quiet_inputs
@@ -384,5 +384,7 @@ def build_page(runner: Runner, config: AppConfig, evidence: Evidence | None = No
     fair.install(demo)
     quiet_inputs(demo, fair.visitor)  # a crafted value refused by a component: one log line, no traceback
     SessionOwners(config.proxy_hops).install(demo)  # a session hash sent from another address: refused
+    no_empty_temp_files(demo)  # Gradio's file input leaves an empty tmp file per event otherwise
+    no_addresses_in_config(demo)  # /config would show a function's memory address
     return Page(demo, controls, panels, share, handlers, fair, evidence=evidence, vote=vote, leaderboard=board,
                 shared_view=view, scores=scores)

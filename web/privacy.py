@@ -11,7 +11,7 @@ from typing import Any
 
 from huggingface_hub import constants as hub_constants
 
-from models.loader import GGUF_CACHE_DIR
+from models.loader import GGUF_CACHE_DIR, gguf_stand_in_folder
 from models.sources import ModelRegistry
 
 
@@ -47,7 +47,8 @@ def redactor_for(registry: ModelRegistry, show_paths: bool) -> PathRedactor:
     if show_paths:
         return NO_REDACTION
     # square brackets, never angle ones: cards and errors are Markdown, where "<hub cache>" is an HTML tag and vanishes
-    replacements = {str(GGUF_CACHE_DIR): "[playground cache]", str(hub_constants.HF_HUB_CACHE): "[hub cache]"}
+    replacements = {str(GGUF_CACHE_DIR): "[playground cache]", str(gguf_stand_in_folder()): "[playground cache]",
+                    str(hub_constants.HF_HUB_CACHE): "[hub cache]"}  # the stand-in: an unwritable cache's
     for source in registry.local.values():
         if source.gguf_file:
             replacements[f"{source.path}/{source.gguf_file}"] = source.gguf_file
@@ -58,3 +59,33 @@ def redactor_for(registry: ModelRegistry, show_paths: bool) -> PathRedactor:
         if source.path.startswith("/"):
             replacements[source.path] = f"[folder {source.path.rstrip('/').rsplit('/', 1)[-1]} on {source.name}]"
     return PathRedactor(replacements)
+
+
+class _NoCallback:
+    """Gradio's default ``gr.State`` delete callback (it does nothing), named: ``/config`` lists every component's
+    arguments as text, and the default function's text is ``<function default_delete_callback at 0x…>``, a memory
+    address of this process."""
+
+    def __call__(self, _value: Any) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "none"
+
+    __str__ = __repr__
+
+
+NO_CALLBACK = _NoCallback()
+
+
+def no_addresses_in_config(blocks: Any) -> int:
+    """Give every ``gr.State`` of ``blocks`` left with Gradio's default delete callback :data:`NO_CALLBACK` instead
+    (call before ``launch``, which writes ``/config``); return how many were changed."""
+    from gradio.components.state import State, default_delete_callback
+
+    changed = 0
+    for block in getattr(blocks, "blocks", {}).values():
+        if isinstance(block, State) and block.delete_callback is default_delete_callback:
+            block.delete_callback = NO_CALLBACK
+            changed += 1
+    return changed

@@ -83,10 +83,14 @@ def _input_refusal(block_fn: Any, inputs: list[Any], exc: Exception) -> str:
         cause = exc.__cause__ or exc
         block = block_fn.inputs[int(found.group(1))] if found and int(found.group(1)) < len(block_fn.inputs) else None
         value = inputs[int(found.group(1))] if found and int(found.group(1)) < len(inputs) else None
-        what = f"{type(cause).__name__}: {cause}" if not isinstance(cause, (ValueError, TypeError)) else str(cause)
-        return (f"{_component_name(block)}: cannot read {value!r:.60} (a {type(value).__name__}): {what}" if block
-                else str(cause))
-    reason = exc.message if isinstance(exc, gr.Error) else str(exc)
+        if block is None:
+            return one_line(str(cause))
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(block, (gr.Slider, gr.Number)) and not number:
+            return f"{_component_name(block)}: must be a number, got {value!r:.60} (a {type(value).__name__})"
+        return (f"{_component_name(block)}: cannot read {value!r:.60} (a {type(value).__name__}): "
+                f"{type(cause).__name__}: {cause}")
+    reason = exc.message if isinstance(exc, gr.Error) else (str(exc).splitlines() or [type(exc).__name__])[0]
     for block, value in zip(block_fn.inputs, inputs):  # the number out of its range: say which one
         if isinstance(block, (gr.Slider, gr.Number)) and isinstance(value, (int, float)):
             try:

@@ -28,6 +28,7 @@ from .disk import MAX_UPLOAD_BYTES, UploadGate
 from .headers import middleware
 from .intake import BodyLimit, UploadGuard, bound_connections
 from .page import Page, build_page
+from .session_owners import SessionGate
 from .sessions import VisitorOfRequest, install as bound_sessions, launch_options as session_options
 
 KEYBOARD_JS = """
@@ -84,13 +85,15 @@ OPEN_HOST_WARNING = ("warning: listening on {host} without --auth: anyone who ca
 def launch_kwargs(config: AppConfig) -> dict[str, Any]:
     """Safe launch options: no share link, no visitor tracebacks, no monitoring endpoint; Gradio's login
     when ``config.auth`` holds credentials; uploads of at most 1 MB, and none unless the page takes them;
-    security headers on every response; on a public deployment, fewer sessions kept (:mod:`web.sessions`)."""
+    security headers on every response; on a public deployment, fewer sessions kept (:mod:`web.sessions`) and
+    bounded uploads and request bodies (:func:`intake_middleware`)."""
     return {**session_options(config.limits is not None), "share": False, "show_error": False, "enable_monitoring": False, "head": KEYBOARD_JS, "css": CSS,
             "ssr_mode": False, "footer_links": ["api"], "auth": list(config.auth) or None,
             "auth_message": "This playground is private: log in to use it." if config.auth else None,
             "max_file_size": MAX_UPLOAD_BYTES,
             "app_kwargs": {"middleware": [*middleware(), Middleware(UploadGate),  # a new dict: Gradio adds to it
                                           Middleware(VisitorOfRequest, proxy_hops=config.proxy_hops),
+                                          Middleware(SessionGate),  # a session's stream: its own address only
                                           *intake_middleware(config)]}}
 
 

@@ -4,7 +4,8 @@ Gradio keeps a page's ``gr.State`` (this session's comparisons, prompts included
 browser sends with every event. Anyone who learns that hash could send events with it from elsewhere and read the
 state back. :class:`SessionOwners` records the visitor address (:func:`web.visitors.request_visitor`, the fair
 share's) that sent a session's first event; an event carrying that hash from another address is refused with one
-line, before any state is read. The check sits in ``Blocks.process_api``, which every event passes (queued or not).
+line, before any state is read. The check sits in ``Blocks.process_api``, which every event passes (queued or not),
+and in :class:`SessionGate` for the routes that name a session in their URL (its event stream, its heartbeat).
 
 Entries are forgotten oldest first beyond ``max_sessions`` (Gradio itself keeps at most ``state_session_capacity``
 sessions' state).
@@ -12,14 +13,17 @@ sessions' state).
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections import OrderedDict
 from typing import Any, Callable
+from urllib.parse import parse_qs
 
 import gradio as gr
 
 from .quiet import refuse
-from .visitors import request_visitor
+from .visitors import request_visitor, visitor_address
 
 MAX_SESSIONS = 50_000
 REFUSED = "This session was opened from another address: reload the page to start a session of your own."
@@ -70,3 +74,46 @@ class SessionOwners:
             return await process_api(block_fn, *args, **kwargs)
 
         demo.process_api = owned_process_api  # type: ignore[method-assign]
+        demo.session_owners = self  # type: ignore[attr-defined]  # read by SessionGate
+
+
+HEARTBEAT = re.compile(r"/gradio_api/(?:heartbeat|stream)/([^/]+)")
+REFUSED_BODY = json.dumps({"detail": REFUSED}).encode()
+
+
+class SessionGate:
+    """ASGI middleware: the routes that carry a session hash in their URL (``GET …/queue/data?session_hash=…``, the
+    session's event stream, which would hand another address the session's answers; ``…/heartbeat/<hash>``, whose
+    end closes the session; ``…/stream/<hash>/…``) answer 403 to any address but the session's owner. The owners are
+    those of the page's :class:`SessionOwners` (``install`` leaves them on the ``gr.Blocks``)."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope.get("method") == "GET":
+            owners = getattr(getattr(scope.get("app"), "blocks", None), "session_owners", None)
+            session_hash = _url_session(scope) if owners is not None else None
+            if session_hash:
+                headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+                client = scope.get("client")
+                visitor = visitor_address(client[0] if client else None, headers.get("x-forwarded-for"), owners.proxy_hops)
+                if not owners.claim(session_hash, visitor):
+                    owners.refused += 1
+                    refuse(scope.get("path", "?"), REFUSED, visitor)  # the one log line
+                    await send({"type": "http.response.start", "status": 403,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(REFUSED_BODY)).encode())]})
+                    await send({"type": "http.response.body", "body": REFUSED_BODY})
+                    return
+        await self.app(scope, receive, send)
+
+
+def _url_session(scope: dict) -> str | None:
+    """The session hash a GET carries in its URL, if any."""
+    path = scope.get("path", "")
+    if path.rstrip("/").endswith("/gradio_api/queue/data"):
+        found = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash")
+        return found[0] if found else None
+    match = HEARTBEAT.search(path)
+    return match.group(1) if match else None

@@ -9,7 +9,8 @@ new one by sending a new session hash.
 On a public deployment :func:`launch_options` lowers the total to :data:`MAX_SESSIONS`, and
 :func:`install` bounds each visitor (an address, as in :mod:`web.visitors`) to :data:`MAX_SESSIONS_PER_VISITOR`:
 a visitor's new session beyond that drops that visitor's least recently made one, so a client minting
-session hashes evicts only its own sessions, never other visitors'. Gradio 6.31 has no per-visitor bound
+session hashes evicts only its own sessions, never other visitors'; and a visitor opens at most
+:data:`NEW_SESSIONS_PER_MINUTE` new sessions a minute after a first burst (making one is real work). Gradio 6.31 has no per-visitor bound
 and its state holder sees no request, so :class:`VisitorOfRequest` (an ASGI middleware) notes the visitor
 of each HTTP request in a context variable, which the holder reads when it makes a session.
 ``tests/test_public_flood.py`` fails if a Gradio upgrade changes what this relies on.
@@ -19,16 +20,22 @@ of each HTTP request in a context variable, which the holder reads when it makes
 from __future__ import annotations
 
 import contextvars
+import time
 from collections import OrderedDict
 from typing import Any
 
 import gradio as gr
+from fastapi import HTTPException, status
 from gradio.state_holder import SessionState, StateHolder
 
+from .quiet import note
 from .visitors import visitor_address
 
 MAX_SESSIONS = 1_000  # sessions kept on a public deployment: about 290 MiB at 294 KiB each
 MAX_SESSIONS_PER_VISITOR = 32  # per address: tabs of one visitor, or visitors behind one NAT
+NEW_SESSIONS_PER_MINUTE = 30  # per address, after a burst of MAX_SESSIONS_PER_VISITOR: a new session costs 68-100 ms
+REFUSED = ("Refused: your address opened {count} new sessions in a short time; each costs the server real work, so "
+           "a visitor may open {rate} a minute. Wait a few seconds, then reload the page.")
 
 _visitor: contextvars.ContextVar[str | None] = contextvars.ContextVar("playground_visitor", default=None)
 
@@ -54,19 +61,41 @@ class VisitorOfRequest:
 
 class BoundedSessions(StateHolder):
     """Gradio's state holder with at most ``per_visitor`` sessions per visitor (the total stays Gradio's
-    ``state_session_capacity``). A session made where no visitor is known (inside the queue's own tasks)
-    counts against the total only."""
+    ``state_session_capacity``), each visitor making new ones at most ``per_minute`` a minute after a burst of
+    ``per_visitor`` (a token bucket; ``None``: no rate). A new session over the rate is refused with HTTP 429 and
+    one log line, before it is made (the route that asked answers the 429). A session made where no visitor is
+    known (inside the queue's own tasks) counts against the total only."""
 
-    def __init__(self, per_visitor: int) -> None:
+    def __init__(self, per_visitor: int, per_minute: float | None = NEW_SESSIONS_PER_MINUTE) -> None:
         super().__init__()
-        self.per_visitor = per_visitor
+        self.per_visitor, self.per_minute = per_visitor, per_minute
         self._by_visitor: dict[str, OrderedDict[str, None]] = {}
+        self._tokens: dict[str, tuple[float, float]] = {}  # visitor -> (new sessions it may open now, when counted)
         self.evicted = 0  # sessions dropped for being over their visitor's bound
+        self.refused = 0  # new sessions refused for being over the rate
+
+    def _admit(self, visitor: str) -> None:
+        """Take one new session from ``visitor``'s bucket, or refuse it (429). Call under the lock."""
+        if self.per_minute is None:
+            return
+        now = time.monotonic()
+        tokens, then = self._tokens.get(visitor, (float(self.per_visitor), now))
+        tokens = min(float(self.per_visitor), tokens + (now - then) * self.per_minute / 60)
+        if tokens < 1:
+            self.refused += 1
+            note("refused", "new session", f"over {self.per_minute:g} new sessions a minute", visitor)
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                                detail=REFUSED.format(count=self.per_visitor, rate=f"{self.per_minute:g}"))
+        self._tokens[visitor] = (tokens - 1, now)
+        if len(self._tokens) > 2 * self.capacity:  # visitors whose buckets are full again
+            horizon = 60 * self.per_visitor / self.per_minute
+            self._tokens = {v: (t, at) for v, (t, at) in self._tokens.items() if now - at < horizon}
 
     def __getitem__(self, session_id: str) -> SessionState:
         visitor = _visitor.get()
         if visitor is not None and session_id not in self.session_data:
             with self.lock:
+                self._admit(visitor)
                 mine = self._by_visitor.setdefault(visitor, OrderedDict())
                 for gone in [s for s in mine if s not in self.session_data]:  # dropped by Gradio's total bound
                     del mine[gone]

@@ -59,6 +59,7 @@ class Section(Generic[S]):
         measure: runs it and returns its samples (plain data).
         summarize: turns the samples into a :class:`Table` (no measuring).
         runs_first: run it before the others (they use what it leaves, e.g. loaded models).
+        long: takes minutes: left out of the default run (``python -m bench``), run by ``--full`` or ``--sections``.
     """
 
     number: int
@@ -69,6 +70,7 @@ class Section(Generic[S]):
     measure: Callable[[Context], S]
     summarize: Callable[[S], Table]
     runs_first: bool = False
+    long: bool = False
 
     @property
     def heading(self) -> str:
