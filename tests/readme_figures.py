@@ -98,7 +98,9 @@ ROWS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
                f"**{f['flood_stop_ms']} ms** ({f['alone_stop_ms']} alone)"),
     ("public: sessions", "sessions on a public server: one address minting session hashes",
      lambda f: f"{f['minted']} minted · **{f['kept']} kept** ({f['per_visitor']} per visitor), {f['evicted']} of its "
-               f"own evicted, the other visitor's kept · {f['total']:,} sessions in all at most"),
+               f"own evicted, the other visitor's kept · {f['total']:,} sessions in all at most · {f['fast_sent']} new "
+               f"sessions at once from another address: {f['fast_accepted']} made, **{f['fast_refused']} refused** "
+               f"(429; {f['per_minute']:g} a minute after the first {f['per_visitor']})"),
     ("public: crafted input", "crafted input: a `.jsonl` line of 100,000 `[` through the set tab, nested rows through "
                               "`/run_set`, out-of-range and wrong-typed slider values sent to the page's run event",
      lambda f: f"{f['refusals']} refusals · **{f['log_lines']} log lines**, {f['tracebacks']} tracebacks · "
@@ -118,6 +120,22 @@ ROWS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
                f"+{f['memory_growth_mib']:g} MiB · **{f['slow_closed']} of {f['slow_connections']}** slow connections "
                f"closed, the last after **{f['slowest_closed_s']} s** (deadline {f['header_timeout_s']:g} s) · idle "
                f"closed after {f['idle_closed_s']} s"),
+    ("public: set caps", "prompt-set caps on a public server: a 200-row × 512-token set on the set tab and `/run_set`, a "
+                         "set past a 2 s wall-clock cap (tiny models slowed), a second set from one visitor",
+     lambda f: f"**{f['max_set_tokens']:,} new tokens** per set and side, **{f['max_set_seconds']:g} s**, "
+               f"{f['sets_per_visitor']} set per visitor · {f['refused_rows']} × {f['refused_max_new_tokens']} refused "
+               f"in {f['refusal_s']} s (\"{f['refusal'].split('; ')[-1]}\") · capped set stopped after "
+               f"{f['time_capped_after_s']} s, rows kept {f['time_capped_rows_kept']['left']}/{f['time_capped_rows']} "
+               f"and {f['time_capped_rows_kept']['right']}/{f['time_capped_rows']} · second set: 429"),
+    ("public: a single prompt while sets run", "a single prompt while sets run: three visitors' sets (slowed) with "
+                                               "`--concurrency 3`, then a tiny-model `/generate` from a fourth",
+     lambda f: f"{f['sets_running']} sets running ({f['set_slots']} set slots), {f['sets_waiting']} waiting · first "
+               f"token **{f['first_token_during_sets_s']} s** ({f['first_token_alone_s']} s alone)"),
+    ("public: model loads", "model loads: 3 runs stopped while a 1.5 s load runs on one load worker; a fourth load "
+                            "past a queue of 2, another precision past 1 per model",
+     lambda f: f"**{f['queued_loads_dropped']} of {f['stopped_runs']} queued loads dropped** before they started, "
+               f"{f['loads_started']} load for {f['runs_sharing_one_load']} runs of one model · {f['refused']} refused "
+               f"at once"),
     ("public: log bytes per refusal", "log bytes per refusal: `/generate` calls with `top_p=0`; a real fault",
      lambda f: f"{f['refusals']} refusals · **{f['log_bytes_per_refusal']} bytes** and 1 line each, "
                f"{f['tracebacks']} tracebacks; the fault still logs its traceback ({f['fault_traceback_bytes']:,} bytes)"),

@@ -341,11 +341,14 @@ def test_lone_answer_reads_cpu_flags_and_counts_the_weights_a_token_reads(tmp_pa
     assert lone_answer.cpu_flags(info) == {"avx512f": True, "avx512_bf16": True, "amx_bf16": False, "amx_tile": False}
     assert not any(lone_answer.cpu_flags(tmp_path / "missing").values())
     t5 = load_tiny("tiny-t5", precision="float32")
-    everything = sum(p.numel() * 4 for p in t5.model.parameters())
-    encoder = sum(p.numel() * 4 for n, p in t5.model.named_parameters() if n.startswith("encoder."))
-    assert 0 < lone_answer.bytes_per_token(t5) == everything - encoder
-    llama = load_tiny("tiny-llama", precision="float32")
-    assert lone_answer.bytes_per_token(llama) == sum(p.numel() * 4 for p in llama.model.parameters())
+    head = t5.model.get_output_embeddings().weight
+    decoder = sum(p.numel() * 4 for n, p in t5.model.named_parameters() if not n.startswith("encoder.")
+                  and "relative_attention_bias" not in n)  # a lookup table: one row a step
+    assert head.data_ptr() == t5.model.get_input_embeddings().weight.data_ptr(), "tiny-t5 ties its head"
+    assert 0 < lone_answer.bytes_per_token(t5) == decoder
+    llama = load_tiny("tiny-llama", precision="float32")  # untied: its input embedding is a lookup, its head is read
+    embedding = llama.model.get_input_embeddings().weight.numel() * 4
+    assert lone_answer.bytes_per_token(llama) == sum(p.numel() * 4 for p in llama.model.parameters()) - embedding
     assert lone_answer.copy_bandwidth(2**20, reps=2) > 1e8
 
 

@@ -186,6 +186,7 @@ def test_sessions_are_bounded_per_visitor_and_in_total(registry, cache):
             assert kept == holder.per_visitor and holder.evicted == minted - holder.per_visitor
             assert "other-visitor" in holder.session_data, "another visitor's session is kept"
             assert f"minted-{minted - 1}" in holder.session_data and "minted-0" not in holder.session_data
+            evicted = holder.evicted
             holder.per_minute = rate  # the rate: a burst of per_visitor new sessions, then per_minute a minute
             started, codes = time.monotonic(), []
             for n in range(holder.per_visitor + 20):
@@ -200,7 +201,7 @@ def test_sessions_are_bounded_per_visitor_and_in_total(registry, cache):
         with running_app(registry, cache) as local:
             assert not isinstance(local.demo.server_app.state_holder, BoundedSessions)
     set_figures("public: sessions", total=MAX_SESSIONS, per_visitor=holder.per_visitor, minted=minted, kept=kept,
-                evicted=holder.evicted, ms_per_new_session=round(per_session_ms, 1), per_minute=rate,
+                evicted=evicted, ms_per_new_session=round(per_session_ms, 1), per_minute=rate,
                 fast_sent=len(codes), fast_accepted=codes.count(200), fast_refused=codes.count(429))
 
 

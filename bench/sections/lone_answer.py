@@ -109,11 +109,16 @@ def copy_bandwidth(n_bytes: int = COPY_BYTES, reps: int = 5) -> float:
 
 
 def bytes_per_token(loaded: LoadedModel) -> int:
-    """Bytes of weights one decoding step reads: every parameter once (a tied embedding counted once: the output
-    head reads all of it), an encoder-decoder model's encoder left out (it runs once, at prefill)."""
+    """Bytes of weights one decoding step reads: every parameter once, an encoder-decoder model's encoder left out
+    (it runs once, at prefill), and embedding tables left out unless the output head is one (a lookup reads one row;
+    a tied embedding is the head and is read whole)."""
+    model = loaded.model
+    head = model.get_output_embeddings()
+    head_weight = getattr(head, "weight", None)
+    lookups = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)} - {id(head_weight)}
     total = 0
-    for name, param in loaded.model.named_parameters():  # named_parameters lists a tied weight once
-        if loaded.kind is Kind.SEQ2SEQ and name.startswith("encoder."):
+    for name, param in model.named_parameters():  # named_parameters lists a tied weight once
+        if (loaded.kind is Kind.SEQ2SEQ and name.startswith("encoder.")) or id(param) in lookups:
             continue
         total += param.numel() * param.element_size()
     return total
