@@ -10,8 +10,8 @@ import types
 import pytest
 
 from bench.promptsets import BUILTIN_SETS, builtin_set
-from bench.readme import PAGE, REPORTS, RESULTS, WHOLE, blocks, confidence_block, endpoint_block, main, render, \
-    report_block, reports, rewrite, sections
+from bench.readme import PAGE, REPORTS, RESULTS, WHOLE, blocks, confidence_block, endpoint_block, lone_answer_block, \
+    main, render, report_block, reports, rewrite, sections
 from bench.sections import by_key
 from bench.sections.precision_quality import ModelSamples, cell, compare, first_difference, prompt_rows
 from bench.sections.visitors import OPTIONS, Burst, figures, percentile, shipped_option
@@ -166,6 +166,28 @@ def test_the_confidence_block_shows_the_figures_of_its_results_file():
             "600 µs (1.2 %) | 4.2 ms for 64 tokens | 4/5 | 1.5 |") in lines, key
     assert any(line.startswith("- **Settings:** greedy, ") for line in lines)
     assert any(line.startswith("- **Date:**") and "load average (1 min) at start/end" in line for line in lines)
+
+
+def test_the_lone_answer_block_shows_the_figures_of_its_results_file():
+    if not REPORTS["lone_answer"].exists():
+        pytest.skip("no committed one-answer results")
+    run = copy.deepcopy(json.loads(REPORTS["lone_answer"].read_text(encoding="utf-8")))
+    res = run["sections"]["lone_answer"]["results"]
+    res.update(bandwidth_bytes_per_second=25e9, copy_bytes=512 * 2**20, native_bf16=False, auto_precision="float32")
+    model = next(m for m in res["models"].values() if not m.get("unavailable") and m["kind"] == "causal")
+    model.update(bandwidth_limit_tokens_per_second=46.0, compile_seconds=135.4, params=134_515_008)
+    compiled = model["options"]["compiled"]
+    compiled["tokens_per_second"]["median"] = 30.0
+    compiled["whole_call_tokens_per_second"]["median"] = 28.0
+    compiled.update(ratio_to_current=1.25, bandwidth_fraction=30 / 46, identical_to_current=4, runs=5)
+    res["llama_cpp"] = {"installed": True, "version": "0.3.9", "note": "whole call", "tokens_per_second": {"median": 123.0}}
+    lines = lone_answer_block(run).splitlines()
+    assert (f"| `{model['name']}` (trained, 135M params) | {model['precision']} | compiled | 30.0 | 1.25× | 65 % of 46 | "
+            "28.0 | 4/5 |") in lines
+    assert any(line.startswith("- **Memory bandwidth:** 25.0 GB/s (512 MiB torch copy") and "auto = float32" in line
+               for line in lines)
+    assert f"`{model['name']}` {model['precision']}: 135 s" in lines[-3]
+    assert lines[-1] == "llama.cpp on the same GGUF: 123.0 tokens/s (llama-cpp-python 0.3.9, whole call)."
 
 
 @COMMITTED

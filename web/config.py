@@ -160,6 +160,12 @@ def _parser(on_space: bool) -> argparse.ArgumentParser:
                         help=f"public: most tokens per answer (default {PUBLIC_DEFAULTS.max_new_tokens})")
     parser.add_argument("--max-input-tokens-public", type=_number(int, low=1), default=PUBLIC_DEFAULTS.max_input_tokens, metavar="N",
                         help=f"public: the model reads at most N input tokens (default {PUBLIC_DEFAULTS.max_input_tokens})")
+    parser.add_argument("--max-set-tokens-public", type=_number(int, low=1), default=PUBLIC_DEFAULTS.max_set_tokens,
+                        metavar="N", help="public: most new tokens a prompt set asks of each side, rows × max new tokens "
+                                          f"(default {PUBLIC_DEFAULTS.max_set_tokens})")
+    parser.add_argument("--max-set-seconds-public", type=_number(float, low=1), default=PUBLIC_DEFAULTS.max_set_seconds,
+                        metavar="S", help="public: a prompt set stops after S seconds, keeping its rows done "
+                                          f"(default {PUBLIC_DEFAULTS.max_set_seconds:g})")
     parser.add_argument("--per-visitor", type=_number(int, low=0), default=PER_VISITOR, metavar="N",
                         help=f"requests one visitor may have running or waiting (default {PER_VISITOR}; 0 = no limit)")
     parser.add_argument("--proxy-hops", type=_number(int, low=0), default=1 if on_space else 0, metavar="N",
@@ -280,7 +286,8 @@ def _limits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Public
     if not args.public:
         return None
     try:
-        return PublicLimits(max_new_tokens=args.max_new_tokens_public, max_input_tokens=args.max_input_tokens_public)
+        return PublicLimits(max_new_tokens=args.max_new_tokens_public, max_input_tokens=args.max_input_tokens_public,
+                            max_set_tokens=args.max_set_tokens_public, max_set_seconds=args.max_set_seconds_public)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         parser.error(f"--{str(first['loc'][0]).replace('_', '-')}-public: {first['msg'].lower()}, got {first['input']}")
