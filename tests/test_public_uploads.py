@@ -295,8 +295,6 @@ def test_slow_headers_and_idle_connections_are_closed(registry, cache):
             for sock in socks:
                 sock.close()
             answered = http.get(app.url).status_code  # the server still serves
-            big_headers, _, _, _ = raw_request(app.url, f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                                                        f"X-Padding: {'a' * 2 * limits.max_header_bytes}\r\n\r\n")
             # a finished request's connection, left idle, is closed after keep_alive_s
             sock = socket.create_connection((host, port), timeout=5)
             sock.sendall(f"HEAD / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
@@ -311,11 +309,9 @@ def test_slow_headers_and_idle_connections_are_closed(registry, cache):
     slowest = max(closed_after.values())
     assert slowest < limits.header_timeout_s + 2, f"slowest closed after {slowest:.1f} s"
     assert answered == 200 and idle_closed < limits.keep_alive_s + 2, idle_closed
-    assert big_headers == 400, big_headers
     set_figures("public: body and slow-header limits", slow_connections=count, header_timeout_s=limits.header_timeout_s,
                 slow_closed=len(closed_after), slowest_closed_s=round(slowest, 2),
-                keep_alive_s=limits.keep_alive_s, idle_closed_s=round(idle_closed, 2),
-                max_header_bytes=limits.max_header_bytes, oversized_headers_status=big_headers)
+                keep_alive_s=limits.keep_alive_s, idle_closed_s=round(idle_closed, 2))
 
 
 # ----- the page -----

@@ -61,7 +61,7 @@ class IntakeLimits:
     bytes_total: int = 500 * MAX_UPLOAD_BYTES  # uploaded by everybody while Gradio keeps the files
     header_timeout_s: float = 10.0  # to send a request's headers, from the connection's start or last answer
     keep_alive_s: float = 5.0  # an idle connection between requests (uvicorn's default)
-    max_header_bytes: int = 16_384  # a request's line and headers (h11's default)
+    max_header_bytes: int = 16_384  # headers still arriving, h11's check (h11's default; not applied to headers sent whole)
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
