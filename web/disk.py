@@ -28,6 +28,8 @@ import gradio as gr
 
 from models.sets.rows import MAX_FILE_BYTES
 
+from .asgi import send_json
+
 MAX_UPLOAD_BYTES = MAX_FILE_BYTES  # a prompt-set file, the one upload a feature needs (1 MB)
 UPLOAD_REFUSED = b'{"detail": "This app takes no uploads."}'
 
@@ -137,10 +139,7 @@ class UploadGate:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if (scope["type"] == "http" and scope.get("method") == "POST"
                 and scope.get("path", "").rstrip("/").endswith("/gradio_api/upload") and not self._allowed(scope)):
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(UPLOAD_REFUSED)).encode())]})
-            await send({"type": "http.response.body", "body": UPLOAD_REFUSED})
+            await send_json(send, 403, UPLOAD_REFUSED)
             return
         await self.app(scope, receive, send)
 

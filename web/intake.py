@@ -39,7 +39,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .disk import MAX_UPLOAD_BYTES
 from .quiet import note
-from .visitors import visitor_address
+from .asgi import scope_header as _header
+from .asgi import scope_visitor as _visitor
+from .asgi import send_json
 
 MULTIPART_OVERHEAD = 16_384  # bytes a multipart body may carry besides its files (boundaries, part headers)
 UPLOAD_ROUTE = "/gradio_api/upload"
@@ -82,18 +84,7 @@ def _mb(size: int) -> str:
 
 async def _refuse(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     """Answer ``status`` with ``{"detail": message}`` and close the connection (the body is not read on)."""
-    body = json.dumps({"detail": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"), *headers]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
+    await send_json(send, status, json.dumps({"detail": message}).encode(), close=True, headers=headers)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -183,11 +174,6 @@ class BodyLimit:
         note("refused", scope.get("path", "?"), why, _visitor(scope, self.proxy_hops))
         await _refuse(send, 413, f"Refused: {why}; this server takes at most {_mb(self.max_body_bytes)} "
                                  "per request.")
-
-
-def _visitor(scope: Scope, proxy_hops: int) -> str:
-    client = scope.get("client")
-    return visitor_address(client[0] if client else None, _header(scope, b"x-forwarded-for"), proxy_hops)
 
 
 # ----- uploads -----

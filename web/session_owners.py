@@ -22,8 +22,9 @@ from urllib.parse import parse_qs
 
 import gradio as gr
 
+from .asgi import scope_visitor, send_json
 from .quiet import refuse
-from .visitors import request_visitor, visitor_address
+from .visitors import request_visitor
 
 MAX_SESSIONS = 50_000
 REFUSED = "This session was opened from another address: reload the page to start a session of your own."
@@ -95,16 +96,11 @@ class SessionGate:
             owners = getattr(getattr(scope.get("app"), "blocks", None), "session_owners", None)
             session_hash = _url_session(scope) if owners is not None else None
             if session_hash:
-                headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
-                client = scope.get("client")
-                visitor = visitor_address(client[0] if client else None, headers.get("x-forwarded-for"), owners.proxy_hops)
+                visitor = scope_visitor(scope, owners.proxy_hops)
                 if not owners.claim(session_hash, visitor):
                     owners.refused += 1
                     refuse(scope.get("path", "?"), REFUSED, visitor)  # the one log line
-                    await send({"type": "http.response.start", "status": 403,
-                                "headers": [(b"content-type", b"application/json"),
-                                            (b"content-length", str(len(REFUSED_BODY)).encode())]})
-                    await send({"type": "http.response.body", "body": REFUSED_BODY})
+                    await send_json(send, 403, REFUSED_BODY)
                     return
         await self.app(scope, receive, send)
 

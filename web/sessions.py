@@ -28,8 +28,8 @@ import gradio as gr
 from fastapi import HTTPException, status
 from gradio.state_holder import SessionState, StateHolder
 
+from .asgi import scope_visitor
 from .quiet import note
-from .visitors import visitor_address
 
 MAX_SESSIONS = 1_000  # sessions kept on a public deployment: about 290 MiB at 294 KiB each
 MAX_SESSIONS_PER_VISITOR = 32  # per address: tabs of one visitor, or visitors behind one NAT
@@ -50,9 +50,7 @@ class VisitorOfRequest:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        forwarded = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"), None)
-        token = _visitor.set(visitor_address(client[0] if client else None, forwarded, self.proxy_hops))
+        token = _visitor.set(scope_visitor(scope, self.proxy_hops))
         try:
             await self.app(scope, receive, send)
         finally:
